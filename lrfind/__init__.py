@@ -1,0 +1,51 @@
+"""lrfind: a learning-rate range test for PyTorch.
+
+    from lrfind import range_test
+    result = range_test(model, optimizer, loss_fn, train_loader, start_lr=1e-7, end_lr=10)
+    print(result.recommendation)
+
+Names are imported lazily so that `lrfind --help` does not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "range_test": "lrfind.sweep",
+    "RangeTestResult": "lrfind.sweep",
+    "StepRecord": "lrfind.sweep",
+    "analyze": "lrfind.analysis",
+    "Analysis": "lrfind.analysis",
+    "Recommendation": "lrfind.analysis",
+    "RunConfig": "lrfind.config",
+    "LrfindError": "lrfind.errors",
+}
+
+__all__ = [
+    "Analysis",
+    "LrfindError",
+    "RangeTestResult",
+    "Recommendation",
+    "RunConfig",
+    "StepRecord",
+    "__version__",
+    "analyze",
+    "range_test",
+]
+
+if TYPE_CHECKING:
+    from lrfind.analysis import Analysis, Recommendation, analyze
+    from lrfind.config import RunConfig
+    from lrfind.errors import LrfindError
+    from lrfind.sweep import RangeTestResult, StepRecord, range_test
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'lrfind' has no attribute {name!r}")

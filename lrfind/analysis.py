@@ -1,0 +1,385 @@
+"""Turn a loss-vs-LR curve into a recommendation. Pure numpy: no torch, no plotting.
+
+    from lrfind.analysis import analyze
+    analysis = analyze(lrs, losses, smoothing=0.9, divergence_factor=4.0, method="steepest")
+    analysis.recommendation.max_lr
+
+Pipeline: find where the sweep diverged (the same causal rule the engine stops on), smooth
+the usable part without lag, ask a suggestion method for the schedule's peak (`max_lr`), derive
+`base_lr` and a constant `lr` from the curve, then say in plain sentences what looks wrong.
+
+Suggestion methods share one signature, `method(curve) -> Suggestion | None`, and are
+registered by name in `METHODS`; `None` means the curve holds no answer for that method.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lrfind.errors import SweepError
+
+# A cycle needs amplitude: base_lr is never above this fraction of max_lr.
+MAX_BASE_FRACTION = 0.25
+# The loss "starts to fall" once this share of its total fall (start to minimum) is done.
+ONSET_FRACTION = 0.1
+# A constant rate sits this factor below the schedule's peak, which is only touched briefly.
+CONSTANT_LR_DIVISOR = 3.0
+# Fewer usable points than this and the curve is too coarse to trust.
+MIN_USABLE_POINTS = 10
+
+
+class OnlineEMA:
+    """Bias-corrected exponential moving average, one value at a time.
+
+    After n values it equals pandas' `ewm(alpha=1 - beta, adjust=True).mean()`; the bias
+    correction keeps the first values from being pulled towards zero.
+    """
+
+    def __init__(self, beta: float) -> None:
+        self.beta = beta
+        self._average = 0.0
+        self._count = 0
+
+    def update(self, value: float) -> float:
+        self._count += 1
+        self._average = self.beta * self._average + (1.0 - self.beta) * value
+        if self.beta == 0.0:
+            return self._average
+        return self._average / (1.0 - self.beta**self._count)
+
+
+def ema(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
+    """Causal smoothing: what the engine sees while sweeping. Lags by about 1/(1-beta) steps."""
+    tracker = OnlineEMA(beta)
+    return np.array([tracker.update(float(value)) for value in values], dtype=float)
+
+
+def zero_lag_smooth(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
+    """EMA forwards, then backwards over the result: the same smoothing, with no shift in LR.
+
+    The causal EMA places every feature about 1/(1-beta) steps too late, which moves a
+    suggestion towards larger (riskier) rates; running it back again cancels that delay.
+    """
+    forward = ema(values, beta)
+    return ema(forward[::-1], beta)[::-1]
+
+
+class DivergenceDetector:
+    """The one divergence rule, fed one loss at a time by the engine and by re-analysis.
+
+    The sweep has diverged at the first step where
+    - the loss is NaN or infinite, or
+    - the causal EMA exceeds `divergence_factor` x its best value (a loss that explodes), or
+    - after a clear fall, the causal EMA climbs back above where it started (a model that
+      collapses to chance, e.g. dead ReLUs: its loss returns to log(classes) instead of
+      exploding, and a ratio rule would never fire).
+
+    "Where it started" is the mean loss of the first `baseline_steps` steps; a fall is clear
+    when it exceeds three times their spread.
+    """
+
+    def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
+        self.divergence_factor = divergence_factor
+        self.baseline_steps = max(3, baseline_steps)
+        self._ema = OnlineEMA(smoothing)
+        self._baseline: list[float] = []
+        self._start_level = math.nan
+        self._start_spread = math.nan
+        self.best = math.inf
+        self.steps = 0
+
+    def update(self, loss: float) -> tuple[float, bool]:
+        """Return the causal smoothed loss and whether this step diverged."""
+        self.steps += 1
+        if not math.isfinite(loss):
+            return math.nan, True
+        smoothed = self._ema.update(loss)
+        self.best = min(self.best, smoothed)
+        if len(self._baseline) < self.baseline_steps:
+            self._baseline.append(loss)
+            if len(self._baseline) == self.baseline_steps:
+                self._start_level = float(np.mean(self._baseline))
+                self._start_spread = float(np.std(self._baseline))
+        exploded = self.steps > 1 and smoothed > self.divergence_factor * self.best
+        fell_clearly = self.best < self._start_level - 3 * self._start_spread
+        collapsed = fell_clearly and smoothed > self._start_level
+        return smoothed, exploded or collapsed
+
+
+def baseline_steps(total_steps: int) -> int:
+    """Steps that define the starting loss level: the first 5% of the sweep (at least 3)."""
+    return max(3, total_steps // 20)
+
+
+def divergence_index(
+    losses: np.ndarray, smoothing: float, divergence_factor: float, planned_steps: int | None = None
+) -> int | None:
+    """First step where `DivergenceDetector` fires, or None. Re-analysing a saved curve finds
+    the step the engine stopped at, given the same settings and planned step count."""
+    detector = DivergenceDetector(
+        smoothing, divergence_factor, baseline_steps(planned_steps or len(losses))
+    )
+    for index, loss in enumerate(losses):
+        _, diverged = detector.update(float(loss))
+        if diverged:
+            return index
+    return None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """The usable part of a sweep (before divergence), as the suggestion methods see it."""
+
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray  # zero-lag smoothed loss
+
+    @property
+    def log10_lrs(self) -> np.ndarray:
+        return np.log10(self.lrs)
+
+    @property
+    def min_index(self) -> int:
+        return int(np.argmin(self.smoothed))
+
+    def slopes(self) -> np.ndarray:
+        """d(smoothed loss) / d(log10 lr) at every point."""
+        if len(self.lrs) < 2:
+            return np.zeros(len(self.lrs))
+        return np.gradient(self.smoothed, self.log10_lrs)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    lr: float
+    index: int  # the point of the curve the suggestion was read from
+
+
+SuggestionMethod = Callable[[Curve], "Suggestion | None"]
+METHODS: dict[str, SuggestionMethod] = {}
+
+
+def register(name: str) -> Callable[[SuggestionMethod], SuggestionMethod]:
+    def decorate(method: SuggestionMethod) -> SuggestionMethod:
+        METHODS[name] = method
+        return method
+
+    return decorate
+
+
+@register("steepest")
+def steepest(curve: Curve) -> Suggestion | None:
+    """The LR where the smoothed loss falls fastest per decade, before its minimum."""
+    minimum = curve.min_index
+    if minimum < 2:
+        return None
+    index = int(np.argmin(curve.slopes()[: minimum + 1]))
+    return Suggestion(lr=float(curve.lrs[index]), index=index)
+
+
+@register("minimum")
+def minimum_over_ten(curve: Curve) -> Suggestion | None:
+    """A tenth of the LR at the smoothed loss minimum: the classic conservative rule."""
+    minimum = curve.min_index
+    if minimum < 1:
+        return None
+    return Suggestion(lr=float(curve.lrs[minimum]) / 10.0, index=minimum)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What `result.json` carries under `recommendation` (see DESIGN.md)."""
+
+    base_lr: float
+    max_lr: float
+    lr: float
+    method: str
+    confidence: str  # high, medium or low
+    confidence_reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "base_lr": self.base_lr,
+            "max_lr": self.max_lr,
+            "lr": self.lr,
+            "method": self.method,
+            "confidence": self.confidence,
+            "confidence_reasons": list(self.confidence_reasons),
+        }
+
+
+@dataclass(frozen=True)
+class Analysis:
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray  # zero-lag smoothed over the usable part; NaN from divergence on
+    divergence_index: int | None
+    min_index: int
+    suggestion_index: int | None
+    recommendation: Recommendation | None
+    diagnostics: list[str]
+
+    @property
+    def divergence_lr(self) -> float | None:
+        index = self.divergence_index
+        return None if index is None else float(self.lrs[index])
+
+    @property
+    def usable_points(self) -> int:
+        return len(self.lrs) if self.divergence_index is None else self.divergence_index
+
+
+def analyze(
+    lrs: Sequence[float] | np.ndarray,
+    losses: Sequence[float] | np.ndarray,
+    *,
+    smoothing: float = 0.9,
+    divergence_factor: float = 4.0,
+    method: str = "steepest",
+    planned_steps: int | None = None,
+) -> Analysis:
+    """Analyse one sweep. Raises `SweepError` when the first loss is already not finite.
+
+    `planned_steps` is the length the sweep was planned with (it sets the starting-level
+    window of the divergence rule); it defaults to the number of points given.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    lrs = np.asarray(lrs, dtype=float)
+    losses = np.asarray(losses, dtype=float)
+    if len(lrs) != len(losses) or len(lrs) == 0:
+        raise ValueError("lrs and losses must be non-empty and of equal length")
+    if not math.isfinite(losses[0]):
+        raise SweepError(
+            f"the loss was {losses[0]} at the very first step (lr={lrs[0]:g}), before any "
+            "training: the model, the data or the loss function produce non-finite values. "
+            "Check the inputs for NaN/inf and the loss for log(0); a lower --start-lr will "
+            "not help."
+        )
+
+    divergence = divergence_index(losses, smoothing, divergence_factor, planned_steps)
+    usable = len(losses) if divergence is None else max(divergence, 1)
+    smoothed = np.full(len(losses), np.nan)
+    smoothed[:usable] = zero_lag_smooth(losses[:usable], smoothing)
+    curve = Curve(lrs=lrs[:usable], losses=losses[:usable], smoothed=smoothed[:usable])
+
+    suggestion = METHODS[method](curve)
+    diagnostics = _diagnose(curve, divergence, len(losses))
+    recommendation = None
+    if suggestion is not None:
+        recommendation = _recommend(curve, suggestion, method, divergence, diagnostics)
+    return Analysis(
+        lrs=lrs,
+        losses=losses,
+        smoothed=smoothed,
+        divergence_index=divergence,
+        min_index=curve.min_index,
+        suggestion_index=None if suggestion is None else suggestion.index,
+        recommendation=recommendation,
+        diagnostics=diagnostics,
+    )
+
+
+def _noise(curve: Curve) -> float:
+    """Scale of the batch-to-batch noise: the spread of the raw loss around its smoothed
+    curve, as a median absolute deviation (scaled to a std) so that a few spikes do not
+    dominate it."""
+    if len(curve.losses) < 3:
+        return 0.0
+    residuals = curve.losses - curve.smoothed
+    return float(1.4826 * np.median(np.abs(residuals - np.median(residuals))))
+
+
+def _descent(curve: Curve) -> float:
+    """How far the smoothed loss falls from the start of the sweep to its minimum."""
+    return float(curve.smoothed[0] - curve.smoothed[curve.min_index])
+
+
+def _onset_index(curve: Curve) -> int:
+    """First point where the smoothed loss has done ONSET_FRACTION of its fall to the minimum."""
+    target = curve.smoothed[0] - ONSET_FRACTION * _descent(curve)
+    below = np.nonzero(curve.smoothed[: curve.min_index + 1] <= target)[0]
+    return int(below[0]) if len(below) else curve.min_index
+
+
+def _recommend(
+    curve: Curve,
+    suggestion: Suggestion,
+    method: str,
+    divergence: int | None,
+    diagnostics: list[str],
+) -> Recommendation:
+    """The documented rule from a suggestion to the three rates of the contract.
+
+    - max_lr: the method's suggestion (the schedule's peak).
+    - base_lr: where the loss starts to fall, but at most MAX_BASE_FRACTION of max_lr, so a
+      cyclical schedule always spans a real range.
+    - lr: max_lr / CONSTANT_LR_DIVISOR, for training at one constant rate.
+    """
+    max_lr = suggestion.lr
+    onset_lr = float(curve.lrs[_onset_index(curve)])
+    base_lr = min(onset_lr, MAX_BASE_FRACTION * max_lr)
+    confidence, reasons = _confidence(curve, suggestion, divergence, diagnostics)
+    return Recommendation(
+        base_lr=base_lr,
+        max_lr=max_lr,
+        lr=max_lr / CONSTANT_LR_DIVISOR,
+        method=method,
+        confidence=confidence,
+        confidence_reasons=reasons,
+    )
+
+
+def _confidence(
+    curve: Curve, suggestion: Suggestion, divergence: int | None, diagnostics: list[str]
+) -> tuple[str, list[str]]:
+    reasons = []
+    noise = _noise(curve)
+    descent = _descent(curve)
+    if divergence is None:
+        reasons.append("the loss never diverged, so the top of the usable range is not seen")
+    if len(curve.lrs) < 2 * MIN_USABLE_POINTS:
+        reasons.append(f"only {len(curve.lrs)} points before divergence")
+    if descent < 10 * noise:
+        reasons.append(
+            f"the loss falls by {descent:.3g}, less than 10x its batch noise ({noise:.3g})"
+        )
+    if suggestion.index in (0, len(curve.lrs) - 1):
+        reasons.append("the suggestion sits at the edge of the usable range")
+    if not reasons:
+        return "high", ["clear descent, clean divergence, enough points"]
+    level = "medium" if len(reasons) == 1 and not diagnostics else "low"
+    return level, reasons
+
+
+def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[str]:
+    """Plain sentences for what is wrong with the curve, each with what to do."""
+    lrs = curve.lrs
+    messages = []
+    if divergence is None:
+        messages.append(
+            f"The loss never diverged up to end_lr={lrs[-1]:.3g}: the highest useful rate may "
+            "lie above the sweep. Raise --end-lr (e.g. ten times higher) to see it."
+        )
+    elif divergence <= max(2, total_points // 10):
+        messages.append(
+            f"The loss diverged almost at once (step {divergence}, lr={lrs[0]:.3g} at the "
+            "start): the sweep began above the useful range. Lower --start-lr by a few decades."
+        )
+    if len(lrs) < MIN_USABLE_POINTS:
+        messages.append(
+            f"Only {len(lrs)} points precede the divergence, too few to analyse reliably. "
+            "Increase --steps or narrow the range with --start-lr/--end-lr."
+        )
+    descent = _descent(curve)
+    noise = _noise(curve)
+    if len(lrs) >= 3 and descent <= 3 * noise:
+        messages.append(
+            f"The loss shows no clear descent (it falls by {descent:.3g} against batch noise "
+            f"of {noise:.3g}). Widen the LR range, or reduce noise with a larger --batch-size."
+        )
+    return messages

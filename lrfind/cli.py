@@ -1,0 +1,307 @@
+"""The `lrfind` command line.
+
+    lrfind run --model lenet --dataset fashion-mnist
+    lrfind list
+    lrfind env
+
+The only module that talks to the terminal. Errors of the `LrfindError` family are caught in
+one place (`_reported_errors`) and printed without a traceback; torch is imported only by the
+commands that need it, so `lrfind --help` starts fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lrfind.errors import LrfindError
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from lrfind.pipeline import RunOutcome
+    from lrfind.sweep import StepRecord
+
+app = typer.Typer(
+    name="lrfind",
+    help="Learning-rate range test for PyTorch: sweep, find where the loss falls fastest and "
+    "where it diverges, and get base/max LR bounds for your schedule.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Print lrfind's own errors as one red paragraph and exit with their code."""
+    try:
+        yield
+    except LrfindError as error:
+        error_console.print(f"[bold red]Error:[/] {escape(str(error))}", soft_wrap=True)
+        raise typer.Exit(error.exit_code) from None
+    except KeyboardInterrupt:
+        error_console.print("[yellow]Interrupted; nothing was written.[/]")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+Opt = typer.Option
+
+
+@app.command()
+def run(
+    model: Annotated[
+        str | None, Opt(help="lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.")
+    ] = None,
+    dataset: Annotated[
+        str | None, Opt(help="fashion-mnist, mnist, file.py:fn or module:fn.")
+    ] = None,
+    data_dir: Annotated[Path | None, Opt(help="Folder searched first for dataset files.")] = None,
+    download: Annotated[
+        bool | None,
+        Opt(
+            "--download/--no-download",
+            help="Allow torchvision to download a missing built-in dataset. [default: download]",
+        ),
+    ] = None,
+    optimizer: Annotated[str | None, Opt(help="sgd, adam or adamw. [default: sgd]")] = None,
+    momentum: Annotated[float | None, Opt(help="SGD momentum. [default: 0]")] = None,
+    weight_decay: Annotated[float | None, Opt(help="Weight decay. [default: 0]")] = None,
+    batch_size: Annotated[int | None, Opt(help="Mini-batch size. [default: 256]")] = None,
+    start_lr: Annotated[float | None, Opt(help="First LR of the sweep. [default: 1e-7]")] = None,
+    end_lr: Annotated[float | None, Opt(help="Last LR of the sweep. [default: 10]")] = None,
+    steps: Annotated[
+        int | None, Opt(help="Number of mini-batches (LR steps). [default: 100]")
+    ] = None,
+    mode: Annotated[str | None, Opt(help="exp or linear LR growth. [default: exp]")] = None,
+    smoothing: Annotated[
+        float | None, Opt(help="EMA factor in [0, 1) for the loss. [default: 0.9]")
+    ] = None,
+    divergence_factor: Annotated[
+        float | None, Opt(help="Stop when the smoothed loss exceeds this x its best. [default: 4]")
+    ] = None,
+    method: Annotated[
+        str | None, Opt(help="Suggestion method: steepest or minimum. [default: steepest]")
+    ] = None,
+    seed: Annotated[
+        int | None, Opt(help="Seed for model init and data order. [default: 0]")
+    ] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps. [default: auto]")] = None,
+    out: Annotated[
+        Path | None, Opt(help="Run folder. [default: runs/<model>-<dataset>-<time>]")
+    ] = None,
+    overwrite: Annotated[
+        bool | None, Opt("--overwrite", help="Replace an existing run folder.")
+    ] = None,
+    quiet: Annotated[
+        bool | None, Opt("--quiet", "-q", help="No live progress, only the summary.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        Opt("--config", "-c", help="YAML, TOML or JSON file of options; flags override it."),
+    ] = None,
+) -> None:
+    """Sweep the LR, analyse the curve and write sweep.csv, sweep.png and result.json."""
+    flags = {key: value for key, value in locals().items() if key != "config" and value is not None}
+    with _reported_errors():
+        from lrfind.config import load_config_file, resolve_config
+
+        file_values = load_config_file(config) if config is not None else None
+        settings = resolve_config(
+            file_values, flags, source=str(config) if config else "config file"
+        )
+        outcome = _run_with_progress(settings)
+        _print_summary(outcome)
+        if outcome.result.recommendation is None:
+            error_console.print(
+                "[bold red]No recommendation:[/] the curve holds no usable descent. "
+                "See the diagnostics above; the curve was saved for inspection."
+            )
+            raise typer.Exit(1)
+
+
+def _run_with_progress(settings: Any) -> RunOutcome:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lrfind.pipeline import run as run_pipeline
+
+    progress: Progress | None = None
+    task: TaskID | None = None
+
+    def on_stage(name: str) -> None:
+        nonlocal progress, task
+        if settings.quiet:
+            return
+        if progress is not None:
+            progress.stop()
+            progress = None
+        if name == "sweeping":
+            progress = Progress(
+                TextColumn("[bold]sweeping[/]"),
+                BarColumn(),
+                TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
+                TextColumn("lr {task.fields[lr]:>9.3g}"),
+                TextColumn("loss {task.fields[loss]:>8.4g}"),
+                TimeElapsedColumn(),
+                console=error_console,
+                transient=False,
+            )
+            task = progress.add_task(
+                "sweep", total=settings.steps, lr=float("nan"), loss=float("nan")
+            )
+            progress.start()
+        else:
+            error_console.print(f"[dim]{name}...[/]")
+
+    def on_step(record: StepRecord) -> None:
+        if progress is not None and task is not None:
+            progress.update(
+                task, completed=record.step + 1, lr=record.lr, loss=record.smoothed_loss
+            )
+
+    try:
+        return run_pipeline(settings, on_stage=on_stage, on_step=on_step)
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
+def _print_summary(outcome: RunOutcome) -> None:
+    document = outcome.document
+    recommendation = document["recommendation"]
+    sweep = document["sweep"]
+    table = Table(title="lrfind recommendation", show_header=True, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    for key, meaning in (
+        ("base_lr", "low bound of a cyclical schedule"),
+        ("max_lr", "peak of a cyclical / one-cycle schedule"),
+        ("lr", "a single constant rate"),
+    ):
+        value = recommendation[key]
+        table.add_row(key, "-" if value is None else f"{value:.3g}", meaning)
+    table.add_row(
+        "confidence", recommendation["confidence"], "; ".join(recommendation["confidence_reasons"])
+    )
+    divergence = sweep["divergence_lr"]
+    table.add_row(
+        "stop",
+        sweep["stop_reason"],
+        f"{sweep['steps_run']}/{sweep['steps_planned']} steps"
+        + ("" if divergence is None else f", diverged at lr {divergence:.3g}"),
+    )
+    console.print(table)
+    for message in recommendation["diagnostics"]:
+        console.print(f"[yellow]![/] {escape(message)}", soft_wrap=True)
+    schedules = recommendation["schedules"]
+    if schedules:
+        onecycle = schedules["onecycle"]
+        triangular = schedules["cyclic"]["triangular"]
+        step_size = triangular.get(
+            "step_size_up", f"{triangular['step_size_up_epochs']} * steps_per_epoch"
+        )
+        console.print("[bold]Paste into your training script:[/]")
+        console.print(
+            f"  OneCycleLR(optimizer, max_lr={onecycle['max_lr']:.3g}, "
+            f"div_factor={onecycle['div_factor']:.3g}, pct_start={onecycle['pct_start']}, "
+            "total_steps=...)",
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(
+            f"  CyclicLR(optimizer, base_lr={triangular['base_lr']:.3g}, "
+            f"max_lr={triangular['max_lr']:.3g}, step_size_up={step_size}, mode='triangular')",
+            soft_wrap=True,
+            highlight=False,
+        )
+    seconds = document["timings"]["total_s"]
+    console.print(
+        f"Wrote {escape(str(outcome.out))}/ (sweep.csv, sweep.png, result.json) "
+        f"in {seconds:.1f} s.",
+        soft_wrap=True,
+    )
+
+
+@app.command("list")
+def list_specs() -> None:
+    """List built-in models and datasets, and the other spec forms."""
+    from lrfind.data import BUILTIN_DATASETS
+    from lrfind.models import BUILTIN_MODELS
+
+    models = Table(title="models", show_header=True, header_style="bold")
+    models.add_column("name")
+    models.add_column("description")
+    for name, builtin in BUILTIN_MODELS.items():
+        models.add_row(name, builtin.description)
+    models.add_row(
+        "torchvision:<name>", "any torchvision classifier, adapted to channels and classes"
+    )
+    models.add_row("file.py:fn / module:fn", "your factory returning an nn.Module")
+    console.print(models)
+    datasets = Table(title="datasets", show_header=True, header_style="bold")
+    datasets.add_column("name")
+    datasets.add_column("classes")
+    datasets.add_column("offline source")
+    for name, dataset in BUILTIN_DATASETS.items():
+        source = dataset.system_dirs[0] + (
+            f" (apt: {dataset.apt_package})" if dataset.apt_package else ""
+        )
+        datasets.add_row(name, str(dataset.num_classes), source)
+    datasets.add_row("file.py:fn / module:fn", "-", "your factory returning a torch Dataset")
+    console.print(datasets)
+
+
+@app.command()
+def env() -> None:
+    """Print versions, devices and where datasets were found, for bug reports."""
+    from lrfind.data import BUILTIN_DATASETS, cache_dir, locate
+    from lrfind.environment import (
+        device_report,
+        environment_summary,
+        package_versions,
+        resolve_device,
+    )
+
+    with _reported_errors():
+        devices = device_report()
+        summary = environment_summary(resolve_device("auto"))
+        table = Table(title="lrfind environment", show_header=False)
+        table.add_column("item")
+        table.add_column("value")
+        table.add_row("python", summary["python"])
+        table.add_row("platform", summary["platform"])
+        for name, version in package_versions().items():
+            table.add_row(name, version or "not installed")
+        table.add_row("auto device", f"{devices['auto_device']} ({summary['device_name']})")
+        table.add_row(
+            "cuda",
+            f"{devices['cuda_available']} (build {devices['cuda_version']}) "
+            + ", ".join(devices["cuda_devices"]),
+        )
+        table.add_row("mps", str(devices["mps_available"]))
+        table.add_row("cpu threads", str(devices["cpu_threads"]))
+        table.add_row("cache dir", str(cache_dir()))
+        for name, dataset in BUILTIN_DATASETS.items():
+            found = locate(dataset, None)
+            table.add_row(f"data: {name}", str(found[0].parent) if found else "not found")
+        console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

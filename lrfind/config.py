@@ -1,0 +1,289 @@
+"""Every option of lrfind, its default and why, and how options are loaded and checked.
+
+    lrfind run --config configs/sweep-lenet-sgd.yaml --steps 200
+
+Precedence is defaults < config file < command-line flags. Config files are YAML, TOML or
+JSON mappings whose keys are the option names (`start_lr` or `start-lr`). Every value is
+checked before any work starts, and a bad one raises `ConfigError` naming the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from lrfind.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+MODES = ("exp", "linear")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class SweepSettings:
+    """The knobs of one LR range test, shared by the CLI and `lrfind.range_test`."""
+
+    start_lr: float = 1e-7  # below any useful rate for common models, so the flat start is seen
+    end_lr: float = 10.0  # above where SGD and Adam diverge on common models
+    steps: int = 100  # enough points for a readable curve; seconds on a small CPU model
+    mode: str = "exp"  # an exponential ramp spends equal steps on every decade
+    smoothing: float = 0.9  # EMA beta: about 10 steps of memory, a tenth of the default sweep
+    divergence_factor: float = 4.0  # stop once the smoothed loss exceeds 4x its best so far
+
+    def __post_init__(self) -> None:
+        _check_positive("start_lr", self.start_lr)
+        _check_positive("end_lr", self.end_lr)
+        if self.start_lr >= self.end_lr:
+            raise ConfigError(
+                f"start_lr must be below end_lr; got {self.start_lr:g} >= {self.end_lr:g}. "
+                "Swap them or widen the range (e.g. --start-lr 1e-7 --end-lr 10)."
+            )
+        if not 10 <= self.steps <= 1_000_000:
+            raise ConfigError(
+                f"steps must be between 10 and 1000000; got {self.steps}. A curve needs at "
+                "least 10 points to analyse; 100 is a good default (--steps 100)."
+            )
+        _check_choice("mode", self.mode, MODES)
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ConfigError(
+                f"smoothing is an EMA factor in [0, 1); got {self.smoothing:g}. "
+                "Use 0 for no smoothing or e.g. --smoothing 0.9."
+            )
+        if not self.divergence_factor > 1.0 or not math.isfinite(self.divergence_factor):
+            raise ConfigError(
+                f"divergence_factor must be a finite number above 1; got "
+                f"{self.divergence_factor:g}. The sweep stops when the smoothed loss exceeds "
+                "this multiple of its best value; 4 is typical (--divergence-factor 4)."
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything `lrfind run` needs. Construction validates every field."""
+
+    model: str = "lenet"  # the network of the Fashion-MNIST chapter this tool grew from
+    dataset: str = "fashion-mnist"  # real, small, and packaged offline by Debian
+    data_dir: Path | None = None  # searched first; then $LRFIND_DATA_DIR, cache, system dirs
+    download: bool = True  # fetch through torchvision only when no local copy is found
+    optimizer: str = "sgd"  # plain SGD, as in the chapter; its LR range is the most sensitive
+    momentum: float = 0.0  # plain SGD by default; 0.9 is the usual choice with momentum
+    weight_decay: float = 0.0  # no regularisation: the sweep is about optimisation speed
+    batch_size: int = 256  # what the chapter used; large enough for a low-noise curve
+    start_lr: float = SweepSettings.start_lr
+    end_lr: float = SweepSettings.end_lr
+    steps: int = SweepSettings.steps
+    mode: str = SweepSettings.mode
+    smoothing: float = SweepSettings.smoothing
+    divergence_factor: float = SweepSettings.divergence_factor
+    method: str = "steepest"  # how the curve becomes a suggestion; see lrfind.analysis
+    seed: int = 0  # the sweep is deterministic for a given seed; recorded in result.json
+    device: str = "auto"  # cuda, then mps, then cpu
+    out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
+    overwrite: bool = False  # never replace an existing run folder unless asked
+    quiet: bool = False  # no live progress, only the summary
+
+    def __post_init__(self) -> None:
+        self.sweep_settings()  # validates the sweep fields
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        _check_choice("device", self.device, DEVICES)
+        if self.batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be a positive integer; got {self.batch_size}. "
+                "Try --batch-size 256."
+            )
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(
+                f"momentum must be in [0, 1); got {self.momentum:g}. Use 0 for plain SGD "
+                "or 0.9 for the usual momentum SGD."
+            )
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(
+                f"momentum applies to --optimizer sgd only; got momentum {self.momentum:g} "
+                f"with {self.optimizer}, whose momentum lives in its betas. Drop --momentum."
+            )
+        if not self.weight_decay >= 0.0 or not math.isfinite(self.weight_decay):
+            raise ConfigError(
+                f"weight_decay must be zero or positive; got {self.weight_decay:g}. "
+                "Try --weight-decay 0 or 5e-4."
+            )
+        if self.seed < 0:
+            raise ConfigError(f"seed must be zero or positive; got {self.seed}. Try --seed 0.")
+        if not self.model.strip():
+            raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
+        if not self.dataset.strip():
+            raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
+        from lrfind.analysis import METHODS  # numpy only; deferred to keep --help fast
+
+        _check_choice("method", self.method, tuple(METHODS))
+
+    def sweep_settings(self) -> SweepSettings:
+        return SweepSettings(
+            start_lr=self.start_lr,
+            end_lr=self.end_lr,
+            steps=self.steps,
+            mode=self.mode,
+            smoothing=self.smoothing,
+            divergence_factor=self.divergence_factor,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, paths as strings, in field order."""
+        return {
+            field.name: (str(value) if isinstance(value, Path) else value)
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(
+            f"{name} must be a positive, finite number; got {value:g}. Pass e.g. {flag} 1e-3."
+        )
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading and merging
+
+
+def field_names() -> list[str]:
+    return [field.name for field in dataclasses.fields(RunConfig)]
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """Read a YAML, TOML or JSON mapping of options; values are checked by `resolve_config`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist. Check the path given to --config.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}.") from None
+    suffix = path.suffix.lower()
+    if suffix in (".yaml", ".yml"):
+        document = _parse_yaml(path, text)
+    elif suffix == ".toml":
+        try:
+            document = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {path} is not valid TOML: {error}.") from None
+    elif suffix == ".json":
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(
+                f"config file {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+                f"column {error.colno}."
+            ) from None
+    else:
+        raise ConfigError(
+            f"config file {path} has an unknown extension {suffix!r}; "
+            "use .yaml, .yml, .toml or .json."
+        )
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of option names to values "
+            f"(e.g. `steps: 100`); it holds a {type(document).__name__}."
+        )
+    return document
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = ""
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(
+            f"config file {path} is not valid YAML{where}: {problem}. Only plain YAML is "
+            "accepted (no custom tags)."
+        ) from None
+
+
+def resolve_config(
+    file_values: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    source: str = "config file",
+) -> RunConfig:
+    """Merge defaults < file values < overrides into a validated `RunConfig`."""
+    hints = typing.get_type_hints(RunConfig)
+    merged: dict[str, Any] = {}
+    for origin, values in ((source, file_values or {}), ("flags", overrides or {})):
+        for raw_key, value in values.items():
+            key = str(raw_key).replace("-", "_")
+            if key not in hints:
+                raise ConfigError(_unknown_key_message(str(raw_key), origin))
+            merged[key] = _coerce(key, value, hints[key], origin)
+    return RunConfig(**merged)
+
+
+def _unknown_key_message(key: str, origin: str) -> str:
+    names = field_names()
+    close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return f"unknown option {key!r} in {origin}.{hint} Valid options: {', '.join(names)}."
+
+
+def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
+    """Turn a file value into the field's type, or say which key has which bad value."""
+    optional = type(None) in typing.get_args(hint)
+    base = next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key} in {origin} is empty; give it a value or remove the line.")
+    expected = {bool: "true or false", int: "an integer", float: "a number"}.get(base, "text")
+    bad = ConfigError(f"{key} in {origin} must be {expected}; got {value!r}.")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if base is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if base is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            # YAML 1.1 reads `1e-7` (no dot) as a string; accept it as the number it means.
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if base is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value).expanduser()
+        raise bad
+    if isinstance(value, str):
+        return value
+    raise bad

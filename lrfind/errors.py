@@ -1,0 +1,37 @@
+"""The one exception family of lrfind.
+
+The CLI catches `LrfindError` in one place and prints its message without a traceback, so
+every message must stand alone: name the bad value and say how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class LrfindError(Exception):
+    """Base of every error lrfind reports to a user. `exit_code` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class ConfigError(LrfindError):
+    """An option, flag or config file has a bad value. A usage error, so exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(LrfindError):
+    """A model or dataset spec cannot be resolved (unknown name, missing file or function)."""
+
+    exit_code = 2
+
+
+class DataError(LrfindError):
+    """Dataset files are missing, unreadable or corrupt."""
+
+
+class SweepError(LrfindError):
+    """The range test itself cannot proceed (e.g. the loss is NaN before any training)."""
+
+
+class OutputError(LrfindError):
+    """Results cannot be written (folder exists, not writable, disk full)."""

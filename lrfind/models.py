@@ -1,0 +1,233 @@
+"""Models by spec: built-in names, `torchvision:<name>`, or a user factory.
+
+    lrfind run --model lenet            # built-in (see `lrfind list`)
+    lrfind run --model torchvision:resnet18
+    lrfind run --model my_models.py:build   # build(num_classes=..., in_channels=...) -> Module
+
+Built-in and torchvision models are sized to the dataset's channels and classes. Factories are
+called with the keyword arguments they accept among `num_classes`, `in_channels` and
+`input_shape`. `check_model_fits` runs one tiny batch so shape problems surface as a clear
+error before the sweep, not as a stack trace in the middle of it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lrfind.errors import SpecError
+from lrfind.factories import call_factory, is_factory_spec, load_factory
+
+TORCHVISION_PREFIX = "torchvision:"
+
+
+def _conv_out(size: int, kernel: int, padding: int = 0) -> int:
+    return size + 2 * padding - kernel + 1
+
+
+def lenet(in_channels: int, height: int, width: int, num_classes: int) -> nn.Module:
+    """Modern LeNet-5: ReLU and max-pooling instead of sigmoid and average pooling."""
+    out_height = _conv_out(_conv_out(height, 5, 2) // 2, 5) // 2
+    out_width = _conv_out(_conv_out(width, 5, 2) // 2, 5) // 2
+    if out_height < 1 or out_width < 1:
+        raise SpecError(
+            f"lenet needs images of at least 12x12 pixels; got {height}x{width}. "
+            "Use --model mlp or a factory model for smaller inputs."
+        )
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * out_height * out_width, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+
+
+def mlp(in_channels: int, height: int, width: int, num_classes: int) -> nn.Module:
+    """The 300-100 multilayer perceptron of the classic MNIST benchmarks."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * height * width, 300),
+        nn.ReLU(),
+        nn.Linear(300, 100),
+        nn.ReLU(),
+        nn.Linear(100, num_classes),
+    )
+
+
+def cnn(in_channels: int, height: int, width: int, num_classes: int) -> nn.Module:
+    """A small modern CNN: two 5x5 convs, spatial dropout, global average pooling."""
+    if height < 4 or width < 4:
+        raise SpecError(f"cnn needs images of at least 4x4 pixels; got {height}x{width}.")
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout2d(0.25),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 128),
+        nn.ReLU(),
+        nn.Linear(128, num_classes),
+    )
+
+
+@dataclass(frozen=True)
+class BuiltinModel:
+    build: Callable[[int, int, int, int], nn.Module]
+    description: str
+
+
+BUILTIN_MODELS = {
+    "lenet": BuiltinModel(lenet, "LeNet-5, modern: conv6-conv16 5x5, max-pool, dense 120-84"),
+    "mlp": BuiltinModel(mlp, "multilayer perceptron, dense 300-100, ReLU"),
+    "cnn": BuiltinModel(cnn, "conv16-conv32 5x5, spatial dropout, global avg pool, dense 128"),
+}
+
+
+def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """A freshly initialised model for inputs of `input_shape` (C, H, W) and `num_classes`."""
+    if spec in BUILTIN_MODELS:
+        channels, height, width = _image_shape(spec, input_shape)
+        return BUILTIN_MODELS[spec].build(channels, height, width, num_classes)
+    if spec.startswith(TORCHVISION_PREFIX):
+        channels, _, _ = _image_shape(spec, input_shape)
+        return _torchvision_model(spec[len(TORCHVISION_PREFIX) :], channels, num_classes)
+    if is_factory_spec(spec):
+        factory = load_factory(spec, "model")
+        model = call_factory(
+            factory,
+            spec,
+            "model",
+            num_classes=num_classes,
+            in_channels=input_shape[0] if input_shape else 1,
+            input_shape=tuple(input_shape),
+        )
+        if not isinstance(model, nn.Module):
+            raise SpecError(
+                f"model factory {spec!r} returned a {type(model).__name__}, not a "
+                "torch.nn.Module. Return the model instance (e.g. `return MyNet()`)."
+            )
+        return model
+    close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise SpecError(
+        f"unknown model {spec!r}.{hint} Built-in models: {', '.join(BUILTIN_MODELS)}; also "
+        "torchvision:<name> (e.g. torchvision:resnet18), path/to/file.py:function or "
+        "package.module:function returning an nn.Module."
+    )
+
+
+def _image_shape(spec: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(input_shape) != 3:
+        raise SpecError(
+            f"model {spec!r} expects image inputs (channels, height, width); the dataset "
+            f"gives inputs of shape {tuple(input_shape)}. Use a factory model for such data."
+        )
+    channels, height, width = (int(size) for size in input_shape)
+    return channels, height, width
+
+
+def _torchvision_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    import torchvision.models
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise SpecError(
+            f"torchvision has no classification model {name!r}.{hint} "
+            "See torchvision.models.list_models() for all of them."
+        )
+    try:
+        model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+    except Exception as error:
+        raise SpecError(
+            f"torchvision:{name} cannot be built for {num_classes} classes: {error}."
+        ) from None
+    _adapt_first_conv(model, name, in_channels)
+    return model
+
+
+def _adapt_first_conv(model: nn.Module, name: str, in_channels: int) -> None:
+    """Swap the first convolution for one taking `in_channels`, keeping its other settings."""
+    first = next(
+        ((path, module) for path, module in model.named_modules() if isinstance(module, nn.Conv2d)),
+        None,
+    )
+    if first is None or first[1].groups != 1:
+        raise SpecError(
+            f"torchvision:{name} cannot be adapted to {in_channels}-channel inputs (no plain "
+            "first Conv2d found). Wrap it in a factory that adapts its input yourself."
+        )
+    path, conv = first
+    if conv.in_channels == in_channels:
+        return
+    replacement = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        bias=conv.bias is not None,
+        padding_mode=conv.padding_mode,
+    )
+    parent_path, _, attribute = path.rpartition(".")
+    setattr(model.get_submodule(parent_path), attribute, replacement)
+
+
+def check_model_fits(
+    model: nn.Module, sample_inputs: torch.Tensor, num_classes: int | None, spec: str
+) -> None:
+    """One forward pass on a tiny batch: the model must accept the inputs and give
+    (batch, num_classes) logits for cross-entropy. Raises SpecError with the shapes if not."""
+    if not any(parameter.requires_grad for parameter in model.parameters()):
+        raise SpecError(
+            f"model {spec!r} has no trainable parameters, so there is no learning rate to "
+            "find. Unfreeze some layers (requires_grad=True)."
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(sample_inputs)
+    except Exception as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise SpecError(
+            f"model {spec!r} cannot take inputs of shape {tuple(sample_inputs.shape)}: "
+            f"{type(error).__name__}: {message}. Choose a model made for this input size, "
+            "or a factory model that adapts to it."
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
+        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
+        raise SpecError(
+            f"model {spec!r} returns {shape} for a batch of shape "
+            f"{tuple(sample_inputs.shape)}; cross-entropy needs (batch, classes) logits."
+        )
+    if num_classes is not None and outputs.shape[1] != num_classes:
+        raise SpecError(
+            f"model {spec!r} returns {outputs.shape[1]} outputs per sample, but the dataset "
+            f"has {num_classes} classes; output shape {tuple(outputs.shape)} does not fit. "
+            "Build the model with num_classes outputs."
+        )
+
+
+def model_names() -> list[str]:
+    return list(BUILTIN_MODELS)

@@ -1,0 +1,226 @@
+"""The LR range test engine: any model, optimizer, loss and loader.
+
+    from lrfind import range_test
+    result = range_test(model, optimizer, torch.nn.functional.cross_entropy, loader)
+    result.recommendation.max_lr
+
+The LR grows every mini-batch from start_lr to end_lr while the loss of each batch is
+recorded; the sweep stops early once the loss diverges. The model's and optimizer's state
+are restored afterwards (also on error), so the caller can train the same objects next.
+The engine never prints: progress goes to `callback`, one `StepRecord` per step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrfind.analysis import Analysis, DivergenceDetector, Recommendation, analyze, baseline_steps
+from lrfind.config import SweepSettings
+from lrfind.errors import SweepError
+from lrfind.schedules import sweep_lrs
+
+STOP_COMPLETED = "completed"  # every planned step ran
+STOP_DIVERGED = "diverged"  # see analysis.DivergenceDetector
+STOP_NON_FINITE = "non_finite"  # a loss was NaN or infinite
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    step: int
+    lr: float
+    loss: float
+    smoothed_loss: float  # causal EMA, the value the divergence rule watches
+
+
+@dataclass(frozen=True)
+class RangeTestResult:
+    records: list[StepRecord]
+    stop_reason: str
+    settings: SweepSettings
+    analysis: Analysis
+    sweep_seconds: float
+
+    @property
+    def lrs(self) -> np.ndarray:
+        return np.array([record.lr for record in self.records])
+
+    @property
+    def losses(self) -> np.ndarray:
+        return np.array([record.loss for record in self.records])
+
+    @property
+    def recommendation(self) -> Recommendation | None:
+        return self.analysis.recommendation
+
+
+LossFunction = Callable[[Any, Any], torch.Tensor]
+
+
+def range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    train_loader: Iterable[Any],
+    *,
+    start_lr: float = SweepSettings.start_lr,
+    end_lr: float = SweepSettings.end_lr,
+    steps: int = SweepSettings.steps,
+    mode: str = SweepSettings.mode,
+    smoothing: float = SweepSettings.smoothing,
+    divergence_factor: float = SweepSettings.divergence_factor,
+    method: str = "steepest",
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    callback: Callable[[StepRecord], None] | None = None,
+) -> RangeTestResult:
+    """Run one LR range test and analyse it.
+
+    `train_loader` yields `(inputs, targets)` batches and is re-iterated when it runs out.
+    Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
+    `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
+    `device` defaults to the device of the model's first parameter.
+    """
+    settings = SweepSettings(
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        mode=mode,
+        smoothing=smoothing,
+        divergence_factor=divergence_factor,
+    )
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+
+    model_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    started = time.perf_counter()
+    try:
+        with _seeded(seed, device):
+            records, stop_reason = _sweep(
+                model, optimizer, loss_fn, train_loader, settings, device, callback
+            )
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        model.train(was_training)
+    sweep_seconds = time.perf_counter() - started
+
+    analysis = analyze(
+        [record.lr for record in records],
+        [record.loss for record in records],
+        smoothing=smoothing,
+        divergence_factor=divergence_factor,
+        method=method,
+        planned_steps=steps,
+    )
+    return RangeTestResult(
+        records=records,
+        stop_reason=stop_reason,
+        settings=settings,
+        analysis=analysis,
+        sweep_seconds=sweep_seconds,
+    )
+
+
+def _sweep(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    train_loader: Iterable[Any],
+    settings: SweepSettings,
+    device: torch.device,
+    callback: Callable[[StepRecord], None] | None,
+) -> tuple[list[StepRecord], str]:
+    groups = optimizer.param_groups
+    reference_lr = float(groups[0].get("lr", 0.0))
+    ratios = [
+        float(group.get("lr", 0.0)) / reference_lr if reference_lr else 1.0 for group in groups
+    ]
+    detector = DivergenceDetector(
+        settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
+    )
+    records: list[StepRecord] = []
+    batches = _endless(train_loader)
+    model.train()
+
+    planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
+    for step, lr in enumerate(planned):
+        for group, ratio in zip(groups, ratios, strict=True):
+            group["lr"] = lr * ratio
+        inputs, targets = _to_device(next(batches), device)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+
+        value = float(loss.item())
+        if step == 0 and not math.isfinite(value):
+            raise SweepError(
+                f"the loss was {value} at the very first step (lr={lr:g}), before any "
+                "training: the model, the data or the loss function produce non-finite "
+                "values. Check the inputs for NaN/inf and the loss for log(0)."
+            )
+        smoothed, diverged = detector.update(value)
+        record = StepRecord(step, lr, value, smoothed)
+        records.append(record)
+        if callback is not None:
+            callback(record)
+        if diverged:
+            return records, STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
+    return records, STOP_COMPLETED
+
+
+def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+    """Batches forever: start the loader again whenever it runs out."""
+    for epoch in itertools.count():
+        produced = False
+        for batch in loader:
+            produced = True
+            yield batch
+        if not produced:
+            raise SweepError(
+                "the train loader produced no batches"
+                + (" after its first pass" if epoch else "")
+                + ". Check that the dataset is not empty and that batch_size <= its size "
+                "when drop_last=True."
+            )
+
+
+def _to_device(batch: Any, device: torch.device) -> tuple[Any, Any]:
+    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+        raise SweepError(
+            f"each batch must be an (inputs, targets) pair; the loader gave a "
+            f"{type(batch).__name__}. Wrap the dataset so that it returns pairs."
+        )
+    inputs, targets = batch[0], batch[1]
+    return _move(inputs, device), _move(targets, device)
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    return value
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    if seed is None:
+        yield
+        return
+    cuda_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        yield
