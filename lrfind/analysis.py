@@ -79,7 +79,7 @@ class DivergenceDetector:
       exploding, and a ratio rule would never fire).
 
     "Where it started" is the mean loss of the first `baseline_steps` steps; a fall is clear
-    when it exceeds three times their spread.
+    when it exceeds three times their spread (and 0.1% of the level, for noiseless losses).
     """
 
     def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
@@ -105,7 +105,8 @@ class DivergenceDetector:
                 self._start_level = float(np.mean(self._baseline))
                 self._start_spread = float(np.std(self._baseline))
         exploded = self.steps > 1 and smoothed > self.divergence_factor * self.best
-        fell_clearly = self.best < self._start_level - 3 * self._start_spread
+        margin = max(3 * self._start_spread, 1e-3 * abs(self._start_level))
+        fell_clearly = self.best < self._start_level - margin
         collapsed = fell_clearly and smoothed > self._start_level
         return smoothed, exploded or collapsed
 
@@ -285,13 +286,17 @@ def analyze(
 
 
 def _noise(curve: Curve) -> float:
-    """Scale of the batch-to-batch noise: the spread of the raw loss around its smoothed
-    curve, as a median absolute deviation (scaled to a std) so that a few spikes do not
-    dominate it."""
+    """Scale of the batch-to-batch noise, as a standard deviation.
+
+    Estimated from differences of consecutive raw losses, which cancel the slow trend of the
+    curve (residuals around the smoothed curve would count its bends as noise), with a
+    median absolute deviation so that a few spikes do not dominate it.
+    """
     if len(curve.losses) < 3:
         return 0.0
-    residuals = curve.losses - curve.smoothed
-    return float(1.4826 * np.median(np.abs(residuals - np.median(residuals))))
+    differences = np.diff(curve.losses)
+    spread = 1.4826 * np.median(np.abs(differences - np.median(differences)))
+    return float(spread / math.sqrt(2.0))
 
 
 def _descent(curve: Curve) -> float:

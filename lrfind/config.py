@@ -13,12 +13,11 @@ import dataclasses
 import difflib
 import json
 import math
+import tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from lrfind.errors import ConfigError
 

@@ -66,6 +66,9 @@ def _load_file(path: Path, spec: str, kind: str) -> Any:
             f"(relative to the current directory) before the colon."
         )
     module_name = f"lrfind_user_{kind}_{path.stem}"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded  # resolved once already (specs are checked before they are built)
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     if module_spec is None or module_spec.loader is None:
         raise SpecError(f"{kind} spec {spec!r}: {path} cannot be loaded as a Python module.")

@@ -132,6 +132,18 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn
     )
 
 
+def check_model_spec(spec: str) -> None:
+    """Resolve a spec without building it, so a bad one fails before any data is loaded."""
+    if spec in BUILTIN_MODELS:
+        return
+    if spec.startswith(TORCHVISION_PREFIX):
+        _torchvision_name(spec[len(TORCHVISION_PREFIX) :])
+    elif is_factory_spec(spec):
+        load_factory(spec, "model")
+    else:
+        build_model(spec, (1, 1, 1), 1)  # raises the unknown-model message
+
+
 def _image_shape(spec: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(input_shape) != 3:
         raise SpecError(
@@ -145,14 +157,7 @@ def _image_shape(spec: str, input_shape: tuple[int, ...]) -> tuple[int, int, int
 def _torchvision_model(name: str, in_channels: int, num_classes: int) -> nn.Module:
     import torchvision.models
 
-    available = torchvision.models.list_models(module=torchvision.models)
-    if name not in available:
-        close = difflib.get_close_matches(name, available, n=3)
-        hint = f" Close names: {', '.join(close)}." if close else ""
-        raise SpecError(
-            f"torchvision has no classification model {name!r}.{hint} "
-            "See torchvision.models.list_models() for all of them."
-        )
+    _torchvision_name(name)
     try:
         model = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
     except Exception as error:
@@ -161,6 +166,19 @@ def _torchvision_model(name: str, in_channels: int, num_classes: int) -> nn.Modu
         ) from None
     _adapt_first_conv(model, name, in_channels)
     return model
+
+
+def _torchvision_name(name: str) -> None:
+    import torchvision.models
+
+    available = torchvision.models.list_models(module=torchvision.models)
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f" Close names: {', '.join(close)}." if close else ""
+        raise SpecError(
+            f"torchvision has no classification model {name!r}.{hint} "
+            "See torchvision.models.list_models() for all of them."
+        )
 
 
 def _adapt_first_conv(model: nn.Module, name: str, in_channels: int) -> None:

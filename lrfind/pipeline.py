@@ -81,6 +81,7 @@ def run(
     started = time.perf_counter()
     timings: dict[str, float] = {}
     datasets.check_dataset_spec(config.dataset)
+    models.check_model_spec(config.model)
     out = config.out or default_out(config)
     check_run_folder(out, config.overwrite)
     device = resolve_device(config.device)

@@ -1,0 +1,96 @@
+"""Shared fixtures: real-format IDX files built on the spot, and the real Fashion-MNIST."""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lrfind import data
+
+REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode an array in the IDX format (big-endian header, then the raw values)."""
+    array = np.asarray(array)
+    dtype = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
+    header = bytes([0, 0, IDX_TYPE_CODES[np.dtype(dtype)], array.ndim])
+    header += b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+    return header + array.astype(dtype).tobytes()
+
+
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    raw = idx_bytes(array)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def learnable_images(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 uint8 images whose class is a bright 7x7 block at one of ten places, in noise.
+
+    A small network learns this in a few dozen steps, so sweeps over it have real structure:
+    a flat start, a descent, and divergence at high rates.
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, size=count).astype(np.uint8)
+    images = rng.integers(0, 60, size=(count, 28, 28)).astype(np.uint8)
+    for index, label in enumerate(labels):
+        row, column = divmod(int(label), 5)
+        top, left = 3 + row * 12, 1 + column * 5
+        images[index, top : top + 7, left : left + 5] = 200
+    return images, labels
+
+
+def write_mnist_files(folder: Path, train: int = 600, test: int = 100) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count, seed in (("train", train, 0), ("test", test, 1)):
+        images, labels = learnable_images(count, seed)
+        images_name, labels_name = data.idx_filenames(split)
+        write_idx(folder / f"{images_name}.gz", images)
+        write_idx(folder / f"{labels_name}.gz", labels)
+    return folder
+
+
+@pytest.fixture
+def isolated_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No dataset anywhere: empty cache, no $LRFIND_DATA_DIR, no system folders."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("LRFIND_DATA_DIR", raising=False)
+    for name, dataset in list(data.BUILTIN_DATASETS.items()):
+        monkeypatch.setitem(
+            data.BUILTIN_DATASETS,
+            name,
+            data.BuiltinDataset(
+                name=dataset.name,
+                torchvision_class=dataset.torchvision_class,
+                num_classes=dataset.num_classes,
+                system_dirs=(str(tmp_path / "system" / name),),
+                apt_package=dataset.apt_package,
+            ),
+        )
+    return tmp_path
+
+
+@pytest.fixture
+def mnist_dir(isolated_data: Path) -> Path:
+    """A small learnable dataset in real MNIST IDX format (MNIST has no offline source)."""
+    return write_mnist_files(isolated_data / "mnist-files")
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir() -> Path:
+    """The real Fashion-MNIST files. Missing them fails under CI and skips elsewhere."""
+    if (REAL_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        return REAL_FASHION_MNIST
+    message = (
+        f"real Fashion-MNIST not found in {REAL_FASHION_MNIST}; "
+        "install it with `apt-get install dataset-fashion-mnist`"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)

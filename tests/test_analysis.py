@@ -1,0 +1,188 @@
+"""Curve analysis on synthetic curves with known answers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lrfind import analysis
+from lrfind.errors import SweepError
+from lrfind.schedules import sweep_lrs
+
+
+def synthetic_curve(
+    steps: int = 100,
+    descent_center: float = 1e-2,
+    diverge_at: float | None = 1.0,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Loss 2.3 flat, a sigmoid descent to 0.5 centred (in log LR) at descent_center, then an
+    explosion above diverge_at. The steepest descent is at descent_center by construction."""
+    lrs = np.array(sweep_lrs(1e-7, 10.0, steps, "exp"))
+    position = np.log10(lrs) - np.log10(descent_center)
+    loss = 0.5 + 1.8 / (1.0 + np.exp(3.0 * position))
+    if diverge_at is not None:
+        above = np.log10(lrs) - np.log10(diverge_at)
+        loss = loss + np.where(above > 0, np.expm1(4.0 * above) * 3.0, 0.0)
+    rng = np.random.default_rng(seed)
+    return lrs, loss + rng.normal(0.0, noise, size=steps)
+
+
+def test_ema_matches_pandas_adjusted_ewm() -> None:
+    values = np.random.default_rng(1).normal(2.0, 0.5, size=50)
+    expected = pd.Series(values).ewm(alpha=1 - 0.9, adjust=True).mean().to_numpy()
+    np.testing.assert_allclose(analysis.ema(values, 0.9), expected, rtol=1e-12)
+
+
+def test_zero_lag_smooth_is_pandas_ewm_forwards_then_backwards() -> None:
+    values = np.random.default_rng(2).normal(1.0, 0.3, size=40)
+    forward = pd.Series(values).ewm(alpha=0.2, adjust=True).mean().to_numpy()
+    expected = pd.Series(forward[::-1]).ewm(alpha=0.2, adjust=True).mean().to_numpy()[::-1]
+    np.testing.assert_allclose(analysis.zero_lag_smooth(values, 0.8), expected, rtol=1e-12)
+
+
+def test_zero_lag_smoothing_keeps_a_minimum_in_place_where_the_ema_shifts_it() -> None:
+    values = np.abs(np.arange(101) - 50.0)  # V-shaped, minimum at index 50
+    assert int(np.argmin(analysis.zero_lag_smooth(values, 0.9))) == 50
+    assert int(np.argmin(analysis.ema(values, 0.9))) > 52
+
+
+def test_divergence_by_explosion_is_found_just_after_the_divergence_point() -> None:
+    lrs, losses = synthetic_curve(diverge_at=1.0)
+    index = analysis.divergence_index(losses, 0.9, 4.0)
+    assert index is not None
+    assert 1.0 < lrs[index] < 10.0
+
+
+def test_divergence_by_collapse_back_to_the_starting_loss() -> None:
+    """Plain-SGD LeNet fails by collapsing to chance (loss back at log 10), not exploding."""
+    losses = np.concatenate([np.full(40, 2.30), np.linspace(2.30, 2.0, 30), np.full(30, 2.45)])
+    losses += np.random.default_rng(3).normal(0, 0.005, size=100)
+    index = analysis.divergence_index(losses, 0.9, 4.0)
+    assert index is not None and 70 <= index <= 80
+
+
+def test_no_divergence_on_a_flat_noisy_curve() -> None:
+    losses = 2.3 + np.random.default_rng(4).normal(0, 0.01, size=100)
+    assert analysis.divergence_index(losses, 0.9, 4.0) is None
+
+
+def test_non_finite_loss_is_a_divergence_at_that_step() -> None:
+    losses = np.array([2.3] * 20 + [np.nan] + [2.3] * 5)
+    assert analysis.divergence_index(losses, 0.9, 4.0) == 20
+
+
+def test_steepest_finds_the_centre_of_the_descent() -> None:
+    lrs, losses = synthetic_curve(descent_center=1e-2)
+    result = analysis.analyze(lrs, losses, method="steepest")
+    assert result.recommendation is not None
+    assert abs(np.log10(result.recommendation.max_lr) - (-2.0)) <= 0.25
+
+
+def test_minimum_method_is_a_tenth_of_the_lr_at_the_smoothed_minimum() -> None:
+    lrs, losses = synthetic_curve()
+    result = analysis.analyze(lrs, losses, method="minimum")
+    assert result.recommendation is not None
+    assert result.recommendation.max_lr == pytest.approx(lrs[result.min_index] / 10)
+
+
+def test_recommendation_rule() -> None:
+    lrs, losses = synthetic_curve()
+    recommendation = analysis.analyze(lrs, losses).recommendation
+    assert recommendation is not None
+    assert recommendation.base_lr <= analysis.MAX_BASE_FRACTION * recommendation.max_lr
+    assert recommendation.lr == pytest.approx(recommendation.max_lr / analysis.CONSTANT_LR_DIVISOR)
+    assert recommendation.confidence == "high"
+    assert recommendation.method == "steepest"
+
+
+def test_suggestion_never_lies_beyond_the_divergence_point() -> None:
+    lrs, losses = synthetic_curve(descent_center=0.3, diverge_at=0.5)
+    result = analysis.analyze(lrs, losses)
+    assert result.divergence_index is not None and result.recommendation is not None
+    assert result.recommendation.max_lr < lrs[result.divergence_index]
+    assert np.isnan(result.smoothed[result.divergence_index :]).all()
+
+
+def test_diagnostic_when_the_loss_never_diverged() -> None:
+    lrs, losses = synthetic_curve(diverge_at=None)
+    result = analysis.analyze(lrs, losses)
+    assert result.divergence_index is None
+    assert any(
+        "never diverged" in message and "--end-lr" in message for message in result.diagnostics
+    )
+    assert result.recommendation is not None and result.recommendation.confidence != "high"
+
+
+def test_diagnostic_when_the_loss_diverged_at_once() -> None:
+    lrs = np.array(sweep_lrs(1.0, 100.0, 100, "exp"))
+    losses = 2.3 * 10.0 ** (np.arange(100) / 3.0)  # ten times worse every three steps
+    result = analysis.analyze(lrs, losses)
+    assert result.divergence_index is not None and result.divergence_index <= 10
+    assert any("--start-lr" in message for message in result.diagnostics)
+    assert any("too few" in message for message in result.diagnostics)
+
+
+def test_diagnostic_when_the_loss_shows_no_descent() -> None:
+    lrs = np.array(sweep_lrs(1e-7, 1e-5, 100, "exp"))
+    losses = 2.3 + np.random.default_rng(5).normal(0, 0.01, size=100)
+    result = analysis.analyze(lrs, losses)
+    assert any("no clear descent" in message for message in result.diagnostics)
+    assert result.recommendation is None or result.recommendation.confidence == "low"
+
+
+def test_non_finite_first_loss_is_an_error_naming_the_cause() -> None:
+    with pytest.raises(SweepError, match="first step"):
+        analysis.analyze([1e-7, 1e-6], [float("nan"), 2.0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    scale=st.floats(min_value=0.05, max_value=20.0),
+    shift=st.floats(min_value=0.0, max_value=5.0),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_suggestion_is_unchanged_when_the_loss_is_scaled_or_shifted(
+    scale: float, shift: float, seed: int
+) -> None:
+    lrs, losses = synthetic_curve(seed=seed)
+    reference = analysis.analyze(lrs, losses).recommendation
+    moved = analysis.analyze(lrs, losses * scale + shift).recommendation
+    assert reference is not None and moved is not None
+    assert moved.max_lr == pytest.approx(reference.max_lr)
+    assert moved.base_lr == pytest.approx(reference.base_lr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    center=st.floats(min_value=-5.0, max_value=-0.5),
+    noise=st.floats(min_value=0.0, max_value=0.05),
+    seed=st.integers(min_value=0, max_value=1000),
+)
+def test_suggestions_are_ordered_and_inside_the_swept_range(
+    center: float, noise: float, seed: int
+) -> None:
+    lrs, losses = synthetic_curve(descent_center=10**center, noise=noise, seed=seed)
+    for method in analysis.METHODS:
+        recommendation = analysis.analyze(lrs, losses, method=method).recommendation
+        if recommendation is None:
+            continue
+        assert 0 < recommendation.base_lr < recommendation.max_lr
+        assert lrs[0] / 10 <= recommendation.max_lr <= lrs[-1]
+
+
+def test_analysis_imports_neither_torch_nor_matplotlib() -> None:
+    code = (
+        "import sys, lrfind.analysis, lrfind.schedules; "
+        "bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr

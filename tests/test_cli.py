@@ -1,0 +1,226 @@
+"""The command line: what reaches the pipeline, what is written, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from lrfind import pipeline
+from lrfind.cli import app
+from lrfind.config import RunConfig
+
+runner = CliRunner()
+
+
+def invoke(*arguments: str) -> Any:
+    return runner.invoke(app, [str(argument) for argument in arguments])
+
+
+def tiny_run_arguments(data_dir: Path, out: Path) -> list[str]:
+    return ["run", "--dataset", "mnist", "--data-dir", str(data_dir), "--no-download",
+            "--batch-size", "32", "--steps", "40", "--start-lr", "1e-5", "--end-lr", "100",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+
+
+def assert_clean_failure(result: Any, exit_code: int, message: str) -> None:
+    assert result.exit_code == exit_code, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "runs" / "tiny"
+    result = invoke(*tiny_run_arguments(mnist_dir, out))
+    assert result.exit_code == 0, result.output
+    assert "max_lr" in result.output and "OneCycleLR(optimizer, max_lr=" in result.output
+
+    with (out / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["step", "lr", "loss", "smoothed_loss"]
+    assert [int(row["step"]) for row in rows] == list(range(len(rows)))
+    assert float(rows[0]["lr"]) == 1e-5
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    document = json.loads((out / "result.json").read_text())
+    recommendation = document["recommendation"]
+    assert 0 < recommendation["base_lr"] < recommendation["max_lr"] < 100
+    assert recommendation["confidence"] in ("high", "medium", "low")
+    assert recommendation["schedules"]["cyclic"]["triangular"]["step_size_up"] == 4 * (600 // 32)
+    assert document["config"]["seed"] == 0 and document["config"]["out"] == str(out)
+    assert document["sweep"]["steps_run"] == len(rows)
+    assert document["sweep"]["stop_reason"] in ("diverged", "non_finite", "completed")
+    assert document["environment"]["packages"]["torch"]
+    assert document["data"]["source"] == str(mnist_dir)
+    assert document["timings"]["sweep_s"] > 0
+    assert [path.name for path in out.parent.iterdir()] == ["tiny"]
+
+
+def test_existing_run_is_kept_without_overwrite_and_replaced_with_it(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs" / "run"
+    out.mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    result = invoke(*tiny_run_arguments(mnist_dir, out))
+    assert_clean_failure(result, 1, "already exists. Pass --overwrite")
+    assert (out / "notes.txt").read_text() == "mine"
+
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert sorted(path.name for path in out.iterdir()) == ["result.json", "sweep.csv", "sweep.png"]
+    assert [path.name for path in out.parent.iterdir()] == ["run"]
+
+
+@pytest.fixture
+def captured_config(
+    monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path
+) -> list[RunConfig]:
+    """Patch the pipeline: record the config it gets, answer with a real tiny outcome."""
+    real_outcome = pipeline.run(
+        RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32, steps=30,
+                  end_lr=100.0, out=tmp_path / "real", device="cpu")
+    )  # fmt: skip
+    received: list[RunConfig] = []
+
+    def fake_run(config: RunConfig, **_: Any) -> pipeline.RunOutcome:
+        received.append(config)
+        return real_outcome
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    return received
+
+
+def test_flags_override_the_config_file(captured_config: list[RunConfig], tmp_path: Path) -> None:
+    config_file = tmp_path / "sweep.yaml"
+    config_file.write_text("steps: 50\noptimizer: adam\nbatch_size: 64\n")
+    result = invoke("run", "--config", config_file, "--steps", "120", "--model", "mlp", "-q")
+    assert result.exit_code == 0, result.output
+    (config,) = captured_config
+    assert (config.steps, config.optimizer, config.batch_size) == (120, "adam", 64)
+    assert (config.model, config.quiet, config.end_lr) == ("mlp", True, 10.0)
+
+
+def test_every_flag_reaches_the_pipeline(captured_config: list[RunConfig], tmp_path: Path) -> None:
+    result = invoke(
+        "run", "--model", "cnn", "--dataset", "mnist", "--data-dir", tmp_path, "--no-download",
+        "--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "5e-4",
+        "--batch-size", "128", "--start-lr", "1e-6", "--end-lr", "3", "--steps", "60",
+        "--mode", "linear", "--smoothing", "0.8", "--divergence-factor", "5",
+        "--method", "minimum", "--seed", "7", "--device", "cpu", "--out", tmp_path / "o",
+        "--overwrite", "--quiet",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (config,) = captured_config
+    assert config == RunConfig(
+        model="cnn", dataset="mnist", data_dir=tmp_path, download=False, optimizer="sgd",
+        momentum=0.9, weight_decay=5e-4, batch_size=128, start_lr=1e-6, end_lr=3.0, steps=60,
+        mode="linear", smoothing=0.8, divergence_factor=5.0, method="minimum", seed=7,
+        device="cpu", out=tmp_path / "o", overwrite=True, quiet=True,
+    )  # fmt: skip
+
+
+def test_list_names_models_and_datasets() -> None:
+    result = invoke("list")
+    assert result.exit_code == 0
+    for name in ("lenet", "mlp", "cnn", "torchvision:<name>", "fashion-mnist", "mnist"):
+        assert name in result.output
+
+
+def test_env_reports_versions_and_devices() -> None:
+    result = invoke("env")
+    assert result.exit_code == 0, result.output
+    assert "torch" in result.output and "auto device" in result.output
+
+
+def write_model_factory(folder: Path, body: str) -> Path:
+    path = folder / "user_model.py"
+    path.write_text("import torch\nfrom torch import nn\n\n" + body)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "exit_code", "message"),
+    [
+        (["--model", "resnet"], 2, "unknown model 'resnet'"),
+        (["--dataset", "cifar10"], 2, "unknown dataset 'cifar10'. Built-in datasets:"),
+        (["--start-lr", "1", "--end-lr", "0.1"], 2, "start_lr must be below end_lr; got 1 >= 0.1"),
+        (["--steps", "5"], 2, "steps must be between 10"),
+        (["--batch-size", "-4"], 2, "batch_size must be a positive integer; got -4"),
+        (["--start-lr", "-1e-3"], 2, "start_lr must be a positive"),
+        (["--optimizer", "rmsprop"], 2, "unknown optimizer 'rmsprop'"),
+        (["--model", "missing_file.py:build"], 2, "file missing_file.py does not exist"),
+        (["--device", "cuda"], 2, "sees no CUDA device"),
+    ],
+)
+def test_bad_flags_fail_cleanly_before_any_output(
+    mnist_dir: Path, tmp_path: Path, extra: list[str], exit_code: int, message: str
+) -> None:
+    out = tmp_path / "out"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), *extra)
+    assert_clean_failure(result, exit_code, message)
+    assert not out.exists()
+
+
+def test_unknown_config_key_fails_with_the_file_name(tmp_path: Path) -> None:
+    config_file = tmp_path / "sweep.yaml"
+    config_file.write_text("learning_rate: 0.1\n")
+    result = invoke("run", "--config", config_file)
+    assert_clean_failure(result, 2, f"unknown option 'learning_rate' in {config_file}")
+
+
+def test_data_missing_offline_says_how_to_get_it(isolated_data: Path, tmp_path: Path) -> None:
+    result = invoke("run", "--no-download", "--out", tmp_path / "out")
+    assert_clean_failure(result, 1, "fashion-mnist was not found and --no-download is set")
+    assert "apt-get install dataset-fashion-mnist" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_idx_file_is_named(mnist_dir: Path, tmp_path: Path) -> None:
+    labels = mnist_dir / "train-labels-idx1-ubyte.gz"
+    labels.write_bytes(b"not gzip at all")
+    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"))
+    assert_clean_failure(result, 1, f"{labels} is named .gz but is not gzip data")
+    assert not (tmp_path / "out").exists()
+
+
+def test_factory_returning_the_wrong_type(mnist_dir: Path, tmp_path: Path) -> None:
+    path = write_model_factory(tmp_path, "def build():\n    return 'a model'\n")
+    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
+    assert_clean_failure(result, 2, "returned a str, not a torch.nn.Module")
+
+
+def test_factory_function_missing(mnist_dir: Path, tmp_path: Path) -> None:
+    path = write_model_factory(tmp_path, "def build():\n    return nn.Linear(784, 10)\n")
+    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:make")
+    assert_clean_failure(result, 2, "has no function 'make'. Functions it defines: build")
+
+
+def test_model_output_that_does_not_fit_the_classes(mnist_dir: Path, tmp_path: Path) -> None:
+    path = write_model_factory(
+        tmp_path, "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n"
+    )
+    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
+    assert_clean_failure(result, 2, "returns 3 outputs per sample, but the dataset has 10 classes")
+
+
+def test_nan_loss_at_the_first_step(mnist_dir: Path, tmp_path: Path) -> None:
+    path = write_model_factory(
+        tmp_path,
+        "class NaNNet(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.linear = nn.Linear(784, 10)\n"
+        "    def forward(self, x):\n"
+        "        return self.linear(x.flatten(1)) * float('nan')\n\n"
+        "def build():\n    return NaNNet()\n",
+    )
+    out = tmp_path / "out"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--model", f"{path}:build")
+    assert_clean_failure(result, 1, "the loss was nan at the very first step")
+    assert not out.exists()
+    assert list(tmp_path.glob(".out.partial-*")) == []

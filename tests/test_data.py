@@ -1,0 +1,231 @@
+"""Datasets: IDX parsing and its failures, discovery order, download, batching, factories."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.datasets
+
+from lrfind import data
+from lrfind.errors import DataError, SpecError
+from tests.conftest import idx_bytes, learnable_images, write_idx, write_mnist_files
+
+
+def test_idx_round_trip_gzipped_and_raw(tmp_path: Path) -> None:
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for name in ("images.gz", "images"):
+        np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / name, images)), images)
+
+
+def test_idx_reads_big_endian_integers(tmp_path: Path) -> None:
+    values = np.array([1, -2, 70000], dtype=">i4")
+    np.testing.assert_array_equal(data.read_idx(write_idx(tmp_path / "v", values)), values)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "empty"),
+        (b"\x00\x00", "too short"),
+        (b"\x12\x34\x08\x01" + (3).to_bytes(4, "big") + b"abc", "wrong magic number"),
+        (idx_bytes(np.zeros((10, 28, 28), np.uint8))[:-100], "truncated"),
+        (idx_bytes(np.zeros((3,), np.uint8)) + b"extra", "longer than its header"),
+        (b"\x00\x00\x08\x03\x00\x00", "truncated inside its header"),
+    ],
+)
+def test_corrupt_idx_files_are_named_in_the_error(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as caught:
+        data.read_idx(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_gz_file_that_is_not_gzip_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(idx_bytes(np.zeros((2, 2, 2), np.uint8)))
+    with pytest.raises(DataError, match="not gzip") as caught:
+        data.read_idx(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_truncated_gzip_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    pixels = np.random.default_rng(0).integers(0, 255, size=(50, 28, 28), dtype=np.uint8)
+    compressed = gzip.compress(idx_bytes(pixels))
+    path.write_bytes(compressed[: len(compressed) // 2])
+    with pytest.raises(DataError, match="damaged or truncated gzip") as caught:
+        data.read_idx(path)
+    assert str(path) in str(caught.value)
+
+
+def test_images_and_labels_of_different_counts_are_refused(mnist_dir: Path) -> None:
+    write_idx(mnist_dir / "train-labels-idx1-ubyte.gz", np.zeros(5, np.uint8))
+    with pytest.raises(DataError, match=r"600 images but .* has 5 labels"):
+        data.load_builtin("mnist", mnist_dir, allow_download=False)
+
+
+def test_mnist_loads_from_real_format_files(mnist_dir: Path) -> None:
+    loaded = data.load_builtin("mnist", mnist_dir, allow_download=False)
+    images, labels = learnable_images(600, seed=0)
+    assert loaded.images.shape == (600, 1, 28, 28) and loaded.images.dtype == torch.uint8
+    assert torch.equal(loaded.images[:, 0], torch.from_numpy(images))
+    assert torch.equal(loaded.labels, torch.from_numpy(labels.astype(np.int64)))
+    assert loaded.mean == pytest.approx(images.mean())
+    assert loaded.std == pytest.approx(images.std())
+    assert loaded.source == str(mnist_dir)
+
+
+def test_search_order_is_data_dir_then_environment_then_cache_then_system(
+    isolated_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = data.BUILTIN_DATASETS["mnist"]
+    places = {
+        "data_dir": isolated_data / "given",
+        "environment": isolated_data / "from-env",
+        "cache": isolated_data / "cache" / "lrfind" / "mnist",
+        "system": Path(dataset.system_dirs[0]),
+    }
+    monkeypatch.setenv("LRFIND_DATA_DIR", str(places["environment"]))
+    for folder in places.values():
+        write_mnist_files(folder, train=20, test=10)
+    order = []
+    for folder in places.values():
+        found = data.locate(dataset, places["data_dir"])
+        assert found is not None
+        order.append(next(key for key, value in places.items() if found[0].parent == value))
+        for path in folder.iterdir():
+            path.unlink()
+    assert order == ["data_dir", "environment", "cache", "system"]
+    assert data.locate(dataset, places["data_dir"]) is None
+
+
+def test_torchvision_folder_layout_is_found(isolated_data: Path) -> None:
+    root = isolated_data / "tv"
+    write_mnist_files(root / "MNIST" / "raw", train=20, test=10)
+    found = data.locate(data.BUILTIN_DATASETS["mnist"], root)
+    assert found is not None and found[0].parent == root / "MNIST" / "raw"
+
+
+def test_missing_data_offline_names_the_three_ways_to_get_it(isolated_data: Path) -> None:
+    with pytest.raises(DataError) as caught:
+        data.load_builtin("fashion-mnist", isolated_data / "nowhere", allow_download=False)
+    message = str(caught.value)
+    assert "--no-download" in message and "Searched:" in message
+    assert "--data-dir" in message and "LRFIND_DATA_DIR" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "--download" in message
+
+
+@pytest.fixture
+def local_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """An HTTP server on 127.0.0.1 serving a folder: a stand-in for the dataset mirrors."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[assignment]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/", folder
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_download_fetches_through_torchvision_into_the_cache(
+    isolated_data: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, folder = local_mirror
+    write_mnist_files(folder, train=64, test=16)
+    resources = [
+        (path.name, hashlib.md5(path.read_bytes()).hexdigest()) for path in sorted(folder.iterdir())
+    ]
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", [url])
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "resources", resources)
+
+    loaded = data.load_builtin("fashion-mnist", None, allow_download=True)
+
+    cached = isolated_data / "cache" / "lrfind" / "fashion-mnist"
+    assert len(loaded) == 64
+    assert loaded.source == str(cached)
+    assert sorted(path.name for path in cached.iterdir()) == sorted(name for name, _ in resources)
+    leftovers = [p.name for p in cached.parent.iterdir() if p.name.startswith(".download-")]
+    assert leftovers == []
+
+
+def test_failed_download_says_so_and_leaves_nothing_behind(
+    isolated_data: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = local_mirror  # serves an empty folder: every file is a 404
+    monkeypatch.setattr(torchvision.datasets.FashionMNIST, "mirrors", [url])
+    with pytest.raises(DataError, match="downloading failed") as caught:
+        data.load_builtin("fashion-mnist", None, allow_download=True)
+    assert "apt-get install dataset-fashion-mnist" in str(caught.value)
+    cache = isolated_data / "cache" / "lrfind"
+    assert not (cache / "fashion-mnist").exists()
+    assert not any(path.name.startswith(".download-") for path in cache.iterdir())
+
+
+def test_batches_are_normalised_shuffled_reproducible_and_complete(mnist_dir: Path) -> None:
+    loaded = data.load_builtin("mnist", mnist_dir, allow_download=False)
+    batches = data.TensorBatches(loaded, batch_size=64, seed=3, device=torch.device("cpu"))
+    first_pass = list(batches)
+    assert len(first_pass) == len(batches) == 600 // 64
+    assert all(inputs.shape == (64, 1, 28, 28) for inputs, _ in first_pass)
+    everything = torch.cat([inputs for inputs, _ in first_pass])
+    assert abs(float(everything.mean())) < 0.05
+    assert abs(float(everything.std()) - 1.0) < 0.05
+    again = list(data.TensorBatches(loaded, batch_size=64, seed=3, device=torch.device("cpu")))
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(first_pass, again, strict=True))
+    second_pass = list(batches)
+    assert not torch.equal(first_pass[0][1], second_pass[0][1])
+    labels = torch.cat([targets for _, targets in first_pass])
+    assert len(set(labels.tolist())) == 10
+
+
+def test_batch_larger_than_the_dataset_is_refused(mnist_dir: Path) -> None:
+    loaded = data.load_builtin("mnist", mnist_dir, allow_download=False)
+    with pytest.raises(DataError, match="batch_size 1000 is larger than the dataset"):
+        data.TensorBatches(loaded, batch_size=1000, seed=0, device=torch.device("cpu"))
+
+
+def write_factory(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "user_data.py"
+    path.write_text("import torch\nfrom torch.utils.data import TensorDataset\n\n" + body)
+    return path
+
+
+def test_user_dataset_factory(tmp_path: Path) -> None:
+    path = write_factory(
+        tmp_path,
+        "def make():\n    return TensorDataset(torch.randn(40, 3, 8, 8), torch.arange(40) % 4)\n",
+    )
+    user = data.load_user_dataset(f"{path}:make")
+    assert user.input_shape == (3, 8, 8)
+    assert user.num_classes is None  # TensorDataset carries no class count
+    loader = data.user_loader(user, batch_size=16, seed=0)
+    assert [inputs.shape[0] for inputs, _ in loader] == [16, 16]
+
+
+def test_user_dataset_factory_returning_the_wrong_type(tmp_path: Path) -> None:
+    path = write_factory(tmp_path, "def make():\n    return [1, 2, 3]\n")
+    with pytest.raises(SpecError, match=r"returned a list, not a torch\.utils\.data\.Dataset"):
+        data.load_user_dataset(f"{path}:make")
+
+
+def test_unknown_dataset_lists_the_valid_ones() -> None:
+    with pytest.raises(SpecError, match="fashion-mnist, mnist"):
+        data.check_dataset_spec("cifar")

@@ -1,0 +1,75 @@
+"""The real path: the installed `lrfind` command on the real Fashion-MNIST files.
+
+These fail (not skip) when CI is set and the files are missing: see conftest.fashion_mnist_dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lrfind import data, range_test
+from lrfind.models import build_model
+
+pytestmark = pytest.mark.realdata
+
+
+def test_real_fashion_mnist_has_its_published_shape_and_statistics(
+    fashion_mnist_dir: Path,
+) -> None:
+    loaded = data.load_builtin("fashion-mnist", fashion_mnist_dir, allow_download=False)
+    assert loaded.images.shape == (60_000, 1, 28, 28)
+    assert torch.bincount(loaded.labels).tolist() == [6000] * 10
+    assert loaded.mean / 255 == pytest.approx(0.2860, abs=5e-4)
+    assert loaded.std / 255 == pytest.approx(0.3530, abs=5e-4)
+    test_split = data.load_builtin("fashion-mnist", fashion_mnist_dir, False, split="test")
+    assert test_split.images.shape == (10_000, 1, 28, 28)
+
+
+def test_headline_command_end_to_end(fashion_mnist_dir: Path, tmp_path: Path) -> None:
+    """`lrfind run --model lenet --dataset fashion-mnist`, as installed, in a fresh process."""
+    command = Path(sys.executable).parent / "lrfind"
+    out = tmp_path / "headline"
+    completed = subprocess.run(
+        [str(command), "run", "--model", "lenet", "--dataset", "fashion-mnist",
+         "--data-dir", str(fashion_mnist_dir), "--no-download", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr + completed.stdout
+    assert "Traceback" not in completed.stderr
+    document = json.loads((out / "result.json").read_text())
+    sweep, recommendation = document["sweep"], document["recommendation"]
+    # Plain SGD on LeNet learns between ~1e-2 and ~1 and fails above that.
+    assert sweep["stop_reason"] == "diverged"
+    assert 0.3 < sweep["divergence_lr"] < 10
+    assert 1e-3 < recommendation["base_lr"] < recommendation["max_lr"] < sweep["divergence_lr"]
+    assert document["data"]["samples"] == 60_000
+    with (out / "sweep.csv").open() as handle:
+        assert sum(1 for _ in csv.DictReader(handle)) == sweep["steps_run"]
+    assert (out / "sweep.png").stat().st_size > 10_000
+
+
+def test_library_range_test_on_real_batches(fashion_mnist_dir: Path) -> None:
+    loaded = data.load_builtin("fashion-mnist", fashion_mnist_dir, allow_download=False)
+    batches = data.TensorBatches(loaded, batch_size=128, seed=0, device=torch.device("cpu"))
+    torch.manual_seed(0)
+    model = build_model("mlp", loaded.input_shape, 10)
+    optimizer = torch.optim.Adam(model.parameters())
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    result = range_test(model, optimizer, nn.functional.cross_entropy, batches,
+                        start_lr=1e-6, end_lr=10.0, steps=60, seed=0)  # fmt: skip
+    assert result.stop_reason in ("diverged", "non_finite")
+    recommendation = result.recommendation
+    assert recommendation is not None
+    # Adam's useful range for such an MLP is around 1e-4..1e-2.
+    assert 1e-5 < recommendation.max_lr < 3e-2
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())

@@ -1,0 +1,251 @@
+"""The range-test engine on a seeded tiny model: schedule, stops, state restore, determinism."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from lrfind import range_test
+from lrfind.errors import ConfigError, SweepError
+from lrfind.schedules import sweep_lrs
+from lrfind.sweep import STOP_COMPLETED, STOP_DIVERGED, STOP_NON_FINITE, StepRecord
+
+
+def tiny_task(seed: int = 0, size: int = 512, batch_size: int = 32) -> list[tuple[Any, Any]]:
+    """A linearly separable 3-class problem in 8 dimensions, as a list of batches."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(size, 8, generator=generator)
+    targets = (inputs[:, :3]).argmax(dim=1)
+    return [
+        (inputs[start : start + batch_size], targets[start : start + batch_size])
+        for start in range(0, size, batch_size)
+    ]
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
+
+
+def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {key: value.clone() for key, value in module.state_dict().items()}
+
+
+def assert_same_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+    assert first.keys() == second.keys()
+    for key in first:
+        assert torch.equal(first[key], second[key]), key
+
+
+def test_every_step_follows_the_exponential_schedule_exactly() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = range_test(
+        model, optimizer, nn.functional.cross_entropy, tiny_task(),
+        start_lr=1e-6, end_lr=1e-3, steps=40, seed=0,
+    )  # fmt: skip
+    assert result.stop_reason == STOP_COMPLETED
+    assert [record.lr for record in result.records] == sweep_lrs(1e-6, 1e-3, 40, "exp")
+    assert [record.step for record in result.records] == list(range(40))
+
+
+def test_linear_mode_follows_the_linear_schedule_exactly() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = range_test(
+        model, optimizer, nn.functional.cross_entropy, tiny_task(),
+        start_lr=1e-4, end_lr=1e-2, steps=25, mode="linear", seed=0,
+    )  # fmt: skip
+    assert result.lrs.tolist() == sweep_lrs(1e-4, 1e-2, 25, "linear")
+
+
+def test_optimizer_sees_the_recorded_lr_at_each_step() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen: list[float] = []
+
+    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        seen.append(optimizer.param_groups[0]["lr"])
+        return nn.functional.cross_entropy(outputs, targets)
+
+    result = range_test(model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2,
+                        steps=20)  # fmt: skip
+    assert seen == result.lrs.tolist()
+
+
+def test_parameter_groups_keep_their_lr_ratios() -> None:
+    model = tiny_model()
+    first, second = model[0], model[3]
+    optimizer = torch.optim.SGD(
+        [{"params": first.parameters(), "lr": 1.0}, {"params": second.parameters(), "lr": 0.1}]
+    )
+    ratios: list[float] = []
+
+    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        groups = optimizer.param_groups
+        ratios.append(groups[1]["lr"] / groups[0]["lr"])
+        return nn.functional.cross_entropy(outputs, targets)
+
+    range_test(model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2, steps=15)
+    assert ratios == pytest.approx([0.1] * 15)
+    assert [group["lr"] for group in optimizer.param_groups] == [1.0, 0.1]
+
+
+def test_model_and_optimizer_state_are_restored_after_the_sweep() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    inputs, targets = tiny_task()[0]
+    nn.functional.cross_entropy(model(inputs), targets).backward()
+    optimizer.step()  # creates momentum buffers worth restoring
+    model.eval()
+    model_before = snapshot(model)
+    optimizer_before = optimizer.state_dict()
+    buffers_before = [
+        optimizer.state[parameter]["momentum_buffer"].clone() for parameter in model.parameters()
+    ]
+
+    range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(), steps=30)
+
+    assert_same_state(model_before, snapshot(model))
+    assert not model.training
+    assert optimizer.param_groups[0]["lr"] == optimizer_before["param_groups"][0]["lr"]
+    for parameter, before in zip(model.parameters(), buffers_before, strict=True):
+        assert torch.equal(optimizer.state[parameter]["momentum_buffer"], before)
+
+
+def test_state_is_restored_when_the_loss_function_fails_mid_sweep() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = snapshot(model)
+    calls = 0
+
+    def failing_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        if calls == 8:
+            raise RuntimeError("boom")
+        return nn.functional.cross_entropy(outputs, targets)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        range_test(model, optimizer, failing_loss, tiny_task(), start_lr=1e-2, end_lr=1.0, steps=20)
+    assert_same_state(before, snapshot(model))
+    assert optimizer.param_groups[0]["lr"] == 0.05
+
+
+def test_same_seed_gives_the_same_curve_and_another_seed_another() -> None:
+    def losses(seed: int) -> list[float]:
+        model = tiny_model(dropout=0.5)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        result = range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(),
+                            start_lr=1e-4, end_lr=1.0, steps=30, seed=seed)  # fmt: skip
+        return result.losses.tolist()
+
+    assert losses(1) == losses(1)
+    assert losses(1) != losses(2)
+
+
+def test_seeding_leaves_the_callers_random_state_untouched() -> None:
+    model = tiny_model(dropout=0.5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(), steps=12, seed=7)
+    assert torch.equal(before, torch.random.get_rng_state())
+
+
+def test_sweep_stops_when_the_loss_diverges() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(),
+                        start_lr=1e-4, end_lr=1e4, steps=100, seed=0)  # fmt: skip
+    assert result.stop_reason in (STOP_DIVERGED, STOP_NON_FINITE)
+    assert len(result.records) < 100
+    assert result.analysis.divergence_index == len(result.records) - 1
+    assert result.recommendation is not None
+    assert result.recommendation.max_lr < result.records[-1].lr
+
+
+def test_non_finite_loss_mid_sweep_is_a_stop_reason_not_a_crash() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    calls = 0
+
+    def nan_after_twenty(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        loss = nn.functional.cross_entropy(outputs, targets)
+        return loss * float("nan") if calls > 20 else loss
+
+    result = range_test(model, optimizer, nan_after_twenty, tiny_task(), start_lr=1e-5,
+                        end_lr=1e-2, steps=50)  # fmt: skip
+    assert result.stop_reason == STOP_NON_FINITE
+    assert len(result.records) == 21
+
+
+def test_nan_at_the_first_step_is_a_clear_error_and_state_is_restored() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = snapshot(model)
+    batches = [(torch.full((4, 8), float("nan")), torch.zeros(4, dtype=torch.long))]
+    with pytest.raises(SweepError, match="first step"):
+        range_test(model, optimizer, nn.functional.cross_entropy, batches, steps=10)
+    assert_same_state(before, snapshot(model))
+
+
+def test_callback_receives_every_record_in_order() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    received: list[StepRecord] = []
+    result = range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(),
+                        steps=25, callback=received.append)  # fmt: skip
+    assert received == result.records
+
+
+def test_a_short_loader_is_iterated_again() -> None:
+    class CountingLoader:
+        def __init__(self) -> None:
+            self.passes = 0
+            self.batches = tiny_task(size=96)  # three batches
+
+        def __iter__(self) -> Iterator[tuple[Any, Any]]:
+            self.passes += 1
+            return iter(self.batches)
+
+    loader = CountingLoader()
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    result = range_test(model, optimizer, nn.functional.cross_entropy, loader,
+                        start_lr=1e-6, end_lr=1e-4, steps=10)  # fmt: skip
+    assert len(result.records) == 10
+    assert loader.passes == 4
+
+
+def test_an_empty_loader_is_a_clear_error() -> None:
+    model = tiny_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(SweepError, match="no batches"):
+        range_test(model, optimizer, nn.functional.cross_entropy, [], steps=10)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr must be below end_lr; got 1 >= 0.1"),
+        ({"start_lr": -1.0}, "start_lr must be a positive"),
+        ({"steps": 5}, "steps must be between 10"),
+        ({"mode": "cosine"}, "unknown mode 'cosine'"),
+        ({"smoothing": 1.0}, "smoothing"),
+        ({"divergence_factor": 1.0}, "divergence_factor"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(arguments: dict[str, Any], message: str) -> None:
+    model = tiny_model()
+    before = snapshot(model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(), **arguments)
+    assert_same_state(before, snapshot(model))
