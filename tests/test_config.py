@@ -126,3 +126,12 @@ def test_random_documents_give_a_config_or_a_config_error(document: dict[str, An
         resolve_config(document)
     except ConfigError as error:
         assert str(error)
+
+
+def test_shipped_example_configs_are_valid() -> None:
+    folder = Path(__file__).resolve().parent.parent / "configs"
+    examples = sorted(folder.glob("sweep-*"))
+    assert examples, "configs/ should ship example sweep configs"
+    for path in examples:
+        config = resolve_config(load_config_file(path), source=str(path))
+        assert config.model in ("lenet", "mlp")
