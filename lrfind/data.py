@@ -282,14 +282,13 @@ def load_builtin(
             f"{labels_path} has labels outside 0..{dataset.num_classes - 1} "
             f"(found {labels.min()}..{labels.max()}). Fetch the dataset again."
         )
-    pixels = images.astype(np.float64, copy=False)
     return ImageData(
         name=name,
         images=torch.from_numpy(images.astype(np.uint8, copy=True)).unsqueeze(1),
         labels=torch.from_numpy(labels.astype(np.int64)),
         num_classes=dataset.num_classes,
-        mean=float(pixels.mean()),
-        std=float(pixels.std()) or 1.0,
+        mean=float(images.mean(dtype=np.float64)),
+        std=float(images.std(dtype=np.float64)) or 1.0,
         source=str(images_path.parent),
     )
 

@@ -64,6 +64,12 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder. Choose another path with --out.")
+    existing = next(parent for parent in Path(out).absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot create run folder {out}: {existing} is not a writable folder. "
+            "Choose another folder with --out."
+        )
 
 
 @contextlib.contextmanager

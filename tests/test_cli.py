@@ -224,3 +224,14 @@ def test_nan_loss_at_the_first_step(mnist_dir: Path, tmp_path: Path) -> None:
     assert_clean_failure(result, 1, "the loss was nan at the very first step")
     assert not out.exists()
     assert list(tmp_path.glob(".out.partial-*")) == []
+
+
+def test_output_under_something_not_a_folder_fails_before_the_sweep(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "results.txt"  # a file where the run folder's parent should be
+    blocker.write_text("not a folder")
+    result = invoke(*tiny_run_arguments(mnist_dir, blocker / "run"))
+    assert_clean_failure(result, 1, f"{blocker} is not a writable folder")
+    assert "sweeping" not in result.output
+    assert blocker.read_text() == "not a folder"
