@@ -321,8 +321,11 @@ class TensorBatches:
         order = order.to(self.images.device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start : start + self.batch_size]
-            inputs = self.images[index].float().sub_(self.mean).div_(self.std)
-            yield inputs, self.labels[index]
+            yield self.normalize(self.images[index]), self.labels[index]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels to zero-mean, unit-variance floats (dataset statistics)."""
+        return images.float().sub_(self.mean).div_(self.std)
 
 
 # ---------------------------------------------------------------------------------------------

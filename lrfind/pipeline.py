@@ -11,6 +11,7 @@ that can be checked without work (options, specs, the run folder) is checked fir
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -107,12 +108,7 @@ def run(
         optimizer,
         nn.CrossEntropyLoss(),
         prepared.loader,
-        start_lr=config.start_lr,
-        end_lr=config.end_lr,
-        steps=config.steps,
-        mode=config.mode,
-        smoothing=config.smoothing,
-        divergence_factor=config.divergence_factor,
+        **dataclasses.asdict(config.sweep_settings()),
         method=config.method,
         seed=config.seed,
         device=device,
@@ -135,7 +131,7 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
     if config.dataset in datasets.BUILTIN_DATASETS:
         image_data = datasets.load_builtin(config.dataset, config.data_dir, config.download)
         batches = datasets.TensorBatches(image_data, config.batch_size, config.seed, device)
-        sample = batches.images[:2].float().sub_(batches.mean).div_(batches.std)
+        sample = batches.normalize(batches.images[:2])
         return PreparedData(
             loader=batches,
             sample_inputs=sample,

@@ -235,3 +235,36 @@ def test_output_under_something_not_a_folder_fails_before_the_sweep(
     assert_clean_failure(result, 1, f"{blocker} is not a writable folder")
     assert "sweeping" not in result.output
     assert blocker.read_text() == "not a folder"
+
+
+def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_path: Path) -> None:
+    factories = tmp_path / "project.py"
+    factories.write_text(
+        "import torch\n"
+        "from torch import nn\n"
+        "from torch.utils.data import TensorDataset\n\n"
+        "def train_set():\n"
+        "    generator = torch.Generator().manual_seed(0)\n"
+        "    inputs = torch.randn(512, 3, 8, 8, generator=generator)\n"
+        "    targets = inputs.mean(dim=(2, 3)).argmax(dim=1)\n"
+        "    dataset = TensorDataset(inputs, targets)\n"
+        "    dataset.classes = ['red', 'green', 'blue']\n"
+        "    return dataset\n\n"
+        "def net(num_classes, input_shape):\n"
+        "    channels, height, width = input_shape\n"
+        "    inputs = channels * height * width\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, num_classes))\n"
+    )
+    out = tmp_path / "runs" / "user"
+    result = invoke(
+        "run", "--dataset", f"{factories}:train_set", "--model", f"{factories}:net",
+        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-4", "--end-lr", "1e3",
+        "--out", out, "-q",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "result.json").read_text())
+    assert document["data"]["input_shape"] == [3, 8, 8]
+    assert document["data"]["num_classes"] == 3
+    assert document["data"]["steps_per_epoch"] == 512 // 32
+    assert document["model"]["parameters"] == 3 * 8 * 8 * 3 + 3
+    assert document["recommendation"]["max_lr"] is not None
