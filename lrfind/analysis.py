@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from lrfind.config import SweepSettings
 from lrfind.errors import SweepError
 
 # A cycle needs amplitude: base_lr is never above this fraction of max_lr.
@@ -47,8 +48,6 @@ class OnlineEMA:
     def update(self, value: float) -> float:
         self._count += 1
         self._average = self.beta * self._average + (1.0 - self.beta) * value
-        if self.beta == 0.0:
-            return self._average
         return self._average / (1.0 - self.beta**self._count)
 
 
@@ -220,7 +219,6 @@ class Analysis:
     smoothed: np.ndarray  # zero-lag smoothed over the usable part; NaN from divergence on
     divergence_index: int | None
     min_index: int
-    suggestion_index: int | None
     recommendation: Recommendation | None
     diagnostics: list[str]
 
@@ -234,12 +232,21 @@ class Analysis:
         return len(self.lrs) if self.divergence_index is None else self.divergence_index
 
 
+def non_finite_first_loss(loss: float, lr: float) -> SweepError:
+    """The error for a curve that is broken before any training happened."""
+    return SweepError(
+        f"the loss was {loss} at the very first step (lr={lr:g}), before any training: the "
+        "model, the data or the loss function produce non-finite values. Check the inputs "
+        "for NaN/inf and the loss for log(0); a lower --start-lr will not help."
+    )
+
+
 def analyze(
     lrs: Sequence[float] | np.ndarray,
     losses: Sequence[float] | np.ndarray,
     *,
-    smoothing: float = 0.9,
-    divergence_factor: float = 4.0,
+    smoothing: float = SweepSettings.smoothing,
+    divergence_factor: float = SweepSettings.divergence_factor,
     method: str = "steepest",
     planned_steps: int | None = None,
 ) -> Analysis:
@@ -255,12 +262,7 @@ def analyze(
     if len(lrs) != len(losses) or len(lrs) == 0:
         raise ValueError("lrs and losses must be non-empty and of equal length")
     if not math.isfinite(losses[0]):
-        raise SweepError(
-            f"the loss was {losses[0]} at the very first step (lr={lrs[0]:g}), before any "
-            "training: the model, the data or the loss function produce non-finite values. "
-            "Check the inputs for NaN/inf and the loss for log(0); a lower --start-lr will "
-            "not help."
-        )
+        raise non_finite_first_loss(float(losses[0]), float(lrs[0]))
 
     divergence = divergence_index(losses, smoothing, divergence_factor, planned_steps)
     usable = len(losses) if divergence is None else max(divergence, 1)
@@ -279,7 +281,6 @@ def analyze(
         smoothed=smoothed,
         divergence_index=divergence,
         min_index=curve.min_index,
-        suggestion_index=None if suggestion is None else suggestion.index,
         recommendation=recommendation,
         diagnostics=diagnostics,
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -26,6 +26,7 @@ from lrfind.errors import LrfindError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from lrfind.config import RunConfig
     from lrfind.pipeline import RunOutcome
     from lrfind.sweep import StepRecord
 
@@ -131,7 +132,7 @@ def run(
             raise typer.Exit(1)
 
 
-def _run_with_progress(settings: Any) -> RunOutcome:
+def _run_with_progress(settings: RunConfig) -> RunOutcome:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from lrfind.pipeline import run as run_pipeline

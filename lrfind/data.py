@@ -399,10 +399,6 @@ def user_loader(data: UserData, batch_size: int, seed: int) -> torch.utils.data.
     )
 
 
-def dataset_names() -> list[str]:
-    return list(BUILTIN_DATASETS)
-
-
 def check_dataset_spec(spec: str) -> None:
     if spec not in BUILTIN_DATASETS and not is_factory_spec(spec):
         raise SpecError(

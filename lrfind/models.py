@@ -245,7 +245,3 @@ def check_model_fits(
             f"has {num_classes} classes; output shape {tuple(outputs.shape)} does not fit. "
             "Build the model with num_classes outputs."
         )
-
-
-def model_names() -> list[str]:
-    return list(BUILTIN_MODELS)

@@ -24,9 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind.analysis import Analysis, DivergenceDetector, Recommendation, analyze, baseline_steps
+from lrfind.analysis import (
+    METHODS,
+    Analysis,
+    DivergenceDetector,
+    Recommendation,
+    analyze,
+    baseline_steps,
+    non_finite_first_loss,
+)
 from lrfind.config import SweepSettings
-from lrfind.errors import SweepError
+from lrfind.errors import ConfigError, SweepError
 from lrfind.schedules import sweep_lrs
 
 STOP_COMPLETED = "completed"  # every planned step ran
@@ -98,6 +106,8 @@ def range_test(
         smoothing=smoothing,
         divergence_factor=divergence_factor,
     )
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -168,11 +178,7 @@ def _sweep(
 
         value = float(loss.item())
         if step == 0 and not math.isfinite(value):
-            raise SweepError(
-                f"the loss was {value} at the very first step (lr={lr:g}), before any "
-                "training: the model, the data or the loss function produce non-finite "
-                "values. Check the inputs for NaN/inf and the loss for log(0)."
-            )
+            raise non_finite_first_loss(value, lr)
         smoothed, diverged = detector.update(value)
         record = StepRecord(step, lr, value, smoothed)
         records.append(record)
