@@ -268,3 +268,15 @@ def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_pat
     assert document["data"]["steps_per_epoch"] == 512 // 32
     assert document["model"]["parameters"] == 3 * 8 * 8 * 3 + 3
     assert document["recommendation"]["max_lr"] is not None
+
+
+def test_interrupt_exits_130_without_output(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def interrupted(config: RunConfig, **_: Any) -> pipeline.RunOutcome:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "run", interrupted)
+    result = invoke("run", "--out", tmp_path / "run")
+    assert_clean_failure(result, 130, "Interrupted; nothing was written.")
+    assert not (tmp_path / "run").exists()
