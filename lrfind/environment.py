@@ -10,6 +10,8 @@ import sys
 from importlib import metadata
 from typing import Any
 
+from lrfind.errors import ConfigError
+
 PACKAGES = ("lrfind", "torch", "torchvision", "numpy", "typer", "rich", "matplotlib", "pandas")
 
 
@@ -27,8 +29,6 @@ def package_versions() -> dict[str, str | None]:
 def resolve_device(name: str) -> Any:
     """The torch.device for `--device`; `auto` picks cuda, then mps, then cpu."""
     import torch
-
-    from lrfind.errors import ConfigError
 
     cuda = torch.cuda.is_available()
     mps = bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()

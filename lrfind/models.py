@@ -123,13 +123,7 @@ def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn
                 "torch.nn.Module. Return the model instance (e.g. `return MyNet()`)."
             )
         return model
-    close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise SpecError(
-        f"unknown model {spec!r}.{hint} Built-in models: {', '.join(BUILTIN_MODELS)}; also "
-        "torchvision:<name> (e.g. torchvision:resnet18), path/to/file.py:function or "
-        "package.module:function returning an nn.Module."
-    )
+    raise _unknown_model(spec)
 
 
 def check_model_spec(spec: str) -> None:
@@ -141,7 +135,17 @@ def check_model_spec(spec: str) -> None:
     elif is_factory_spec(spec):
         load_factory(spec, "model")
     else:
-        build_model(spec, (1, 1, 1), 1)  # raises the unknown-model message
+        raise _unknown_model(spec)
+
+
+def _unknown_model(spec: str) -> SpecError:
+    close = difflib.get_close_matches(spec, list(BUILTIN_MODELS), n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return SpecError(
+        f"unknown model {spec!r}.{hint} Built-in models: {', '.join(BUILTIN_MODELS)}; also "
+        "torchvision:<name> (e.g. torchvision:resnet18), path/to/file.py:function or "
+        "package.module:function returning an nn.Module."
+    )
 
 
 def _image_shape(spec: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
