@@ -56,6 +56,14 @@ def write_mnist_files(folder: Path, train: int = 600, test: int = 100) -> Path:
     return folder
 
 
+def write_python(
+    path: Path, body: str, imports: str = "import torch\nfrom torch import nn\n"
+) -> Path:
+    """A user factory file: the imports, then `body`. Returns the path for a spec."""
+    path.write_text(f"{imports}\n{body}")
+    return path
+
+
 @pytest.fixture
 def isolated_data(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No dataset anywhere: empty cache, no $LRFIND_DATA_DIR, no system folders."""

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from lrfind import pipeline
 from lrfind.cli import app
 from lrfind.config import RunConfig
+from tests.conftest import write_python
 
 runner = CliRunner()
 
@@ -27,10 +28,15 @@ def tiny_run_arguments(data_dir: Path, out: Path) -> list[str]:
             "--out", str(out), "--device", "cpu"]  # fmt: skip
 
 
-def assert_clean_failure(result: Any, exit_code: int, message: str) -> None:
+def assert_clean_failure(result: Any, exit_code: int, message: str, out: Path | None) -> None:
+    """One clear paragraph, the right exit code, no traceback, and (for a run that was to
+    write to `out`) neither the run folder nor a staging folder left behind."""
     assert result.exit_code == exit_code, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+    if out is not None:
+        assert not out.exists()
+        assert list(out.parent.glob(f".{out.name}.*")) == []
 
 
 def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path: Path) -> None:
@@ -67,7 +73,7 @@ def test_existing_run_is_kept_without_overwrite_and_replaced_with_it(
     out.mkdir(parents=True)
     (out / "notes.txt").write_text("mine")
     result = invoke(*tiny_run_arguments(mnist_dir, out))
-    assert_clean_failure(result, 1, "already exists. Pass --overwrite")
+    assert_clean_failure(result, 1, "already exists. Pass --overwrite", out=None)
     assert (out / "notes.txt").read_text() == "mine"
 
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--overwrite")
@@ -137,12 +143,6 @@ def test_env_reports_versions_and_devices() -> None:
     assert "torch" in result.output and "auto device" in result.output
 
 
-def write_model_factory(folder: Path, body: str) -> Path:
-    path = folder / "user_model.py"
-    path.write_text("import torch\nfrom torch import nn\n\n" + body)
-    return path
-
-
 @pytest.mark.parametrize(
     ("extra", "exit_code", "message"),
     [
@@ -162,55 +162,59 @@ def test_bad_flags_fail_cleanly_before_any_output(
 ) -> None:
     out = tmp_path / "out"
     result = invoke(*tiny_run_arguments(mnist_dir, out), *extra)
-    assert_clean_failure(result, exit_code, message)
-    assert not out.exists()
+    assert_clean_failure(result, exit_code, message, out)
 
 
 def test_unknown_config_key_fails_with_the_file_name(tmp_path: Path) -> None:
     config_file = tmp_path / "sweep.yaml"
     config_file.write_text("learning_rate: 0.1\n")
     result = invoke("run", "--config", config_file)
-    assert_clean_failure(result, 2, f"unknown option 'learning_rate' in {config_file}")
+    assert_clean_failure(result, 2, f"unknown option 'learning_rate' in {config_file}", out=None)
 
 
 def test_data_missing_offline_says_how_to_get_it(isolated_data: Path, tmp_path: Path) -> None:
     result = invoke("run", "--no-download", "--out", tmp_path / "out")
-    assert_clean_failure(result, 1, "fashion-mnist was not found and --no-download is set")
+    assert_clean_failure(
+        result, 1, "fashion-mnist was not found and --no-download is set", tmp_path / "out"
+    )
     assert "apt-get install dataset-fashion-mnist" in result.output
-    assert not (tmp_path / "out").exists()
 
 
 def test_corrupt_idx_file_is_named(mnist_dir: Path, tmp_path: Path) -> None:
     labels = mnist_dir / "train-labels-idx1-ubyte.gz"
     labels.write_bytes(b"not gzip at all")
     result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"))
-    assert_clean_failure(result, 1, f"{labels} is named .gz but is not gzip data")
-    assert not (tmp_path / "out").exists()
+    assert_clean_failure(result, 1, f"{labels} is named .gz but is not gzip data", tmp_path / "out")
 
 
 def test_factory_returning_the_wrong_type(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_model_factory(tmp_path, "def build():\n    return 'a model'\n")
+    path = write_python(tmp_path / "user_model.py", "def build():\n    return 'a model'\n")
     result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
-    assert_clean_failure(result, 2, "returned a str, not a torch.nn.Module")
+    assert_clean_failure(result, 2, "returned a str, not a torch.nn.Module", tmp_path / "out")
 
 
 def test_factory_function_missing(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_model_factory(tmp_path, "def build():\n    return nn.Linear(784, 10)\n")
+    path = write_python(tmp_path / "user_model.py", "def build():\n    return nn.Linear(784, 10)\n")
     result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:make")
-    assert_clean_failure(result, 2, "has no function 'make'. Functions it defines: build")
+    assert_clean_failure(
+        result, 2, "has no function 'make'. Functions it defines: build", tmp_path / "out"
+    )
 
 
 def test_model_output_that_does_not_fit_the_classes(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_model_factory(
-        tmp_path, "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n"
+    path = write_python(
+        tmp_path / "user_model.py",
+        "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n",
     )
     result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
-    assert_clean_failure(result, 2, "returns 3 outputs per sample, but the dataset has 10 classes")
+    assert_clean_failure(
+        result, 2, "returns 3 outputs per sample, but the dataset has 10 classes", tmp_path / "out"
+    )
 
 
 def test_nan_loss_at_the_first_step(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_model_factory(
-        tmp_path,
+    path = write_python(
+        tmp_path / "user_model.py",
         "class NaNNet(nn.Module):\n"
         "    def __init__(self):\n"
         "        super().__init__()\n"
@@ -221,9 +225,7 @@ def test_nan_loss_at_the_first_step(mnist_dir: Path, tmp_path: Path) -> None:
     )
     out = tmp_path / "out"
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--model", f"{path}:build")
-    assert_clean_failure(result, 1, "the loss was nan at the very first step")
-    assert not out.exists()
-    assert list(tmp_path.glob(".out.partial-*")) == []
+    assert_clean_failure(result, 1, "the loss was nan at the very first step", out)
 
 
 def test_output_under_something_not_a_folder_fails_before_the_sweep(
@@ -232,16 +234,14 @@ def test_output_under_something_not_a_folder_fails_before_the_sweep(
     blocker = tmp_path / "results.txt"  # a file where the run folder's parent should be
     blocker.write_text("not a folder")
     result = invoke(*tiny_run_arguments(mnist_dir, blocker / "run"))
-    assert_clean_failure(result, 1, f"{blocker} is not a writable folder")
+    assert_clean_failure(result, 1, f"{blocker} is not a writable folder", out=None)
     assert "sweeping" not in result.output
     assert blocker.read_text() == "not a folder"
 
 
 def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_path: Path) -> None:
-    factories = tmp_path / "project.py"
-    factories.write_text(
-        "import torch\n"
-        "from torch import nn\n"
+    factories = write_python(
+        tmp_path / "project.py",
         "from torch.utils.data import TensorDataset\n\n"
         "def train_set():\n"
         "    generator = torch.Generator().manual_seed(0)\n"
@@ -253,7 +253,7 @@ def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_pat
         "def net(num_classes, input_shape):\n"
         "    channels, height, width = input_shape\n"
         "    inputs = channels * height * width\n"
-        "    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, num_classes))\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(inputs, num_classes))\n",
     )
     out = tmp_path / "runs" / "user"
     result = invoke(
@@ -278,5 +278,23 @@ def test_interrupt_exits_130_without_output(
 
     monkeypatch.setattr(pipeline, "run", interrupted)
     result = invoke("run", "--out", tmp_path / "run")
-    assert_clean_failure(result, 130, "Interrupted; nothing was written.")
-    assert not (tmp_path / "run").exists()
+    assert_clean_failure(result, 130, "Interrupted; nothing was written.", tmp_path / "run")
+
+
+def test_a_curve_without_descent_exits_1_and_keeps_the_curve(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    """Starting far above the useful range: the loss diverges at once, so there is no rate to
+    recommend; the run says so, exits 1, and still writes the curve for inspection."""
+    out = tmp_path / "runs" / "too-high"
+    arguments = tiny_run_arguments(mnist_dir, out)
+    arguments[arguments.index("--start-lr") + 1] = "100"
+    arguments[arguments.index("--end-lr") + 1] = "1e6"
+    result = invoke(*arguments)
+    assert result.exit_code == 1, result.output
+    assert "No recommendation" in result.output and "Lower --start-lr" in result.output
+    assert "Traceback" not in result.output
+    document = json.loads((out / "result.json").read_text())
+    assert document["recommendation"]["max_lr"] is None
+    assert document["recommendation"]["confidence"] == "none"
+    assert (out / "sweep.csv").is_file() and (out / "sweep.png").is_file()

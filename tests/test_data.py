@@ -17,7 +17,13 @@ import torchvision.datasets
 
 from lrfind import data
 from lrfind.errors import DataError, SpecError
-from tests.conftest import idx_bytes, learnable_images, write_idx, write_mnist_files
+from tests.conftest import (
+    idx_bytes,
+    learnable_images,
+    write_idx,
+    write_mnist_files,
+    write_python,
+)
 
 
 def test_idx_round_trip_gzipped_and_raw(tmp_path: Path) -> None:
@@ -203,9 +209,8 @@ def test_batch_larger_than_the_dataset_is_refused(mnist_dir: Path) -> None:
 
 
 def write_factory(tmp_path: Path, body: str) -> Path:
-    path = tmp_path / "user_data.py"
-    path.write_text("import torch\nfrom torch.utils.data import TensorDataset\n\n" + body)
-    return path
+    imports = "import torch\nfrom torch.utils.data import TensorDataset\n"
+    return write_python(tmp_path / "user_data.py", body, imports)
 
 
 def test_user_dataset_factory(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 
 from lrfind import models
 from lrfind.errors import SpecError
+from tests.conftest import write_python
 
 MNIST_SHAPE = (1, 28, 28)
 
@@ -61,16 +62,9 @@ def test_unknown_model_lists_the_builtins() -> None:
         models.build_model("lenett", MNIST_SHAPE, 10)
 
 
-def write_module(folder: Path, name: str, body: str) -> Path:
-    path = folder / f"{name}.py"
-    path.write_text("import torch\nfrom torch import nn\n\n" + body)
-    return path
-
-
 def test_file_factory_receives_the_arguments_it_accepts(tmp_path: Path) -> None:
-    path = write_module(
-        tmp_path,
-        "user_models",
+    path = write_python(
+        tmp_path / "user_models.py",
         "def build(num_classes, in_channels):\n"
         "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 28 * 28, num_classes))\n",
     )
@@ -81,7 +75,7 @@ def test_file_factory_receives_the_arguments_it_accepts(tmp_path: Path) -> None:
 def test_module_factory_is_imported_by_name(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_module(tmp_path, "zoo_for_lrfind", "def tiny():\n    return nn.Linear(4, 2)\n")
+    write_python(tmp_path / "zoo_for_lrfind.py", "def tiny():\n    return nn.Linear(4, 2)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         model = models.build_model("zoo_for_lrfind:tiny", MNIST_SHAPE, 10)
@@ -110,7 +104,7 @@ def test_module_factory_is_imported_by_name(
 def test_bad_factories_are_explained(
     tmp_path: Path, body: str, spec_suffix: str, message: str
 ) -> None:
-    path = write_module(tmp_path, "broken_models", body)
+    path = write_python(tmp_path / "broken_models.py", body)
     with pytest.raises(SpecError, match=message):
         models.build_model(f"{path}{spec_suffix}", MNIST_SHAPE, 10)
 

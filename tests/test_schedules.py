@@ -37,10 +37,26 @@ def test_unknown_mode_is_rejected() -> None:
         sweep_lrs(1e-3, 1.0, 10, "cosine")
 
 
+def one_parameter_optimizer() -> torch.optim.Optimizer:
+    return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+
+def lr_trace(
+    optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, steps: int
+) -> list[float]:
+    """The LR torch's scheduler sets: the initial one, then after each of `steps` steps."""
+    seen = [optimizer.param_groups[0]["lr"]]
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        seen.append(optimizer.param_groups[0]["lr"])
+    return seen
+
+
 def test_onecycle_parameters_reproduce_base_and_max_in_torch_onecycle() -> None:
     parameters = schedule_parameters(base_lr=0.01, max_lr=0.3, lr=0.1, steps_per_epoch=100)
     onecycle = parameters["onecycle"]
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    optimizer = one_parameter_optimizer()
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=onecycle["max_lr"],
@@ -49,11 +65,7 @@ def test_onecycle_parameters_reproduce_base_and_max_in_torch_onecycle() -> None:
         pct_start=onecycle["pct_start"],
         total_steps=1000,
     )
-    seen = [optimizer.param_groups[0]["lr"]]
-    for _ in range(999):
-        optimizer.step()
-        scheduler.step()
-        seen.append(optimizer.param_groups[0]["lr"])
+    seen = lr_trace(optimizer, scheduler, 999)
     assert seen[0] == pytest.approx(0.01)
     assert max(seen) == pytest.approx(0.3)
     assert seen[-1] == pytest.approx(0.01 / onecycle["final_div_factor"], rel=1e-6)
@@ -63,7 +75,7 @@ def test_triangular_parameters_match_torch_cyclic_lr() -> None:
     parameters = schedule_parameters(base_lr=0.01, max_lr=0.3, lr=0.1, steps_per_epoch=50)
     triangular = parameters["cyclic"]["triangular"]
     assert triangular["step_size_up"] == CYCLE_HALF_EPOCHS * 50
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    optimizer = one_parameter_optimizer()
     scheduler = torch.optim.lr_scheduler.CyclicLR(
         optimizer,
         base_lr=triangular["base_lr"],
@@ -71,11 +83,7 @@ def test_triangular_parameters_match_torch_cyclic_lr() -> None:
         step_size_up=triangular["step_size_up"],
         mode=triangular["mode"],
     )
-    seen = [optimizer.param_groups[0]["lr"]]
-    for _ in range(2 * triangular["step_size_up"]):
-        optimizer.step()
-        scheduler.step()
-        seen.append(optimizer.param_groups[0]["lr"])
+    seen = lr_trace(optimizer, scheduler, 2 * triangular["step_size_up"])
     assert seen[0] == pytest.approx(0.01)
     assert seen[triangular["step_size_up"]] == pytest.approx(0.3)
     assert seen[-1] == pytest.approx(0.01)

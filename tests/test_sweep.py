@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -41,6 +42,23 @@ def assert_same_state(first: dict[str, torch.Tensor], second: dict[str, torch.Te
         assert torch.equal(first[key], second[key]), key
 
 
+class SpyLoss:
+    """Cross-entropy that counts its calls and first runs `hook(call_number, loss)`, which
+    may observe the optimizer, replace the loss, or raise."""
+
+    def __init__(
+        self, hook: Callable[[int, torch.Tensor], torch.Tensor | None] | None = None
+    ) -> None:
+        self.calls = 0
+        self.hook = hook
+
+    def __call__(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = nn.functional.cross_entropy(outputs, targets)
+        replaced = self.hook(self.calls, loss) if self.hook is not None else None
+        return loss if replaced is None else replaced
+
+
 def test_every_step_follows_the_exponential_schedule_exactly() -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -67,10 +85,7 @@ def test_optimizer_sees_the_recorded_lr_at_each_step() -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     seen: list[float] = []
-
-    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        seen.append(optimizer.param_groups[0]["lr"])
-        return nn.functional.cross_entropy(outputs, targets)
+    loss_fn = SpyLoss(lambda call, loss: seen.append(optimizer.param_groups[0]["lr"]))
 
     result = range_test(model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2,
                         steps=20)  # fmt: skip
@@ -83,12 +98,9 @@ def test_parameter_groups_keep_their_lr_ratios() -> None:
     optimizer = torch.optim.SGD(
         [{"params": first.parameters(), "lr": 1.0}, {"params": second.parameters(), "lr": 0.1}]
     )
+    groups = optimizer.param_groups
     ratios: list[float] = []
-
-    def loss_fn(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        groups = optimizer.param_groups
-        ratios.append(groups[1]["lr"] / groups[0]["lr"])
-        return nn.functional.cross_entropy(outputs, targets)
+    loss_fn = SpyLoss(lambda call, loss: ratios.append(groups[1]["lr"] / groups[0]["lr"]))
 
     range_test(model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2, steps=15)
     assert ratios == pytest.approx([0.1] * 15)
@@ -121,14 +133,12 @@ def test_state_is_restored_when_the_loss_function_fails_mid_sweep() -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     before = snapshot(model)
-    calls = 0
 
-    def failing_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        if calls == 8:
+    def explode_at_eight(call: int, loss: torch.Tensor) -> None:
+        if call == 8:
             raise RuntimeError("boom")
-        return nn.functional.cross_entropy(outputs, targets)
+
+    failing_loss = SpyLoss(explode_at_eight)
 
     with pytest.raises(RuntimeError, match="boom"):
         range_test(model, optimizer, failing_loss, tiny_task(), start_lr=1e-2, end_lr=1.0, steps=20)
@@ -172,13 +182,7 @@ def test_sweep_stops_when_the_loss_diverges() -> None:
 def test_non_finite_loss_mid_sweep_is_a_stop_reason_not_a_crash() -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    calls = 0
-
-    def nan_after_twenty(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        loss = nn.functional.cross_entropy(outputs, targets)
-        return loss * float("nan") if calls > 20 else loss
+    nan_after_twenty = SpyLoss(lambda call, loss: loss * math.nan if call > 20 else None)
 
     result = range_test(model, optimizer, nan_after_twenty, tiny_task(), start_lr=1e-5,
                         end_lr=1e-2, steps=50)  # fmt: skip
@@ -246,13 +250,8 @@ def test_an_empty_loader_is_a_clear_error() -> None:
 def test_bad_arguments_are_refused_before_any_work(arguments: dict[str, Any], message: str) -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    calls = 0
-
-    def counting_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        return nn.functional.cross_entropy(outputs, targets)
+    counting_loss = SpyLoss()
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         range_test(model, optimizer, counting_loss, tiny_task(), **arguments)
-    assert calls == 0
+    assert counting_loss.calls == 0
