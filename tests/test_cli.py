@@ -187,29 +187,30 @@ def test_corrupt_idx_file_is_named(mnist_dir: Path, tmp_path: Path) -> None:
     assert_clean_failure(result, 1, f"{labels} is named .gz but is not gzip data", tmp_path / "out")
 
 
-def test_factory_returning_the_wrong_type(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_python(tmp_path / "user_model.py", "def build():\n    return 'a model'\n")
-    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
-    assert_clean_failure(result, 2, "returned a str, not a torch.nn.Module", tmp_path / "out")
-
-
-def test_factory_function_missing(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_python(tmp_path / "user_model.py", "def build():\n    return nn.Linear(784, 10)\n")
-    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:make")
-    assert_clean_failure(
-        result, 2, "has no function 'make'. Functions it defines: build", tmp_path / "out"
-    )
-
-
-def test_model_output_that_does_not_fit_the_classes(mnist_dir: Path, tmp_path: Path) -> None:
-    path = write_python(
-        tmp_path / "user_model.py",
-        "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n",
-    )
-    result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "out"), "--model", f"{path}:build")
-    assert_clean_failure(
-        result, 2, "returns 3 outputs per sample, but the dataset has 10 classes", tmp_path / "out"
-    )
+@pytest.mark.parametrize(
+    ("body", "function", "message"),
+    [
+        ("def build():\n    return 'a model'\n", "build", "returned a str, not a torch.nn.Module"),
+        (
+            "def build():\n    return nn.Linear(784, 10)\n",
+            "make",
+            "has no function 'make'. Functions it defines: build",
+        ),
+        (
+            "def build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 3))\n",
+            "build",
+            "returns 3 outputs per sample, but the dataset has 10 classes",
+        ),
+    ],
+    ids=["wrong-type", "missing-function", "output-does-not-fit"],
+)
+def test_bad_model_factories_fail_cleanly(
+    mnist_dir: Path, tmp_path: Path, body: str, function: str, message: str
+) -> None:
+    path = write_python(tmp_path / "user_model.py", body)
+    out = tmp_path / "out"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--model", f"{path}:{function}")
+    assert_clean_failure(result, 2, message, out)
 
 
 def test_nan_loss_at_the_first_step(mnist_dir: Path, tmp_path: Path) -> None:
