@@ -1,8 +1,9 @@
 """lrfind: a learning-rate range test for PyTorch.
 
-    from lrfind import range_test
+    from lrfind import find_lr, range_test
+    outcome = find_lr(model, optimizer, loss_fn, train_loader)  # the default plan: 6 sweeps
+    print(outcome.recommendation)
     result = range_test(model, optimizer, loss_fn, train_loader, start_lr=1e-7, end_lr=10)
-    print(result.recommendation)
 
 Names are imported lazily so that `lrfind --help` does not pay for importing torch.
 """
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "range_test": "lrfind.sweep",
+    "find_lr": "lrfind.sweep",
     "RangeTestResult": "lrfind.sweep",
     "StepRecord": "lrfind.sweep",
     "analyze": "lrfind.analysis",
@@ -33,6 +35,7 @@ __all__ = [
     "StepRecord",
     "__version__",
     "analyze",
+    "find_lr",
     "range_test",
 ]
 
@@ -40,7 +43,7 @@ if TYPE_CHECKING:
     from lrfind.analysis import Analysis, Recommendation, analyze
     from lrfind.config import RunConfig
     from lrfind.errors import LrfindError
-    from lrfind.sweep import RangeTestResult, StepRecord, range_test
+    from lrfind.sweep import RangeTestResult, StepRecord, find_lr, range_test
 
 
 def __getattr__(name: str) -> Any:

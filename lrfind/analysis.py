@@ -1,7 +1,7 @@
 """Turn a loss-vs-LR curve into a recommendation. Pure numpy: no torch, no plotting.
 
     from lrfind.analysis import analyze
-    analysis = analyze(lrs, losses, smoothing=0.9, divergence_factor=4.0, method="steepest")
+    analysis = analyze(lrs, losses, smoothing=0.9, divergence_factor=4.0, method="bottom")
     analysis.recommendation.max_lr
 
 Pipeline: find where the sweep diverged (the same causal rule the engine stops on), smooth
@@ -29,6 +29,14 @@ MAX_BASE_FRACTION = 0.25
 ONSET_FRACTION = 0.1
 # A constant rate sits this factor below the schedule's peak, which is only touched briefly.
 CONSTANT_LR_DIVISOR = 3.0
+# The sweep has collapsed once the smoothed loss has given back this share of its fall.
+COLLAPSE_SHARE = 0.5
+# Steps whose loss differences estimate the batch noise; the collapse rule waits for them.
+NOISE_WINDOW = 10
+# Repeated sweeps agree when their suggestions lie within this many decades.
+AGREEMENT_DECADES = 0.25
+# bottom: how far below the loss minimum a schedule's peak should sit.
+BOTTOM_DIVISOR = 3.0
 # Fewer usable points than this and the curve is too coarse to trust.
 MIN_USABLE_POINTS = 10
 
@@ -73,21 +81,27 @@ class DivergenceDetector:
     The sweep has diverged at the first step where
     - the loss is NaN or infinite, or
     - the causal EMA exceeds `divergence_factor` x its best value (a loss that explodes), or
-    - after a clear fall, the causal EMA climbs back above where it started (a model that
-      collapses to chance, e.g. dead ReLUs: its loss returns to log(classes) instead of
-      exploding, and a ratio rule would never fire).
+    - after a clear fall, the causal EMA has given back more than COLLAPSE_SHARE of it (a
+      model that collapses to chance, e.g. dead ReLUs: its loss returns to log(classes)
+      instead of exploding, and a ratio rule would never fire; the lagging EMA only approaches
+      the chance level, so waiting for it to pass the starting level can take the rest of the
+      sweep).
 
-    "Where it started" is the mean loss of the first `baseline_steps` steps; a fall is clear
-    when it exceeds three times their spread (and 0.1% of the level, for noiseless losses).
+    "Where it started" is the mean loss of the first `baseline_steps` steps. A fall is clear
+    when it exceeds three batch-noise standard deviations (and 0.1% of the level, for
+    noiseless losses); the noise is estimated robustly from the differences of consecutive
+    losses over the first NOISE_WINDOW steps, since a handful of baseline steps can by chance
+    agree closely, and then batch noise alone would look like a fall and a collapse.
     """
 
     def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
         self.divergence_factor = divergence_factor
         self.baseline_steps = max(3, baseline_steps)
         self._ema = OnlineEMA(smoothing)
-        self._baseline: list[float] = []
+        self._early: list[float] = []
         self._start_level = math.nan
-        self._start_spread = math.nan
+        self._noise = math.nan
+        self._best_since_start = math.inf
         self.best = math.inf
         self.steps = 0
 
@@ -98,16 +112,37 @@ class DivergenceDetector:
             return math.nan, True
         smoothed = self._ema.update(loss)
         self.best = min(self.best, smoothed)
-        if len(self._baseline) < self.baseline_steps:
-            self._baseline.append(loss)
-            if len(self._baseline) == self.baseline_steps:
-                self._start_level = float(np.mean(self._baseline))
-                self._start_spread = float(np.std(self._baseline))
+        window = max(self.baseline_steps, NOISE_WINDOW)
+        if len(self._early) < window:
+            self._early.append(loss)
+            if len(self._early) == window:
+                self._start_level = float(np.mean(self._early[: self.baseline_steps]))
+                self._noise = batch_noise(np.array(self._early))
+                self._best_since_start = smoothed
+        else:
+            self._best_since_start = min(self._best_since_start, smoothed)
         exploded = self.steps > 1 and smoothed > self.divergence_factor * self.best
-        margin = max(3 * self._start_spread, 1e-3 * abs(self._start_level))
-        fell_clearly = self.best < self._start_level - margin
-        collapsed = fell_clearly and smoothed > self._start_level
+        if len(self._early) < window:
+            return smoothed, exploded
+        margin = max(3 * self._noise, 1e-3 * abs(self._start_level))
+        fell_clearly = self._best_since_start < self._start_level - margin
+        fall = self._start_level - self._best_since_start
+        collapsed = fell_clearly and smoothed - self._best_since_start > COLLAPSE_SHARE * fall
         return smoothed, exploded or collapsed
+
+
+def batch_noise(losses: np.ndarray) -> float:
+    """Scale of the batch-to-batch noise of raw losses, as a standard deviation.
+
+    Estimated from differences of consecutive losses, which cancel the slow trend of the
+    curve (residuals around a smoothed curve would count its bends as noise), with a median
+    absolute deviation so that a few spikes do not dominate it.
+    """
+    if len(losses) < 3:
+        return 0.0
+    differences = np.diff(losses)
+    spread = 1.4826 * np.median(np.abs(differences - np.median(differences)))
+    return float(spread / math.sqrt(2.0))
 
 
 def baseline_steps(total_steps: int) -> int:
@@ -181,6 +216,36 @@ def steepest(curve: Curve) -> Suggestion | None:
     return Suggestion(lr=float(curve.lrs[index]), index=index)
 
 
+@register("valley")
+def valley(curve: Curve) -> Suggestion | None:
+    """Two thirds of the way (in log LR) along the valley, from where the loss starts to fall
+    (ONSET_FRACTION of its fall done) to its minimum: past the slow start of the descent and
+    short of the flat bottom, where the next rates already hurt.
+    """
+    minimum = curve.min_index
+    start = _onset_index(curve)
+    if minimum - start < 2:
+        return None
+    index = start + (2 * (minimum - start)) // 3
+    return Suggestion(lr=float(curve.lrs[index]), index=index)
+
+
+@register("bottom")
+def bottom(curve: Curve) -> Suggestion | None:
+    """The LR at the smoothed loss minimum divided by BOTTOM_DIVISOR: lrfind's default.
+
+    The minimum is where raising the rate stops paying within the sweep; a schedule that
+    trains at its peak for many steps, not one, must stay clear of it. The divisor was chosen
+    with scripts/bench_quality.py (one-cycle regret against grid search, several models and
+    optimizers); read from the median of focused repeats (lrfind.plan), this is the rule
+    with the lowest worst-case regret there.
+    """
+    minimum = curve.min_index
+    if minimum < 1:
+        return None
+    return Suggestion(lr=float(curve.lrs[minimum]) / BOTTOM_DIVISOR, index=minimum)
+
+
 @register("minimum")
 def minimum_over_ten(curve: Curve) -> Suggestion | None:
     """A tenth of the LR at the smoothed loss minimum: the classic conservative rule."""
@@ -200,6 +265,15 @@ class Recommendation:
     method: str
     confidence: str  # high, medium or low
     confidence_reasons: list[str] = field(default_factory=list)
+    repeats: int = 1  # sweeps combined into this recommendation
+    suggestions: list[float] = field(default_factory=list)  # max_lr of those that gave one
+    interval: tuple[float, float] | None = None  # lowest and highest of `suggestions`
+
+    @property
+    def log10_width(self) -> float | None:
+        if self.interval is None:
+            return None
+        return math.log10(self.interval[1] / self.interval[0])
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -209,6 +283,10 @@ class Recommendation:
             "method": self.method,
             "confidence": self.confidence,
             "confidence_reasons": list(self.confidence_reasons),
+            "repeats": self.repeats,
+            "suggestions": list(self.suggestions),
+            "interval": None if self.interval is None else list(self.interval),
+            "interval_log10_width": self.log10_width,
         }
 
 
@@ -247,7 +325,7 @@ def analyze(
     *,
     smoothing: float = SweepSettings.smoothing,
     divergence_factor: float = SweepSettings.divergence_factor,
-    method: str = "steepest",
+    method: str = "bottom",
     planned_steps: int | None = None,
 ) -> Analysis:
     """Analyse one sweep. Raises `SweepError` when the first loss is already not finite.
@@ -286,18 +364,52 @@ def analyze(
     )
 
 
-def _noise(curve: Curve) -> float:
-    """Scale of the batch-to-batch noise, as a standard deviation.
+def combine(
+    recommendations: Sequence[Recommendation | None], method: str, base_lr: float | None = None
+) -> Recommendation | None:
+    """One recommendation from several sweeps: the median suggestion and the interval.
 
-    Estimated from differences of consecutive raw losses, which cancel the slow trend of the
-    curve (residuals around the smoothed curve would count its bends as noise), with a
-    median absolute deviation so that a few spikes do not dominate it.
+    `base_lr`, when given, comes from a sweep that saw the whole descent (short sweeps that
+    start mid-way cannot see where the loss starts to fall); otherwise it is the median of
+    the sweeps' own. The confidence falls when the sweeps disagree by more than
+    AGREEMENT_DECADES or when some of them gave no answer.
     """
-    if len(curve.losses) < 3:
-        return 0.0
-    differences = np.diff(curve.losses)
-    spread = 1.4826 * np.median(np.abs(differences - np.median(differences)))
-    return float(spread / math.sqrt(2.0))
+    found = [item for item in recommendations if item is not None]
+    if not found:
+        return None
+    suggestions = [item.max_lr for item in found]
+    max_lr = float(10 ** np.median(np.log10(suggestions)))
+    low = base_lr if base_lr is not None else float(np.median([item.base_lr for item in found]))
+    reasons: list[str] = []
+    width = math.log10(max(suggestions) / min(suggestions))
+    if width > AGREEMENT_DECADES:
+        reasons.append(
+            f"the {len(found)} sweeps disagree: their suggestions span {width:.2f} decades "
+            f"({min(suggestions):.3g} to {max(suggestions):.3g}); more --repeats or a larger "
+            "--batch-size narrow it"
+        )
+    missing = len(recommendations) - len(found)
+    if missing:
+        reasons.append(f"{missing} of {len(recommendations)} sweeps gave no suggestion")
+    middle = min(found, key=lambda item: abs(math.log10(item.max_lr / max_lr)))
+    if middle.confidence != "high":
+        reasons.extend(middle.confidence_reasons)
+    confidence = "high" if not reasons else "medium" if len(reasons) == 1 else "low"
+    return Recommendation(
+        base_lr=min(low, MAX_BASE_FRACTION * max_lr),
+        max_lr=max_lr,
+        lr=max_lr / CONSTANT_LR_DIVISOR,
+        method=method,
+        confidence=confidence,
+        confidence_reasons=reasons or ["the sweeps agree on a clear descent and divergence"],
+        repeats=len(recommendations),
+        suggestions=suggestions,
+        interval=(min(suggestions), max(suggestions)),
+    )
+
+
+def _noise(curve: Curve) -> float:
+    return batch_noise(curve.losses)
 
 
 def _descent(curve: Curve) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -26,7 +26,7 @@ from lrfind.errors import LrfindError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from lrfind.config import RunConfig
+    from lrfind.config import RunConfig, SweepSettings
     from lrfind.pipeline import RunOutcome
     from lrfind.sweep import StepRecord
 
@@ -93,7 +93,26 @@ def run(
         float | None, Opt(help="Stop when the smoothed loss exceeds this x its best. [default: 4]")
     ] = None,
     method: Annotated[
-        str | None, Opt(help="Suggestion method: steepest or minimum. [default: steepest]")
+        str | None,
+        Opt(help="Suggestion method: bottom, steepest, valley or minimum. [default: bottom]"),
+    ] = None,
+    repeats: Annotated[
+        int | None,
+        Opt(help="Focused sweeps after the full one; their median is recommended. [default: 5]"),
+    ] = None,
+    refine: Annotated[
+        bool | None,
+        Opt(
+            "--refine/--no-refine",
+            help="Repeats sweep just below the divergence point (refine) or the full range.",
+        ),
+    ] = None,
+    auto_range: Annotated[
+        bool | None,
+        Opt("--auto-range", help="Widen or narrow the LR range and rerun when it was wrong."),
+    ] = None,
+    val_batches: Annotated[
+        int | None, Opt(help="Held-out batches whose loss is recorded every step. [default: 0]")
     ] = None,
     seed: Annotated[
         int | None, Opt(help="Seed for model init and data order. [default: 0]")
@@ -141,7 +160,7 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
     task: TaskID | None = None
 
     def on_stage(name: str) -> None:
-        nonlocal progress, task
+        nonlocal progress
         if settings.quiet:
             return
         if progress is not None:
@@ -149,7 +168,7 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
             progress = None
         if name == "sweeping":
             progress = Progress(
-                TextColumn("[bold]sweeping[/]"),
+                TextColumn("[bold]{task.description:>10}[/]"),
                 BarColumn(),
                 TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
                 TextColumn("lr {task.fields[lr]:>9.3g}"),
@@ -158,12 +177,18 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
                 console=error_console,
                 transient=False,
             )
-            task = progress.add_task(
-                "sweep", total=settings.steps, lr=float("nan"), loss=float("nan")
-            )
             progress.start()
         else:
             error_console.print(f"[dim]{name}...[/]")
+
+    def on_sweep(repeat: int, sweep: SweepSettings) -> None:
+        nonlocal task
+        if progress is None:
+            return
+        if task is not None:  # a sweep that stopped early shows where it stopped
+            progress.update(task, total=progress.tasks[task].completed)
+        name = "full sweep" if repeat == 0 else f"repeat {repeat}/{settings.repeats}"
+        task = progress.add_task(name, total=sweep.steps, lr=float("nan"), loss=float("nan"))
 
     def on_step(record: StepRecord) -> None:
         if progress is not None and task is not None:
@@ -172,7 +197,7 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
             )
 
     try:
-        return run_pipeline(settings, on_stage=on_stage, on_step=on_step)
+        return run_pipeline(settings, on_stage=on_stage, on_step=on_step, on_sweep=on_sweep)
     finally:
         if progress is not None:
             progress.stop()
@@ -193,20 +218,42 @@ def _print_summary(outcome: RunOutcome) -> None:
     ):
         value = recommendation[key]
         table.add_row(key, "-" if value is None else f"{value:.3g}", meaning)
+    interval = recommendation.get("interval")
+    if interval:
+        table.add_row(
+            "interval",
+            f"{interval[0]:.3g} to {interval[1]:.3g}",
+            f"max_lr of the {recommendation['repeats']} repeats "
+            f"({recommendation['interval_log10_width']:.2f} decades wide)",
+        )
     table.add_row(
         "confidence", recommendation["confidence"], "; ".join(recommendation["confidence_reasons"])
     )
     divergence = sweep["divergence_lr"]
     table.add_row(
-        "stop",
+        "full sweep",
         sweep["stop_reason"],
         f"{sweep['steps_run']}/{sweep['steps_planned']} steps"
         + ("" if divergence is None else f", diverged at lr {divergence:.3g}"),
     )
     console.print(table)
-    for message in recommendation["diagnostics"]:
+    _print_diagnostics(recommendation["diagnostics"])
+    _print_snippets(recommendation["schedules"])
+    steps = document.get("steps_total", sweep["steps_run"])
+    seconds = document["timings"]["total_s"]
+    console.print(
+        f"Wrote {escape(str(outcome.out))}/ (sweep.csv, sweep.png, result.json) "
+        f"in {seconds:.1f} s ({steps} training steps in all).",
+        soft_wrap=True,
+    )
+
+
+def _print_diagnostics(messages: list[str]) -> None:
+    for message in messages:
         console.print(f"[yellow]![/] {escape(message)}", soft_wrap=True)
-    schedules = recommendation["schedules"]
+
+
+def _print_snippets(schedules: dict[str, Any] | None) -> None:
     if schedules:
         onecycle = schedules["onecycle"]
         triangular = schedules["cyclic"]["triangular"]
@@ -227,12 +274,57 @@ def _print_summary(outcome: RunOutcome) -> None:
             soft_wrap=True,
             highlight=False,
         )
-    seconds = document["timings"]["total_s"]
-    console.print(
-        f"Wrote {escape(str(outcome.out))}/ (sweep.csv, sweep.png, result.json) "
-        f"in {seconds:.1f} s.",
-        soft_wrap=True,
-    )
+
+
+@app.command()
+def analyze(
+    csv_file: Annotated[
+        Path, typer.Argument(help="sweep.csv of a run, or any CSV with lr and loss columns.")
+    ],
+    method: Annotated[
+        str, Opt(help="Suggestion method: bottom, steepest, valley or minimum.")
+    ] = "bottom",
+    smoothing: Annotated[float, Opt(help="EMA factor in [0, 1) for the loss.")] = 0.9,
+    divergence_factor: Annotated[
+        float, Opt(help="Diverged once the smoothed loss exceeds this x its best.")
+    ] = 4.0,
+    out: Annotated[
+        Path | None, Opt(help="Output folder. [default: reanalysed-<method> beside the CSV]")
+    ] = None,
+    overwrite: Annotated[bool, Opt("--overwrite", help="Replace an existing folder.")] = False,
+) -> None:
+    """Re-analyse a saved curve and write sweep.csv, sweep.png and result.json for it."""
+    with _reported_errors():
+        from lrfind.analysis import METHODS
+        from lrfind.config import SweepSettings
+        from lrfind.errors import ConfigError
+        from lrfind.report import analyze_file
+
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
+        SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates
+        reanalysis = analyze_file(
+            csv_file,
+            method=method,
+            smoothing=smoothing,
+            divergence_factor=divergence_factor,
+            out=out,
+            overwrite=overwrite,
+        )
+        recommendation = reanalysis.document["recommendation"]
+        table = Table(title=f"lrfind analyze ({method})", show_header=True, header_style="bold")
+        table.add_column("quantity")
+        table.add_column("value", justify="right")
+        for key in ("base_lr", "max_lr", "lr"):
+            value = recommendation[key]
+            table.add_row(key, "-" if value is None else f"{value:.3g}")
+        table.add_row("confidence", recommendation["confidence"])
+        console.print(table)
+        _print_diagnostics(recommendation["confidence_reasons"] + recommendation["diagnostics"])
+        _print_snippets(recommendation["schedules"])
+        console.print(f"Wrote {escape(str(reanalysis.out))}/", soft_wrap=True)
+        if reanalysis.recommendation is None:
+            raise typer.Exit(1)
 
 
 @app.command("list")

@@ -21,6 +21,9 @@ from typing import Any
 
 from lrfind.errors import ConfigError
 
+if typing.TYPE_CHECKING:
+    from lrfind.plan import SearchSettings
+
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -82,7 +85,11 @@ class RunConfig:
     mode: str = SweepSettings.mode
     smoothing: float = SweepSettings.smoothing
     divergence_factor: float = SweepSettings.divergence_factor
-    method: str = "steepest"  # how the curve becomes a suggestion; see lrfind.analysis
+    method: str = "bottom"  # how a curve becomes a suggestion; chosen by scripts/bench_quality.py
+    repeats: int = 5  # focused sweeps after the full one; their median is recommended
+    refine: bool = True  # repeats sweep just below the divergence point; off: the full range
+    auto_range: bool = False  # rerun with a wider/narrower range when the range was wrong
+    val_batches: int = 0  # held-out batches whose loss is recorded at every step
     seed: int = 0  # the sweep is deterministic for a given seed; recorded in result.json
     device: str = "auto"  # cuda, then mps, then cpu
     out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
@@ -113,6 +120,12 @@ class RunConfig:
                 f"weight_decay must be zero or positive; got {self.weight_decay:g}. "
                 "Try --weight-decay 0 or 5e-4."
             )
+        self.search_settings()  # validates repeats
+        if not 0 <= self.val_batches <= 1000:
+            raise ConfigError(
+                f"val_batches must be between 0 and 1000; got {self.val_batches}. A few "
+                "batches (e.g. --val-batches 4) give a smooth validation curve cheaply."
+            )
         if self.seed < 0:
             raise ConfigError(f"seed must be zero or positive; got {self.seed}. Try --seed 0.")
         if not self.model.strip():
@@ -132,6 +145,11 @@ class RunConfig:
             smoothing=self.smoothing,
             divergence_factor=self.divergence_factor,
         )
+
+    def search_settings(self) -> SearchSettings:
+        from lrfind.plan import SearchSettings  # deferred: the plan imports the engine
+
+        return SearchSettings(repeats=self.repeats, refine=self.refine, auto_range=self.auto_range)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values, paths as strings, in field order."""

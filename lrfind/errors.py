@@ -35,3 +35,9 @@ class SweepError(LrfindError):
 
 class OutputError(LrfindError):
     """Results cannot be written (folder exists, not writable, disk full)."""
+
+
+class CurveFileError(LrfindError):
+    """The CSV given to `lrfind analyze` is not a usable loss-vs-LR curve. A usage error."""
+
+    exit_code = 2

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from lrfind.errors import OutputError
+from lrfind.errors import CurveFileError, OutputError
 
-CSV_COLUMNS = ("step", "lr", "loss", "smoothed_loss")
+CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -99,23 +99,147 @@ def staged_run_folder(out: Path, overwrite: bool) -> Iterator[Path]:
         raise
 
 
-def _number(value: float) -> str:
+def _number(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else repr(float(value))
 
 
-def write_sweep_csv(
-    path: Path,
-    lrs: Sequence[float] | np.ndarray,
-    losses: Sequence[float] | np.ndarray,
-    smoothed: Sequence[float] | np.ndarray,
-) -> None:
-    """One row per step. Non-finite values are written as empty cells."""
+@dataclass(frozen=True)
+class CurveRows:
+    """One sweep as written to sweep.csv and drawn in sweep.png."""
+
+    repeat: int  # 0: the full sweep; 1..: repeats
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray  # NaN where the analysis has no smoothed value (after divergence)
+    val_losses: np.ndarray | None = None
+
+
+def write_sweep_csv(path: Path, curves: Sequence[CurveRows]) -> None:
+    """One row per step of every sweep. Non-finite or absent values are empty cells."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for step, (lr, loss, smooth) in enumerate(zip(lrs, losses, smoothed, strict=True)):
-        writer.writerow([step, _number(lr), _number(loss), _number(smooth)])
+    for curve in curves:
+        val_losses = curve.val_losses if curve.val_losses is not None else [None] * len(curve.lrs)
+        rows = zip(curve.lrs, curve.losses, curve.smoothed, val_losses, strict=True)
+        for step, (lr, loss, smooth, val_loss) in enumerate(rows):
+            writer.writerow(
+                [curve.repeat, step, _number(lr), _number(loss), _number(smooth), _number(val_loss)]
+            )
     write_atomic(path, buffer.getvalue().encode())
+
+
+MIN_CURVE_ROWS = 10  # as for a sweep: fewer points cannot be analysed
+
+
+@dataclass(frozen=True)
+class LoadedCurve:
+    repeat: int
+    lrs: np.ndarray
+    losses: np.ndarray  # a NaN only as the last value: a sweep that ended on a non-finite loss
+    val_losses: np.ndarray | None
+
+
+def read_curve_csv(path: Path) -> list[LoadedCurve]:
+    """Read a loss-vs-LR curve: lrfind's own sweep.csv or any CSV with `lr` and `loss` columns.
+
+    An optional `repeat` column splits the rows into sweeps (repeat 0 first). Every cell is
+    checked, and a bad one is reported by its row (counting the header as row 1).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise CurveFileError(f"{path} does not exist. Pass the sweep.csv of a run.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise CurveFileError(f"cannot read {path}: {error}. Pass a UTF-8 CSV file.") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [name.strip().lower() for name in reader.fieldnames or []]
+    missing = [name for name in ("lr", "loss") if name not in columns]
+    if missing:
+        raise CurveFileError(
+            f"{path} has no {' or '.join(repr(name) for name in missing)} column (found: "
+            f"{', '.join(columns) or 'no header'}). The first row must name the columns, "
+            "with the learning rate under 'lr' and the training loss under 'loss'."
+        )
+    reader.fieldnames = columns
+    rows: dict[int, list[tuple[float, float, float]]] = {}
+    for row_number, row in enumerate(reader, start=2):
+        repeat = _cell(path, row_number, row, "repeat", integer=True) if "repeat" in row else 0
+        lr = _cell(path, row_number, row, "lr")
+        loss = _cell(path, row_number, row, "loss", empty_ok=True)
+        val_loss = (
+            _cell(path, row_number, row, "val_loss", empty_ok=True)
+            if "val_loss" in row
+            else math.nan
+        )
+        if not (math.isfinite(lr) and lr > 0):
+            raise CurveFileError(
+                f"{path}, row {row_number}: lr is {lr:g}; learning rates must be positive, "
+                "finite numbers. Fix or remove the row."
+            )
+        rows.setdefault(int(repeat), []).append((lr, loss, val_loss))
+    curves = [_curve(path, repeat, rows[repeat]) for repeat in sorted(rows)]
+    if not curves:
+        raise CurveFileError(
+            f"{path} has a header but no rows; it needs at least {MIN_CURVE_ROWS} (lr, loss) rows."
+        )
+    return curves
+
+
+def _cell(
+    path: Path,
+    row_number: int,
+    row: dict[str, str | None],
+    column: str,
+    *,
+    integer: bool = False,
+    empty_ok: bool = False,
+) -> float:
+    text = (row.get(column) or "").strip()
+    if not text and empty_ok:
+        return math.nan
+    try:
+        return float(int(text)) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise CurveFileError(
+            f"{path}, row {row_number}: {column} is {text!r}, not {kind}. Fix or remove the row."
+        ) from None
+
+
+def _curve(path: Path, repeat: int, rows: list[tuple[float, float, float]]) -> LoadedCurve:
+    where = f"{path}" + (f" (repeat {repeat})" if repeat else "")
+    if len(rows) < MIN_CURVE_ROWS:
+        raise CurveFileError(
+            f"{where} has {len(rows)} rows; at least {MIN_CURVE_ROWS} are needed to analyse a "
+            "curve. Run a longer sweep (--steps 100)."
+        )
+    lrs = np.array([row[0] for row in rows])
+    losses = np.array([row[1] for row in rows])
+    order = np.diff(lrs)
+    if np.any(order <= 0):
+        index = int(np.argmax(order <= 0)) + 1
+        problem = "repeats" if order[index - 1] == 0 else "is below"
+        raise CurveFileError(
+            f"{where}: the lr {lrs[index]:g} in data row {index + 1} {problem} the one before "
+            f"({lrs[index - 1]:g}); a sweep's learning rates must strictly increase. Sort the "
+            "rows by lr and drop duplicates."
+        )
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if len(bad) and bad[0] != len(losses) - 1:
+        raise CurveFileError(
+            f"{where}: the loss in data row {bad[0] + 1} (lr {lrs[bad[0]]:g}) is missing or not "
+            "finite. Only the last row may be, where a sweep ended on a NaN/inf loss; cut the "
+            "curve before that row."
+        )
+    val_losses = np.array([row[2] for row in rows])
+    return LoadedCurve(
+        repeat=repeat,
+        lrs=lrs,
+        losses=losses,
+        val_losses=val_losses if np.isfinite(val_losses).any() else None,
+    )
 
 
 def json_ready(value: Any) -> Any:
@@ -150,20 +274,21 @@ class PlotMarks:
 
 def render_plot(
     path: Path,
-    lrs: np.ndarray,
-    losses: np.ndarray,
-    smoothed: np.ndarray,
+    curves: Sequence[CurveRows],
     marks: PlotMarks,
     title: str,
     log_x: bool = True,
 ) -> None:
-    """Loss vs LR with the smoothed curve, the recommended bounds and the divergence point.
+    """Loss vs LR: the full sweep (raw and smoothed), every repeat's smoothed curve, the
+    validation loss when recorded, the recommended bounds and the divergence point.
 
     Uses matplotlib's object API on an Agg canvas: no pyplot, no global backend, no window.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    main, repeats = curves[0], curves[1:]
+    lrs, losses, smoothed = main.lrs, main.losses, main.smoothed
     figure = Figure(figsize=(8, 5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -173,6 +298,28 @@ def render_plot(
     axes.plot(
         lrs[has_smooth], smoothed[has_smooth], color="#1f4e99", linewidth=2.2, label="smoothed loss"
     )
+    for index, repeat in enumerate(repeats):
+        shown = np.isfinite(repeat.smoothed)
+        axes.plot(
+            repeat.lrs[shown],
+            repeat.smoothed[shown],
+            color="#7b4fa0",
+            linewidth=1.0,
+            alpha=0.7,
+            label=f"{len(repeats)} focused repeats (smoothed)" if index == 0 else None,
+        )
+    for index, curve in enumerate(curves):
+        if curve.val_losses is None:
+            continue
+        shown = np.isfinite(curve.val_losses)
+        axes.plot(
+            curve.lrs[shown],
+            curve.val_losses[shown],
+            color="#2a9d8f",
+            linewidth=1.0 if index else 1.6,
+            linestyle=":",
+            label="held-out loss" if index == 0 else None,
+        )
     if log_x:
         axes.set_xscale("log")
     low, high = _loss_limits(losses, smoothed)

@@ -1,6 +1,6 @@
 """`lrfind run` as a function: config in, run folder and result out.
 
-    from lrfind.config import RunConfig
+    from lrfind.config import RunConfig, SweepSettings
     from lrfind.pipeline import run
     outcome = run(RunConfig(model="mlp", steps=200))
 
@@ -25,32 +25,37 @@ from torch import nn
 
 from lrfind import data as datasets
 from lrfind import models
-from lrfind.config import RunConfig
+from lrfind.config import RunConfig, SweepSettings
 from lrfind.environment import environment_summary, resolve_device
-from lrfind.export import (
-    PlotMarks,
-    check_run_folder,
-    render_plot,
-    staged_run_folder,
-    write_json,
-    write_sweep_csv,
+from lrfind.errors import ConfigError
+from lrfind.export import check_run_folder, staged_run_folder, write_json
+from lrfind.plan import SearchOutcome, search
+from lrfind.report import (
+    RESULT_FORMAT_VERSION,
+    AnalysedCurve,
+    recommendation_document,
+    sweep_document,
+    write_outputs,
 )
-from lrfind.schedules import schedule_parameters
 from lrfind.sweep import RangeTestResult, StepRecord, range_test
-
-RESULT_FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     out: Path
-    result: RangeTestResult
+    search: SearchOutcome
     document: dict[str, Any]  # the content of result.json
+
+    @property
+    def result(self) -> RangeTestResult:
+        """The full sweep."""
+        return self.search.main
 
 
 @dataclass(frozen=True)
 class PreparedData:
-    loader: Iterable[Any]
+    loader_for: Callable[[int], Iterable[Any]]  # training batches in the order of a seed
+    val_batches: list[Any]  # held out from training; empty unless --val-batches
     sample_inputs: torch.Tensor  # two inputs, on the device, for the shape check
     input_shape: tuple[int, ...]
     num_classes: int | None
@@ -74,6 +79,7 @@ def run(
     *,
     on_stage: Callable[[str], None] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
+    on_sweep: Callable[[int, SweepSettings], None] | None = None,
 ) -> RunOutcome:
     def stage(name: str) -> None:
         if on_stage is not None:
@@ -94,47 +100,91 @@ def run(
 
     stage("building model")
     clock = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = models.build_model(config.model, prepared.input_shape, prepared.num_classes or 0)
-    model.to(device)
+    model = _seeded_model(config, prepared, config.seed).to(device)
     models.check_model_fits(model, prepared.sample_inputs, prepared.num_classes, config.model)
     optimizer = build_optimizer(config, model.parameters())
     timings["build_model_s"] = time.perf_counter() - clock
 
     stage("sweeping")
-    result = range_test(
-        model,
-        optimizer,
-        nn.CrossEntropyLoss(),
-        prepared.loader,
-        **dataclasses.asdict(config.sweep_settings()),
-        method=config.method,
-        seed=config.seed,
-        device=device,
-        callback=on_step,
-    )
-    timings["sweep_s"] = result.sweep_seconds
+
+    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        """Repeat 0 is the full sweep; each repeat draws new weights and a new data order."""
+        seed = config.seed + repeat
+        sweep_model, sweep_optimizer = model, optimizer
+        if repeat:
+            sweep_model = _seeded_model(config, prepared, seed).to(device)
+            sweep_optimizer = build_optimizer(config, sweep_model.parameters())
+        if on_sweep is not None:
+            on_sweep(repeat, settings)
+        return range_test(
+            sweep_model,
+            sweep_optimizer,
+            nn.CrossEntropyLoss(),
+            prepared.loader_for(seed),
+            **dataclasses.asdict(settings),
+            method=config.method,
+            seed=seed,
+            device=device,
+            val_batches=prepared.val_batches,
+            callback=on_step,
+        )
+
+    outcome = search(run_sweep, config.sweep_settings(), config.search_settings(), config.method)
+    timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 
     stage("writing results")
     clock = time.perf_counter()
     with staged_run_folder(out, config.overwrite) as staging:
-        write_outputs(staging, result, title=_plot_title(config))
+        write_outputs(
+            staging,
+            search_curves(outcome),
+            outcome.recommendation,
+            _plot_title(config),
+            log_x=config.mode == "exp",
+        )
         timings["write_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
-        document = result_document(config, out, result, prepared, model, device, timings)
+        document = result_document(config, out, outcome, prepared, model, device, timings)
         write_json(staging / "result.json", document)
-    return RunOutcome(out=out, result=result, document=document)
+    return RunOutcome(out=out, search=outcome, document=document)
+
+
+def search_curves(outcome: SearchOutcome) -> list[AnalysedCurve]:
+    return [
+        AnalysedCurve(sweep.repeat, sweep.result.analysis, sweep.result.val_losses)
+        for sweep in outcome.sweeps
+    ]
+
+
+def _seeded_model(config: RunConfig, prepared: PreparedData, seed: int) -> nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return models.build_model(config.model, prepared.input_shape, prepared.num_classes or 0)
 
 
 def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
     if config.dataset in datasets.BUILTIN_DATASETS:
         image_data = datasets.load_builtin(config.dataset, config.data_dir, config.download)
-        batches = datasets.TensorBatches(image_data, config.batch_size, config.seed, device)
-        sample = batches.normalize(batches.images[:2])
+        held_out = _held_out_count(config, len(image_data))
+        training = dataclasses.replace(
+            image_data,
+            images=image_data.images[: len(image_data) - held_out],
+            labels=image_data.labels[: len(image_data) - held_out],
+        )
+        batches = datasets.TensorBatches(training, config.batch_size, config.seed, device)
+        val_batches = [
+            (
+                batches.normalize(image_data.images[start : start + config.batch_size].to(device)),
+                image_data.labels[start : start + config.batch_size].to(device),
+            )
+            for start in range(len(training), len(image_data), config.batch_size)
+        ]
         return PreparedData(
-            loader=batches,
-            sample_inputs=sample,
+            loader_for=lambda seed: datasets.TensorBatches(
+                training, config.batch_size, seed, device
+            ),
+            val_batches=val_batches,
+            sample_inputs=batches.normalize(batches.images[:2]),
             input_shape=image_data.input_shape,
             num_classes=image_data.num_classes,
             steps_per_epoch=len(batches),
@@ -142,6 +192,7 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
                 "dataset": config.dataset,
                 "source": image_data.source,
                 "samples": len(image_data),
+                "held_out_samples": held_out,
                 "input_shape": list(image_data.input_shape),
                 "num_classes": image_data.num_classes,
                 "pixel_mean": image_data.mean,
@@ -149,15 +200,19 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
             },
         )
     user_data = datasets.load_user_dataset(config.dataset)
-    loader = datasets.user_loader(user_data, config.batch_size, config.seed)
+    total = len(user_data.dataset)
+    held_out = _held_out_count(config, total)
+    training_data = dataclasses.replace(
+        user_data, dataset=torch.utils.data.Subset(user_data.dataset, range(total - held_out))
+    )
+    held_out_set = torch.utils.data.Subset(user_data.dataset, range(total - held_out, total))
+    loader = datasets.user_loader(training_data, config.batch_size, config.seed)
     sample = torch.stack(
-        [
-            torch.as_tensor(user_data.dataset[index][0])
-            for index in range(min(2, len(user_data.dataset)))
-        ]
+        [torch.as_tensor(user_data.dataset[index][0]) for index in range(min(2, total))]
     ).to(device)
     return PreparedData(
-        loader=loader,
+        loader_for=lambda seed: datasets.user_loader(training_data, config.batch_size, seed),
+        val_batches=list(torch.utils.data.DataLoader(held_out_set, batch_size=config.batch_size)),
         sample_inputs=sample,
         input_shape=user_data.input_shape,
         num_classes=user_data.num_classes,
@@ -165,11 +220,24 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
         description={
             "dataset": config.dataset,
             "source": config.dataset,
-            "samples": len(user_data.dataset),
+            "samples": total,
+            "held_out_samples": held_out,
             "input_shape": list(user_data.input_shape),
             "num_classes": user_data.num_classes,
         },
     )
+
+
+def _held_out_count(config: RunConfig, samples: int) -> int:
+    """Samples set aside for --val-batches, from the end of the training split."""
+    held_out = config.val_batches * config.batch_size
+    if held_out and samples - held_out < config.batch_size:
+        raise ConfigError(
+            f"--val-batches {config.val_batches} holds out {held_out} of the dataset's "
+            f"{samples} samples, leaving less than one training batch of {config.batch_size}. "
+            "Use fewer --val-batches or a smaller --batch-size."
+        )
+    return held_out
 
 
 def build_optimizer(config: RunConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -196,65 +264,17 @@ def _plot_title(config: RunConfig) -> str:
     )
 
 
-def write_outputs(folder: Path, result: RangeTestResult, title: str) -> None:
-    """sweep.csv and sweep.png for one range test."""
-    analysis = result.analysis
-    write_sweep_csv(folder / "sweep.csv", analysis.lrs, analysis.losses, analysis.smoothed)
-    recommendation = analysis.recommendation
-    divergence = analysis.divergence_index
-    marks = PlotMarks(
-        base_lr=None if recommendation is None else recommendation.base_lr,
-        max_lr=None if recommendation is None else recommendation.max_lr,
-        divergence_lr=analysis.divergence_lr,
-        divergence_loss=None if divergence is None else float(analysis.losses[divergence]),
-    )
-    render_plot(
-        folder / "sweep.png",
-        analysis.lrs,
-        analysis.losses,
-        analysis.smoothed,
-        marks,
-        title,
-        log_x=result.settings.mode == "exp",
-    )
-
-
-def recommendation_document(result: RangeTestResult, steps_per_epoch: int | None) -> dict[str, Any]:
-    """The `recommendation` block of result.json, with schedules and diagnostics."""
-    analysis = result.analysis
-    recommendation = analysis.recommendation
-    if recommendation is None:
-        return {
-            "base_lr": None,
-            "max_lr": None,
-            "lr": None,
-            "method": None,
-            "confidence": "none",
-            "confidence_reasons": ["the curve holds no usable descent to read a rate from"],
-            "schedules": None,
-            "diagnostics": analysis.diagnostics,
-        }
-    return {
-        **recommendation.to_dict(),
-        "schedules": schedule_parameters(
-            recommendation.base_lr, recommendation.max_lr, recommendation.lr, steps_per_epoch
-        ),
-        "diagnostics": analysis.diagnostics,
-    }
-
-
 def result_document(
     config: RunConfig,
     out: Path,
-    result: RangeTestResult,
+    outcome: SearchOutcome,
     prepared: PreparedData,
     model: nn.Module,
     device: torch.device,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    analysis = result.analysis
-    steps_run = len(result.records)
-    usable = analysis.usable_points
+    main = outcome.main
+    steps_run = outcome.steps_run
     return {
         "format_version": RESULT_FORMAT_VERSION,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -265,19 +285,22 @@ def result_document(
             "spec": config.model,
             "parameters": sum(parameter.numel() for parameter in model.parameters()),
         },
-        "sweep": {
-            "steps_planned": config.steps,
-            "steps_run": steps_run,
-            "stop_reason": result.stop_reason,
-            "first_lr": float(analysis.lrs[0]),
-            "last_lr": float(analysis.lrs[-1]),
-            "divergence_step": analysis.divergence_index,
-            "divergence_lr": analysis.divergence_lr,
-            "min_smoothed_loss": float(analysis.smoothed[analysis.min_index]),
-            "min_smoothed_loss_lr": float(analysis.lrs[analysis.min_index]),
-            "first_loss": float(analysis.losses[0]),
-            "usable_points": usable,
-        },
-        "timings": {**timings, "seconds_per_step": result.sweep_seconds / max(steps_run, 1)},
-        "recommendation": recommendation_document(result, prepared.steps_per_epoch),
+        "sweep": sweep_document(main.analysis, main.settings.steps, main.stop_reason),
+        "repeats": [
+            {
+                "repeat": sweep.repeat,
+                "seed": config.seed + sweep.repeat,
+                **sweep_document(
+                    sweep.result.analysis, sweep.result.settings.steps, sweep.result.stop_reason
+                ),
+            }
+            for sweep in outcome.sweeps[1:]
+        ],
+        "steps_total": steps_run,
+        "timings": {**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
+        "recommendation": recommendation_document(
+            outcome.recommendation,
+            outcome.notes + main.analysis.diagnostics,
+            prepared.steps_per_epoch,
+        ),
     }

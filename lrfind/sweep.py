@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +38,9 @@ from lrfind.config import SweepSettings
 from lrfind.errors import ConfigError, SweepError
 from lrfind.schedules import sweep_lrs
 
+if TYPE_CHECKING:
+    from lrfind.plan import SearchOutcome
+
 STOP_COMPLETED = "completed"  # every planned step ran
 STOP_DIVERGED = "diverged"  # see analysis.DivergenceDetector
 STOP_NON_FINITE = "non_finite"  # a loss was NaN or infinite
@@ -48,6 +52,7 @@ class StepRecord:
     lr: float
     loss: float
     smoothed_loss: float  # causal EMA, the value the divergence rule watches
+    val_loss: float | None = None  # mean loss of the fixed held-out batches, when given
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,12 @@ class RangeTestResult:
     @property
     def losses(self) -> np.ndarray:
         return np.array([record.loss for record in self.records])
+
+    @property
+    def val_losses(self) -> np.ndarray | None:
+        if not self.records or self.records[0].val_loss is None:
+            return None
+        return np.array([record.val_loss for record in self.records], dtype=float)
 
     @property
     def recommendation(self) -> Recommendation | None:
@@ -86,14 +97,18 @@ def range_test(
     mode: str = SweepSettings.mode,
     smoothing: float = SweepSettings.smoothing,
     divergence_factor: float = SweepSettings.divergence_factor,
-    method: str = "steepest",
+    method: str = "bottom",
     seed: int | None = None,
     device: torch.device | str | None = None,
+    val_batches: Sequence[Any] | None = None,
     callback: Callable[[StepRecord], None] | None = None,
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
     `train_loader` yields `(inputs, targets)` batches and is re-iterated when it runs out.
+    `val_batches`, a few fixed `(inputs, targets)` batches, are evaluated after every step
+    (in eval mode, without gradients) to record a validation curve; the analysis stays on
+    the training loss, which is what the rate acts on.
     Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
     `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
     `device` defaults to the device of the model's first parameter.
@@ -120,7 +135,7 @@ def range_test(
     try:
         with _seeded(seed, device):
             records, stop_reason = _sweep(
-                model, optimizer, loss_fn, train_loader, settings, device, callback
+                model, optimizer, loss_fn, train_loader, settings, device, val_batches, callback
             )
     finally:
         model.load_state_dict(model_state)
@@ -152,6 +167,7 @@ def _sweep(
     train_loader: Iterable[Any],
     settings: SweepSettings,
     device: torch.device,
+    val_batches: Sequence[Any] | None,
     callback: Callable[[StepRecord], None] | None,
 ) -> tuple[list[StepRecord], str]:
     groups = optimizer.param_groups
@@ -164,6 +180,7 @@ def _sweep(
     )
     records: list[StepRecord] = []
     batches = _endless(train_loader)
+    held_out = [_to_device(batch, device) for batch in val_batches or ()]
     model.train()
 
     planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
@@ -180,13 +197,24 @@ def _sweep(
         if step == 0 and not math.isfinite(value):
             raise non_finite_first_loss(value, lr)
         smoothed, diverged = detector.update(value)
-        record = StepRecord(step, lr, value, smoothed)
+        val_loss = _held_out_loss(model, loss_fn, held_out) if held_out else None
+        record = StepRecord(step, lr, value, smoothed, val_loss)
         records.append(record)
         if callback is not None:
             callback(record)
         if diverged:
             return records, STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
     return records, STOP_COMPLETED
+
+
+def _held_out_loss(
+    model: torch.nn.Module, loss_fn: LossFunction, batches: list[tuple[Any, Any]]
+) -> float:
+    model.eval()
+    with torch.no_grad():
+        total = sum(float(loss_fn(model(inputs), targets)) for inputs, targets in batches)
+    model.train()
+    return total / len(batches)
 
 
 def _endless(loader: Iterable[Any]) -> Iterator[Any]:
@@ -230,3 +258,53 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
     with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         yield
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    train_loader: Iterable[Any],
+    *,
+    repeats: int = 5,
+    refine: bool = True,
+    auto_range: bool = False,
+    method: str = "bottom",
+    seed: int = 0,
+    **sweep_options: Any,
+) -> SearchOutcome:
+    """lrfind's default plan (lrfind.plan) on your objects: the full sweep, then `repeats`
+    focused sweeps, each from the same starting weights with a new seed (data order, dropout
+    and other randomness), and the median of their suggestions.
+
+        outcome = find_lr(model, optimizer, loss_fn, loader)
+        outcome.recommendation.max_lr, outcome.recommendation.interval
+
+    `sweep_options` are `range_test`'s (start_lr, end_lr, steps, ...). A loader with its own
+    fixed order sees the same batches in every repeat; shuffle it to get the benefit.
+    """
+    from lrfind.plan import SearchSettings, search
+
+    base = {name: sweep_options.pop(name) for name in SWEEP_FIELDS if name in sweep_options}
+
+    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        return range_test(
+            model,
+            optimizer,
+            loss_fn,
+            train_loader,
+            **dataclasses.asdict(settings),
+            method=method,
+            seed=seed + repeat,
+            **sweep_options,
+        )
+
+    return search(
+        run_sweep,
+        SweepSettings(**base),
+        SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range),
+        method,
+    )
+
+
+SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))

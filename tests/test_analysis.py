@@ -100,7 +100,7 @@ def test_recommendation_rule() -> None:
     assert recommendation.base_lr <= analysis.MAX_BASE_FRACTION * recommendation.max_lr
     assert recommendation.lr == pytest.approx(recommendation.max_lr / analysis.CONSTANT_LR_DIVISOR)
     assert recommendation.confidence == "high"
-    assert recommendation.method == "steepest"
+    assert recommendation.method == "bottom"
 
 
 def test_suggestion_never_lies_beyond_the_divergence_point() -> None:

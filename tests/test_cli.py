@@ -47,8 +47,9 @@ def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path:
 
     with (out / "sweep.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["step", "lr", "loss", "smoothed_loss"]
-    assert [int(row["step"]) for row in rows] == list(range(len(rows)))
+    assert list(rows[0]) == ["repeat", "step", "lr", "loss", "smoothed_loss", "val_loss"]
+    full = [row for row in rows if row["repeat"] == "0"]
+    assert [int(row["step"]) for row in full] == list(range(len(full)))
     assert float(rows[0]["lr"]) == 1e-5
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +59,12 @@ def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path:
     assert recommendation["confidence"] in ("high", "medium", "low")
     assert recommendation["schedules"]["cyclic"]["triangular"]["step_size_up"] == 4 * (600 // 32)
     assert document["config"]["seed"] == 0 and document["config"]["out"] == str(out)
-    assert document["sweep"]["steps_run"] == len(rows)
+    assert document["sweep"]["steps_run"] == len(full)
+    assert len(document["repeats"]) == 5 == len({row["repeat"] for row in rows}) - 1
+    assert document["steps_total"] == len(rows)
+    assert recommendation["repeats"] == 5 and 1 <= len(recommendation["suggestions"]) <= 5
+    low, high = recommendation["interval"]
+    assert low <= recommendation["max_lr"] <= high
     assert document["sweep"]["stop_reason"] in ("diverged", "non_finite", "completed")
     assert document["environment"]["packages"]["torch"]
     assert document["data"]["source"] == str(mnist_dir)
@@ -88,8 +94,8 @@ def captured_config(
 ) -> list[RunConfig]:
     """Patch the pipeline: record the config it gets, answer with a real tiny outcome."""
     real_outcome = pipeline.run(
-        RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32, steps=30,
-                  end_lr=100.0, out=tmp_path / "real", device="cpu")
+        RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32, steps=40,
+                  start_lr=1e-5, end_lr=100.0, out=tmp_path / "real", device="cpu")
     )  # fmt: skip
     received: list[RunConfig] = []
 
@@ -118,7 +124,8 @@ def test_every_flag_reaches_the_pipeline(captured_config: list[RunConfig], tmp_p
         "--batch-size", "128", "--start-lr", "1e-6", "--end-lr", "3", "--steps", "60",
         "--mode", "linear", "--smoothing", "0.8", "--divergence-factor", "5",
         "--method", "minimum", "--seed", "7", "--device", "cpu", "--out", tmp_path / "o",
-        "--overwrite", "--quiet",
+        "--overwrite", "--quiet", "--repeats", "2", "--no-refine", "--auto-range",
+        "--val-batches", "3",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (config,) = captured_config
@@ -126,7 +133,8 @@ def test_every_flag_reaches_the_pipeline(captured_config: list[RunConfig], tmp_p
         model="cnn", dataset="mnist", data_dir=tmp_path, download=False, optimizer="sgd",
         momentum=0.9, weight_decay=5e-4, batch_size=128, start_lr=1e-6, end_lr=3.0, steps=60,
         mode="linear", smoothing=0.8, divergence_factor=5.0, method="minimum", seed=7,
-        device="cpu", out=tmp_path / "o", overwrite=True, quiet=True,
+        device="cpu", out=tmp_path / "o", overwrite=True, quiet=True, repeats=2, refine=False,
+        auto_range=True, val_batches=3,
     )  # fmt: skip
 
 

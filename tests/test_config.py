@@ -18,7 +18,13 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (config.model, config.dataset, config.optimizer) == ("lenet", "fashion-mnist", "sgd")
     assert (config.start_lr, config.end_lr, config.steps) == (1e-7, 10.0, 100)
     assert (config.batch_size, config.momentum, config.weight_decay) == (256, 0.0, 0.0)
-    assert (config.mode, config.device, config.method) == ("exp", "auto", "steepest")
+    assert (config.mode, config.device, config.method) == ("exp", "auto", "bottom")
+    assert (config.repeats, config.refine, config.auto_range, config.val_batches) == (
+        5,
+        True,
+        False,
+        0,
+    )
 
 
 def test_flags_override_the_file_which_overrides_defaults(tmp_path: Path) -> None:

@@ -11,7 +11,13 @@ import numpy as np
 import pytest
 
 from lrfind.errors import OutputError
-from lrfind.export import staged_run_folder, write_atomic, write_json, write_sweep_csv
+from lrfind.export import (
+    CurveRows,
+    staged_run_folder,
+    write_atomic,
+    write_json,
+    write_sweep_csv,
+)
 
 
 def test_a_failure_while_writing_removes_the_staging_folder(tmp_path: Path) -> None:
@@ -57,13 +63,20 @@ def test_failed_atomic_write_leaves_the_target_and_no_temporary_file(tmp_path: P
 
 def test_csv_writes_non_finite_values_as_empty_cells(tmp_path: Path) -> None:
     path = tmp_path / "sweep.csv"
-    write_sweep_csv(path, [1e-3, 1e-2], [2.3, math.inf], [2.3, math.nan])
+    curve = CurveRows(
+        0, np.array([1e-3, 1e-2]), np.array([2.3, math.inf]), np.array([2.3, math.nan])
+    )
+    repeat = CurveRows(1, np.array([1e-2]), np.array([2.2]), np.array([2.2]), np.array([2.4]))
+    write_sweep_csv(path, [curve, repeat])
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
     assert rows == [
-        {"step": "0", "lr": "0.001", "loss": "2.3", "smoothed_loss": "2.3"},
-        {"step": "1", "lr": "0.01", "loss": "", "smoothed_loss": ""},
-    ]
+        {"repeat": "0", "step": "0", "lr": "0.001", "loss": "2.3", "smoothed_loss": "2.3",
+         "val_loss": ""},
+        {"repeat": "0", "step": "1", "lr": "0.01", "loss": "", "smoothed_loss": "", "val_loss": ""},
+        {"repeat": "1", "step": "0", "lr": "0.01", "loss": "2.2", "smoothed_loss": "2.2",
+         "val_loss": "2.4"},
+    ]  # fmt: skip
 
 
 def test_json_is_strict_json_with_nulls_for_non_finite_numbers(tmp_path: Path) -> None:

@@ -244,7 +244,10 @@ def test_an_empty_loader_is_a_clear_error() -> None:
         ({"mode": "cosine"}, "unknown mode 'cosine'"),
         ({"smoothing": 1.0}, "smoothing"),
         ({"divergence_factor": 1.0}, "divergence_factor"),
-        ({"method": "magic"}, "unknown method 'magic'; choose one of: steepest, minimum"),
+        (
+            {"method": "magic"},
+            "unknown method 'magic'; choose one of: steepest, valley, bottom, minimum",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(arguments: dict[str, Any], message: str) -> None:

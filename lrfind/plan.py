@@ -1,0 +1,156 @@
+"""Which sweeps one recommendation needs: a full sweep, then short focused repeats.
+
+    from lrfind.plan import SearchSettings, search
+    outcome = search(run_sweep, SweepSettings(), SearchSettings(repeats=3), method="default")
+
+One sweep over eight decades spends most of its steps where nothing happens, and what it
+suggests moves by a quarter of a decade or more with the batches it happened to draw. The
+default plan therefore runs the full sweep once (to find where the loss diverges, to diagnose
+the range and to draw the curve), then `repeats` short sweeps with other seeds over the
+decades just below that point, at the same steps per decade, and recommends the median of
+their suggestions with the interval they span. `refine=False` runs `repeats` full sweeps
+instead. `run_sweep(repeat, settings)` does the work, so the caller decides what a repeat
+varies (the CLI: weight initialisation and data order; the API: data order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from lrfind.analysis import Analysis, Recommendation, combine
+from lrfind.config import SweepSettings
+from lrfind.errors import ConfigError
+
+if TYPE_CHECKING:  # the plan itself never touches torch
+    from lrfind.sweep import RangeTestResult
+
+# The focused sweeps cover this many decades below the full sweep's divergence point and
+# this many above it (a short sweep from a fresh model diverges somewhat later).
+FOCUS_DECADES_BELOW = 2.0
+FOCUS_DECADES_ABOVE = 0.5
+FOCUS_MIN_STEPS = 15  # a curve shorter than this is too coarse to read
+# --auto-range: how far one retry moves an end of the range, and how many tries at most.
+AUTO_RANGE_DECADES = 2.0
+AUTO_RANGE_TRIES = 3
+
+SweepRunner = Callable[[int, SweepSettings], "RangeTestResult"]
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    repeats: int = 3  # the median of three outvotes one odd draw of weights or batches
+    refine: bool = True  # repeats sweep just below the divergence point; False: full range
+    auto_range: bool = False  # widen or narrow the range and retry when it was wrong
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.repeats <= 100:
+            raise ConfigError(
+                f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
+                "single sweep, or 3 to 5 for a stable median."
+            )
+
+
+@dataclass(frozen=True)
+class Sweep:
+    repeat: int  # 0 is the full sweep; 1.. the repeats
+    result: RangeTestResult
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    sweeps: list[Sweep]
+    recommendation: Recommendation | None
+    notes: list[str]  # what the plan did beyond the single sweep (auto-range, skipped repeats)
+
+    @property
+    def main(self) -> RangeTestResult:
+        return self.sweeps[0].result
+
+    @property
+    def steps_run(self) -> int:
+        return sum(len(sweep.result.records) for sweep in self.sweeps)
+
+
+def search(
+    run_sweep: SweepRunner,
+    settings: SweepSettings,
+    search_settings: SearchSettings,
+    method: str,
+) -> SearchOutcome:
+    notes: list[str] = []
+    main = run_sweep(0, settings)
+    if search_settings.auto_range:
+        main, settings = _auto_range(run_sweep, settings, main, notes)
+    sweeps = [Sweep(0, main)]
+    if search_settings.repeats == 0:
+        return SearchOutcome(sweeps, main.analysis.recommendation, notes)
+
+    focused = focus_range(main.analysis, settings) if search_settings.refine else settings
+    if focused is None:
+        notes.append(
+            "The repeats were skipped: the full sweep shows no descent to focus on, so its own "
+            "reading (if any) stands."
+        )
+        return SearchOutcome(sweeps, main.analysis.recommendation, notes)
+    for repeat in range(1, search_settings.repeats + 1):
+        sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
+    recommendation = combine(
+        [sweep.result.analysis.recommendation for sweep in sweeps[1:]],
+        method,
+        base_lr=None
+        if main.analysis.recommendation is None
+        else main.analysis.recommendation.base_lr,
+    )
+    return SearchOutcome(sweeps, recommendation, notes)
+
+
+def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | None:
+    """The range of the repeats: just below where the full sweep diverged, at its density.
+
+    None when the full sweep has no usable descent, or diverged at once (its range is wrong,
+    and the diagnostics say so).
+    """
+    if analysis.recommendation is None or analysis.usable_points < 10:
+        return None
+    top = analysis.divergence_lr if analysis.divergence_lr is not None else settings.end_lr
+    start_lr = max(settings.start_lr, top / 10**FOCUS_DECADES_BELOW)
+    end_lr = top * 10**FOCUS_DECADES_ABOVE
+    per_decade = (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
+    steps = max(FOCUS_MIN_STEPS, round(per_decade * math.log10(end_lr / start_lr)) + 1)
+    return replace(settings, start_lr=start_lr, end_lr=end_lr, steps=steps, mode="exp")
+
+
+def _auto_range(
+    run_sweep: SweepRunner, settings: SweepSettings, main: RangeTestResult, notes: list[str]
+) -> tuple[RangeTestResult, SweepSettings]:
+    """Rerun the full sweep while its range was wrong, at most AUTO_RANGE_TRIES times in all."""
+    for _ in range(AUTO_RANGE_TRIES - 1):
+        analysis = main.analysis
+        factor = 10**AUTO_RANGE_DECADES
+        if analysis.divergence_index is None:
+            wider = replace(settings, end_lr=settings.end_lr * factor)
+            notes.append(
+                f"--auto-range: the loss never diverged up to {settings.end_lr:g}; "
+                f"swept again up to {wider.end_lr:g}."
+            )
+        elif analysis.divergence_index <= max(2, len(analysis.lrs) // 10) or (
+            analysis.usable_points < 10
+        ):
+            wider = replace(settings, start_lr=settings.start_lr / factor)
+            notes.append(
+                f"--auto-range: the loss diverged almost at once from {settings.start_lr:g}; "
+                f"swept again from {wider.start_lr:g}."
+            )
+        else:
+            break
+        steps = settings.steps + round(
+            (settings.steps - 1)
+            * AUTO_RANGE_DECADES
+            / math.log10(settings.end_lr / settings.start_lr)
+        )
+        settings = replace(wider, steps=steps)
+        main = run_sweep(0, settings)
+    return main, settings
