@@ -37,6 +37,8 @@ NOISE_WINDOW = 10
 AGREEMENT_DECADES = 0.25
 # bottom: how far below the loss minimum a schedule's peak should sit.
 BOTTOM_DIVISOR = 3.0
+# A fall of at most this many batch-noise deviations is no descent at all.
+NO_DESCENT_NOISE_RATIO = 3.0
 # Fewer usable points than this and the curve is too coarse to trust.
 MIN_USABLE_POINTS = 10
 
@@ -306,6 +308,16 @@ class Analysis:
         return None if index is None else float(self.lrs[index])
 
     @property
+    def clear_descent(self) -> bool:
+        """Whether the usable curve falls by more than its batch noise could explain."""
+        usable = self.usable_points
+        if usable < 3:
+            return False
+        curve_losses = self.losses[:usable]
+        descent = float(self.smoothed[0] - self.smoothed[self.min_index])
+        return descent > NO_DESCENT_NOISE_RATIO * batch_noise(curve_losses)
+
+    @property
     def usable_points(self) -> int:
         return len(self.lrs) if self.divergence_index is None else self.divergence_index
 
@@ -495,7 +507,7 @@ def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[s
         )
     descent = _descent(curve)
     noise = _noise(curve)
-    if len(lrs) >= 3 and descent <= 3 * noise:
+    if len(lrs) >= 3 and descent <= NO_DESCENT_NOISE_RATIO * noise:
         messages.append(
             f"The loss shows no clear descent (it falls by {descent:.3g} against batch noise "
             f"of {noise:.3g}). Widen the LR range, or reduce noise with a larger --batch-size."

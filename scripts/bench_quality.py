@@ -19,13 +19,12 @@ max - min of log10(suggestion) over the seeds; distance is |log10(suggestion / g
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
-import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,17 +33,19 @@ import torch
 from torch import nn
 
 from lrfind import data as datasets
-from lrfind.analysis import METHODS, analyze
+from lrfind.analysis import Recommendation, analyze
+from lrfind.config import SweepSettings
 from lrfind.export import write_atomic
 from lrfind.models import build_model
-from lrfind.sweep import range_test
+from lrfind.plan import SearchSettings, search
+from lrfind.sweep import RangeTestResult, range_test
 from lrfind.train import EvaluationSet, train_epochs
 
 GRID_FILE = Path(__file__).with_name("quality_grid.json")
 GRID_STEP_DECADES = 0.25
 GRID_SEEDS = (0, 1)
 EPOCHS = 2
-SWEEP_SEEDS = (0, 1, 2, 3, 4)
+SWEEP_SEEDS = (0, 10, 20, 30, 40)  # apart, so that no two share a repeat's seed
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BenchConfig:
     optimizer: str
     batch_size: int
     grid_log10: tuple[float, float]  # lowest and highest log10(max_lr) of the grid
+    momentum: float = 0.0
 
     def grid(self) -> list[float]:
         low, high = self.grid_log10
@@ -67,6 +69,8 @@ CONFIGS = {
         BenchConfig("lenet-sgd-256", "lenet", "sgd", 256, (-3.0, 0.5)),
         BenchConfig("mlp-sgd-32", "mlp", "sgd", 32, (-3.0, 0.5)),
         BenchConfig("lenet-adam-128", "lenet", "adam", 128, (-4.5, -0.5)),
+        # Held out: never looked at while choosing the default rule.
+        BenchConfig("cnn-momentum-128", "cnn", "sgd", 128, (-3.5, 0.5), momentum=0.9),
     )
 }
 
@@ -87,7 +91,7 @@ class Bench:
     def optimizer(self, config: BenchConfig, model: nn.Module, lr: float) -> torch.optim.Optimizer:
         if config.optimizer == "adam":
             return torch.optim.Adam(model.parameters(), lr=lr)
-        return torch.optim.SGD(model.parameters(), lr=lr)
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=config.momentum)
 
     def batches(self, config: BenchConfig, seed: int) -> datasets.TensorBatches:
         return datasets.TensorBatches(self.train, config.batch_size, seed, torch.device("cpu"))
@@ -171,23 +175,78 @@ class GroundTruth:
 # Suggestions
 
 
-Strategy = Callable[[Bench, BenchConfig, int], float | None]
+PEER_METHODS = ("steepest", "valley", "minimum")  # read from one 100-step sweep, as peers do
+DEFAULT = "default"  # lrfind's default: the plan (full sweep + focused repeats), bottom rule
 
 
-def single_sweep(bench: Bench, config: BenchConfig, seed: int) -> dict[str, float | None]:
-    """One default sweep per seed; every single-curve method reads the same curve."""
-    model = bench.model(config, seed)
-    optimizer = bench.optimizer(config, model, 1e-7)
-    result = range_test(
-        model, optimizer, nn.CrossEntropyLoss(), bench.batches(config, seed), seed=seed
+@dataclass(frozen=True)
+class Suggestions:
+    max_lr: dict[str, float | None]  # by method
+    recommendation: Recommendation | None  # the default's, for the base_lr check
+    steps: dict[str, int]  # training steps each strategy cost
+    seconds: dict[str, float]
+
+
+def suggest(bench: Bench, config: BenchConfig, base_seed: int) -> Suggestions:
+    """Every method from the same full sweep; the default plan adds its focused repeats."""
+
+    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        seed = base_seed + repeat  # as `lrfind run` does: new weights and data order
+        model = bench.model(config, seed)
+        optimizer = bench.optimizer(config, model, settings.start_lr)
+        return range_test(
+            model,
+            optimizer,
+            nn.CrossEntropyLoss(),
+            bench.batches(config, seed),
+            **dataclasses.asdict(settings),
+            method="bottom",
+            seed=seed,
+        )
+
+    outcome = search(run_sweep, SweepSettings(), SearchSettings(), "bottom")
+    full = outcome.main
+    max_lr: dict[str, float | None] = {}
+    for method in PEER_METHODS:
+        recommendation = analyze(full.lrs, full.losses, method=method).recommendation
+        max_lr[method] = None if recommendation is None else recommendation.max_lr
+    default = outcome.recommendation
+    max_lr[DEFAULT] = None if default is None else default.max_lr
+    full_steps = len(full.records)
+    return Suggestions(
+        max_lr=max_lr,
+        recommendation=default,
+        steps={**dict.fromkeys(PEER_METHODS, full_steps), DEFAULT: outcome.steps_run},
+        seconds={
+            **dict.fromkeys(PEER_METHODS, full.sweep_seconds),
+            DEFAULT: sum(sweep.result.sweep_seconds for sweep in outcome.sweeps),
+        },
     )
-    suggestions: dict[str, float | None] = {}
-    for method in METHODS:
-        recommendation = analyze(result.lrs, result.losses, method=method).recommendation
-        suggestions[method] = None if recommendation is None else recommendation.max_lr
-    suggestions["_steps"] = float(len(result.records))
-    suggestions["_seconds"] = result.sweep_seconds
-    return suggestions
+
+
+def schedule_accuracy(
+    bench: Bench, config: BenchConfig, recommendation: Recommendation, schedule: str, seed: int
+) -> float:
+    """Test accuracy after EPOCHS of a triangular cycle between base_lr and max_lr, or of a
+    constant max_lr / 10: the check that base_lr is a sound lower bound."""
+    lr = recommendation.max_lr / 10 if schedule == "constant" else recommendation.base_lr
+    model = bench.model(config, seed)
+    optimizer = bench.optimizer(config, model, lr)
+    batches = bench.batches(config, seed)
+    scheduler = None
+    if schedule == "triangular":
+        scheduler = torch.optim.lr_scheduler.CyclicLR(
+            optimizer,
+            base_lr=recommendation.base_lr,
+            max_lr=recommendation.max_lr,
+            step_size_up=len(batches),  # one cycle over the two epochs
+            cycle_momentum=False,
+        )
+    history = train_epochs(
+        model, optimizer, nn.CrossEntropyLoss(), batches, epochs=EPOCHS, scheduler=scheduler,
+        test=bench.test,
+    )  # fmt: skip
+    return float(history[-1].test_accuracy or 0.0)
 
 
 @dataclass(frozen=True)
@@ -223,6 +282,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--grid-only", action="store_true", help="only fill in the grid")
+    parser.add_argument("--no-base-check", action="store_true", help="skip the base_lr check")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     arguments = parser.parse_args()
     if arguments.threads:
@@ -232,8 +292,12 @@ def main() -> int:
     if arguments.grid_only:
         return 0
 
+    methods = (DEFAULT, *PEER_METHODS)
     rows: list[Row] = []
-    costs: dict[str, list[float]] = {}
+    costs: dict[str, dict[str, list[float]]] = {
+        method: {"steps": [], "s": []} for method in methods
+    }
+    base_checks: list[tuple[str, float, float, float, float]] = []
     for name in arguments.configs:
         config = CONFIGS[name]
         truth = GroundTruth(grid[name])
@@ -241,26 +305,57 @@ def main() -> int:
             f"{name}: grid best max_lr {10**truth.best_log10:.3g} "
             f"(accuracy {truth.best_accuracy:.3f})",
             file=sys.stderr,
+            flush=True,
         )
-        per_seed = [single_sweep(bench, config, seed) for seed in SWEEP_SEEDS]
-        for method in METHODS:
-            rows.append(score(truth, name, method, [s[method] for s in per_seed]))
-        costs.setdefault("steps", []).extend(s["_steps"] or 0.0 for s in per_seed)
-        costs.setdefault("seconds", []).extend(s["_seconds"] or 0.0 for s in per_seed)
+        per_seed = [suggest(bench, config, seed) for seed in SWEEP_SEEDS]
+        for method in methods:
+            rows.append(score(truth, name, method, [item.max_lr[method] for item in per_seed]))
+            costs[method]["steps"].extend(item.steps[method] for item in per_seed)
+            costs[method]["s"].extend(item.seconds[method] for item in per_seed)
+        found = [item.recommendation for item in per_seed if item.recommendation is not None]
+        if found and not arguments.no_base_check:
+            typical = sorted(found, key=lambda item: item.max_lr)[len(found) // 2]
+            cyclic = [
+                schedule_accuracy(bench, config, typical, "triangular", s) for s in GRID_SEEDS
+            ]
+            flat = [schedule_accuracy(bench, config, typical, "constant", s) for s in GRID_SEEDS]
+            base_checks.append(
+                (
+                    name,
+                    typical.base_lr,
+                    typical.max_lr,
+                    statistics.mean(cyclic),
+                    statistics.mean(flat),
+                )
+            )
 
     print("| config | method | median regret (pp) | worst regret (pp) | median distance "
-          "(decades) | spread (decades) | no answer |")
+          "(decades) | spread (decades) | no answer |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(
             f"| {row.config} | {row.method} | {row.median_regret:.1f} | {row.worst_regret:.1f} "
             f"| {row.median_distance:.2f} | {row.spread:.2f} | {row.failures} |"
         )
-    print(
-        f"\nsweep cost per seed: median {statistics.median(costs['steps']):.0f} steps, "
-        f"{statistics.median(costs['seconds']):.2f} s (threads: {torch.get_num_threads()}, "
-        f"pid {os.getpid()})"
-    )
+    print("\n| method | median steps per recommendation | median sweep seconds |")
+    print("| --- | --- | --- |")
+    for method in methods:
+        print(
+            f"| {method} | {statistics.median(costs[method]['steps']):.0f} "
+            f"| {statistics.median(costs[method]['s']):.2f} |"
+        )
+    if base_checks:
+        print(
+            f"\n| config | base_lr | max_lr | triangular base..max, {EPOCHS} epochs | "
+            "constant max/10 |"
+        )
+        print("| --- | --- | --- | --- | --- |")
+        for name, base_lr, max_lr, cyclic_accuracy, flat_accuracy in base_checks:
+            print(
+                f"| {name} | {base_lr:.3g} | {max_lr:.3g} | {cyclic_accuracy:.3f} "
+                f"| {flat_accuracy:.3f} |"
+            )
+    print(f"\n(torch threads: {torch.get_num_threads()}; seeds {list(SWEEP_SEEDS)})")
     return 0
 
 

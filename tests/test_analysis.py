@@ -26,13 +26,19 @@ def synthetic_curve(
     """Loss 2.3 flat, a sigmoid descent to 0.5 centred (in log LR) at descent_center, then an
     explosion above diverge_at. The steepest descent is at descent_center by construction."""
     lrs = np.array(sweep_lrs(1e-7, 10.0, steps, "exp"))
+    return lrs, synthetic_loss(lrs, descent_center, diverge_at, noise, seed)
+
+
+def synthetic_loss(
+    lrs: np.ndarray, descent_center: float, diverge_at: float | None, noise: float, seed: int
+) -> np.ndarray:
     position = np.log10(lrs) - np.log10(descent_center)
     loss = 0.5 + 1.8 / (1.0 + np.exp(3.0 * position))
     if diverge_at is not None:
         above = np.log10(lrs) - np.log10(diverge_at)
         loss = loss + np.where(above > 0, np.expm1(4.0 * above) * 3.0, 0.0)
     rng = np.random.default_rng(seed)
-    return lrs, loss + rng.normal(0.0, noise, size=steps)
+    return loss + rng.normal(0.0, noise, size=len(lrs))
 
 
 def test_ema_matches_pandas_adjusted_ewm() -> None:
@@ -69,6 +75,25 @@ def test_divergence_by_collapse_back_to_the_starting_loss() -> None:
     assert index is not None and 70 <= index <= 80
 
 
+def test_collapse_to_exactly_the_starting_level_is_caught_within_a_few_steps() -> None:
+    """Adam on LeNet: the loss falls to 1.2, then jumps back to chance (2.30) and stays there;
+    the lagging average only approaches the starting level, so the rule must not wait for
+    it to pass."""
+    rng = np.random.default_rng(6)
+    losses = np.concatenate([np.full(30, 2.30), np.linspace(2.30, 1.2, 40), np.full(30, 2.30)])
+    losses += rng.normal(0, 0.01, size=100)
+    index = analysis.divergence_index(losses, 0.9, 4.0)
+    assert index is not None and 70 <= index <= 78
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_batch_noise_alone_is_never_a_collapse(seed: int) -> None:
+    """A first batch that happens to be easy must not make the noise look like a fall."""
+    losses = 2.30 + np.random.default_rng(seed).normal(0, 0.005, size=40)
+    losses[0] = 2.28
+    assert analysis.divergence_index(losses, 0.9, 4.0, planned_steps=40) is None
+
+
 def test_no_divergence_on_a_flat_noisy_curve() -> None:
     losses = 2.3 + np.random.default_rng(4).normal(0, 0.01, size=100)
     assert analysis.divergence_index(losses, 0.9, 4.0) is None
@@ -91,6 +116,52 @@ def test_minimum_method_is_a_tenth_of_the_lr_at_the_smoothed_minimum() -> None:
     result = analysis.analyze(lrs, losses, method="minimum")
     assert result.recommendation is not None
     assert result.recommendation.max_lr == pytest.approx(lrs[result.min_index] / 10)
+
+
+def test_valley_lies_two_thirds_along_the_descent_in_log_lr() -> None:
+    lrs, losses = synthetic_curve(descent_center=1e-3, noise=0.0)
+    result = analysis.analyze(lrs, losses, method="valley")
+    assert result.recommendation is not None
+    position = np.log10(result.recommendation.max_lr)
+    start, end = (
+        np.log10(lrs[analysis._onset_index(_curve(lrs, losses))]),
+        np.log10(lrs[result.min_index]),
+    )
+    assert position == pytest.approx(start + 2 / 3 * (end - start), abs=0.1)
+
+
+def _curve(lrs: np.ndarray, losses: np.ndarray) -> analysis.Curve:
+    result = analysis.analyze(lrs, losses)
+    usable = result.usable_points
+    return analysis.Curve(lrs[:usable], losses[:usable], result.smoothed[:usable])
+
+
+def test_bottom_is_the_lr_at_the_minimum_over_the_documented_divisor() -> None:
+    lrs, losses = synthetic_curve()
+    result = analysis.analyze(lrs, losses, method="bottom")
+    assert result.recommendation is not None
+    expected = lrs[result.min_index] / analysis.BOTTOM_DIVISOR
+    assert result.recommendation.max_lr == pytest.approx(expected)
+
+
+def test_combine_takes_the_median_and_reports_disagreement() -> None:
+    def rec(max_lr: float) -> analysis.Recommendation:
+        return analysis.Recommendation(max_lr / 8, max_lr, max_lr / 3, "bottom", "high", ["ok"])
+
+    agreed = analysis.combine([rec(0.1), rec(0.12), rec(0.11)], "bottom", base_lr=0.01)
+    assert agreed is not None
+    assert agreed.max_lr == pytest.approx(0.11) and agreed.base_lr == 0.01
+    assert agreed.interval == (0.1, 0.12) and agreed.confidence == "high"
+    assert agreed.log10_width == pytest.approx(np.log10(1.2))
+
+    split = analysis.combine([rec(0.01), rec(0.1), None, rec(1.0)], "bottom")
+    assert split is not None and split.repeats == 4 and split.suggestions == [0.01, 0.1, 1.0]
+    assert split.max_lr == pytest.approx(0.1)
+    assert split.base_lr == pytest.approx(0.1 / 8)  # the median of the repeats' own, capped
+    assert split.confidence == "low"
+    assert any("disagree" in reason for reason in split.confidence_reasons)
+    assert any("1 of 4 sweeps gave no suggestion" in r for r in split.confidence_reasons)
+    assert analysis.combine([None, None], "bottom") is None
 
 
 def test_recommendation_rule() -> None:

@@ -307,3 +307,78 @@ def test_a_curve_without_descent_exits_1_and_keeps_the_curve(
     assert document["recommendation"]["max_lr"] is None
     assert document["recommendation"]["confidence"] == "none"
     assert (out / "sweep.csv").is_file() and (out / "sweep.png").is_file()
+
+
+def test_analyze_reproduces_the_runs_recommendation_from_its_csv(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "runs" / "tiny"
+    assert invoke(*tiny_run_arguments(mnist_dir, out)).exit_code == 0
+    result = invoke("analyze", out / "sweep.csv")
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "reanalysed-bottom" / "result.json").read_text())
+    original = json.loads((out / "result.json").read_text())
+    for key in ("base_lr", "max_lr", "lr", "interval", "suggestions"):
+        assert again["recommendation"][key] == pytest.approx(original["recommendation"][key])
+    assert again["sweep"]["divergence_step"] == original["sweep"]["divergence_step"]
+    assert (out / "reanalysed-bottom" / "sweep.png").is_file()
+
+
+def test_analyze_reads_a_foreign_csv_with_any_method(tmp_path: Path) -> None:
+    """A descent centred at step 35 of 60, then an explosion from step 52."""
+    rows = []
+    for index in range(60):
+        loss = 2.3 - 1.5 / (1 + 10 ** (-(index - 35) / 6)) + max(0, index - 52)
+        rows.append(f"{10 ** (-6 + index / 10)},{loss}\n")
+    path = tmp_path / "other-tool.csv"
+    path.write_text("lr,loss\n" + "".join(rows))
+    for method in ("bottom", "steepest", "valley", "minimum"):
+        result = invoke("analyze", path, "--method", method, "--out", tmp_path / method)
+        assert result.exit_code == 0, result.output
+        document = json.loads((tmp_path / method / "result.json").read_text())
+        assert document["recommendation"]["method"] == method
+        assert 1e-6 < document["recommendation"]["max_lr"] < 10 ** (-6 + 52 / 10)
+
+
+@pytest.mark.parametrize(
+    ("content", "code", "message"),
+    [
+        ("rate,value\n1,2\n", 2, "has no 'lr' or 'loss' column"),
+        ("lr,loss\n" + "1e-3,2.3\n" * 12, 2, "repeats the one before"),
+        (None, 2, "does not exist"),
+    ],
+)
+def test_analyze_refuses_bad_files_cleanly(
+    tmp_path: Path, content: str | None, code: int, message: str
+) -> None:
+    path = tmp_path / "curve.csv"
+    if content is not None:
+        path.write_text(content)
+    out = tmp_path / "out"
+    result = invoke("analyze", path, "--out", out)
+    assert_clean_failure(result, code, message, out)
+
+
+def test_analyze_refuses_an_unknown_method(tmp_path: Path) -> None:
+    result = invoke("analyze", tmp_path / "x.csv", "--method", "magic")
+    assert_clean_failure(result, 2, "unknown method 'magic'", None)
+
+
+def test_val_batches_record_a_held_out_curve(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "val"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--val-batches", "2", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    with (out / "sweep.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert all(float(row["val_loss"]) > 0 for row in rows)
+    document = json.loads((out / "result.json").read_text())
+    assert document["data"]["held_out_samples"] == 64
+    assert document["data"]["steps_per_epoch"] == (600 - 64) // 32
+
+
+def test_val_batches_that_leave_no_training_data_are_refused(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "val"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--val-batches", "19")
+    assert_clean_failure(result, 2, "--val-batches 19 holds out 608 of the dataset's 600", out)

@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrfind.errors import OutputError
+from lrfind.errors import CurveFileError, OutputError
 from lrfind.export import (
     CurveRows,
+    read_curve_csv,
     staged_run_folder,
     write_atomic,
     write_json,
@@ -87,3 +88,67 @@ def test_json_is_strict_json_with_nulls_for_non_finite_numbers(tmp_path: Path) -
     text = path.read_text()
     assert "NaN" not in text
     assert json.loads(text) == {"loss": 1.5, "lr": None, "path": str(tmp_path), "xs": [0, 1]}
+
+
+def write_curve(path: Path, header: str, rows: list[str]) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+GOOD_ROWS = [f"{10 ** (-5 + index / 4):.6g},{2.3 - index * 0.01:.4f}" for index in range(12)]
+
+
+def test_a_foreign_csv_with_lr_and_loss_columns_is_read(tmp_path: Path) -> None:
+    rows = [f"{row},extra" for row in GOOD_ROWS]
+    (curve,) = read_curve_csv(write_curve(tmp_path / "c.csv", "LR,Loss,note", rows))
+    assert curve.repeat == 0 and len(curve.lrs) == 12 and curve.val_losses is None
+    assert curve.lrs[0] == pytest.approx(1e-5) and curve.losses[-1] == pytest.approx(2.19)
+
+
+def test_our_own_sweep_csv_reads_back_with_its_repeats(tmp_path: Path) -> None:
+    lrs = np.geomspace(1e-4, 1.0, 12)
+    full = CurveRows(0, lrs, np.linspace(2.3, 1.0, 12), np.full(12, np.nan))
+    losses = np.append(np.linspace(2.0, 1.0, 11), np.inf)  # ended on a non-finite loss
+    repeat = CurveRows(1, lrs, losses, np.full(12, np.nan), np.linspace(2.1, 1.1, 12))
+    write_sweep_csv(tmp_path / "sweep.csv", [full, repeat])
+    first, second = read_curve_csv(tmp_path / "sweep.csv")
+    np.testing.assert_allclose(first.lrs, lrs)
+    assert second.repeat == 1 and np.isnan(second.losses[-1])
+    assert second.val_losses is not None and second.val_losses[0] == pytest.approx(2.1)
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "message"),
+    [
+        ("rate,value", GOOD_ROWS, "has no 'lr' or 'loss' column (found: rate, value)"),
+        ("lr,val", GOOD_ROWS, "has no 'loss' column"),
+        ("lr,loss", [*GOOD_ROWS[:5], "0.01,abc", *GOOD_ROWS[6:]], "row 7: loss is 'abc'"),
+        ("lr,loss", [*GOOD_ROWS[:3], "nan,2.0", *GOOD_ROWS[4:]], "row 5: lr is nan"),
+        ("lr,loss", [*GOOD_ROWS[:3], ",2.0", *GOOD_ROWS[4:]], "row 5: lr is '', not a number"),
+        ("lr,loss", ["-1,2.3", *GOOD_ROWS[1:]], "row 2: lr is -1"),
+        ("lr,loss", [*GOOD_ROWS[:4], "1e-5,nan", *GOOD_ROWS[5:]], "is below the one before"),
+        ("lr,loss", [GOOD_ROWS[0], *GOOD_ROWS[:11]], "repeats the one before"),
+        ("lr,loss", [*GOOD_ROWS[:4], GOOD_ROWS[4].split(",")[0] + ",nan", *GOOD_ROWS[5:]],
+         "the loss in data row 5"),
+        ("lr,loss", GOOD_ROWS[:9], "has 9 rows; at least 10 are needed"),
+        ("lr,loss", [], "has a header but no rows"),
+        ("repeat,lr,loss", [f"x,{row}" for row in GOOD_ROWS], "repeat is 'x', not an integer"),
+    ],
+)  # fmt: skip
+def test_bad_curve_files_are_refused_naming_the_row_and_the_fix(
+    tmp_path: Path, header: str, rows: list[str], message: str
+) -> None:
+    with pytest.raises(CurveFileError) as caught:
+        read_curve_csv(write_curve(tmp_path / "bad.csv", header, rows))
+    assert message in str(caught.value)
+
+
+def test_missing_empty_and_binary_curve_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(CurveFileError, match="does not exist"):
+        read_curve_csv(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(CurveFileError, match="no header"):
+        read_curve_csv(tmp_path / "empty.csv")
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81")
+    with pytest.raises(CurveFileError, match="UTF-8"):
+        read_curve_csv(tmp_path / "binary.csv")

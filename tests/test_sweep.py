@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -258,3 +259,20 @@ def test_bad_arguments_are_refused_before_any_work(arguments: dict[str, Any], me
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         range_test(model, optimizer, counting_loss, tiny_task(), **arguments)
     assert counting_loss.calls == 0
+
+
+def test_held_out_batches_are_recorded_without_changing_the_training_curve() -> None:
+    def sweep(val_batches: list[tuple[Any, Any]] | None) -> Any:
+        model = tiny_model(dropout=0.3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        return range_test(model, optimizer, nn.functional.cross_entropy, tiny_task(),
+                          start_lr=1e-3, end_lr=1.0, steps=20, seed=3,
+                          val_batches=val_batches)  # fmt: skip
+
+    held_out = tiny_task(seed=9, size=64)
+    plain, with_validation = sweep(None), sweep(held_out)
+    assert plain.val_losses is None
+    assert plain.losses.tolist() == with_validation.losses.tolist()
+    values = with_validation.val_losses
+    assert values is not None and len(values) == 20 and np.isfinite(values).all()
+    assert values[-1] < values[0]  # the model learns, and the held-out loss shows it

@@ -1,0 +1,160 @@
+"""The default plan: full sweep, focused repeats, their median, and --auto-range."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lrfind import find_lr
+from lrfind.analysis import analyze
+from lrfind.config import SweepSettings
+from lrfind.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, SearchSettings, search
+from lrfind.schedules import sweep_lrs
+from lrfind.sweep import STOP_COMPLETED, STOP_DIVERGED, RangeTestResult, StepRecord
+from tests.test_analysis import synthetic_loss
+from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
+
+
+class SyntheticSweeps:
+    """A stand-in for the engine: the synthetic loss of test_analysis at the planned rates,
+    cut where the divergence rule fires, with a new noise draw for every repeat."""
+
+    def __init__(self, descent_center: float = 1e-2, diverge_at: float | None = 1.0) -> None:
+        self.descent_center = descent_center
+        self.diverge_at = diverge_at
+        self.calls: list[tuple[int, SweepSettings]] = []
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        self.calls.append((repeat, settings))
+        lrs = np.array(sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, "exp"))
+        losses = synthetic_loss(lrs, self.descent_center, self.diverge_at, 0.01, seed=repeat)
+        analysis = analyze(lrs, losses, method="bottom", planned_steps=settings.steps)
+        stop = analysis.divergence_index
+        if stop is not None:
+            analysis = analyze(
+                lrs[: stop + 1], losses[: stop + 1], method="bottom", planned_steps=settings.steps
+            )
+        records = [
+            StepRecord(step, float(lr), float(loss), float(loss))
+            for step, (lr, loss) in enumerate(zip(analysis.lrs, analysis.losses, strict=True))
+        ]
+        return RangeTestResult(
+            records=records,
+            stop_reason=STOP_COMPLETED if stop is None else STOP_DIVERGED,
+            settings=settings,
+            analysis=analysis,
+            sweep_seconds=0.0,
+        )
+
+
+def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
+    sweeps = SyntheticSweeps()
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom")
+    assert [repeat for repeat, _ in sweeps.calls] == [0, 1, 2, 3]
+    divergence = outcome.main.analysis.divergence_lr
+    assert divergence is not None
+    focused = sweeps.calls[1][1]
+    assert focused.start_lr == pytest.approx(divergence / 10**FOCUS_DECADES_BELOW)
+    assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
+    full_density = 99 / 8  # steps per decade of the default 1e-7..10 sweep
+    focused_density = (focused.steps - 1) / math.log10(focused.end_lr / focused.start_lr)
+    assert focused_density == pytest.approx(full_density, rel=0.05)
+    assert all(settings == focused for _, settings in sweeps.calls[1:])
+
+
+def test_the_recommendation_is_the_median_of_the_repeats_with_their_interval() -> None:
+    outcome = search(SyntheticSweeps(), SweepSettings(), SearchSettings(repeats=5), "bottom")
+    suggestions = [
+        sweep.result.analysis.recommendation.max_lr
+        for sweep in outcome.sweeps[1:]
+        if sweep.result.analysis.recommendation is not None
+    ]
+    recommendation = outcome.recommendation
+    assert recommendation is not None and len(suggestions) == 5
+    assert recommendation.max_lr == pytest.approx(sorted(suggestions)[2])
+    assert recommendation.interval == (min(suggestions), max(suggestions))
+    assert recommendation.repeats == 5
+    full = outcome.main.analysis.recommendation
+    assert full is not None
+    assert recommendation.base_lr == pytest.approx(min(full.base_lr, recommendation.max_lr / 4))
+    assert outcome.steps_run == sum(len(sweep.result.records) for sweep in outcome.sweeps)
+
+
+def test_no_repeats_is_the_single_sweep() -> None:
+    sweeps = SyntheticSweeps()
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=0), "bottom")
+    assert len(sweeps.calls) == 1
+    assert outcome.recommendation == outcome.main.analysis.recommendation
+
+
+def test_without_refine_the_repeats_sweep_the_full_range() -> None:
+    sweeps = SyntheticSweeps()
+    search(sweeps, SweepSettings(steps=50), SearchSettings(repeats=2, refine=False), "bottom")
+    assert [settings for _, settings in sweeps.calls] == [SweepSettings(steps=50)] * 3
+
+
+def test_repeats_are_skipped_with_a_note_when_the_full_sweep_has_no_descent() -> None:
+    sweeps = SyntheticSweeps(descent_center=1e3, diverge_at=None)  # flat over the whole range
+    outcome = search(sweeps, SweepSettings(end_lr=1e-3), SearchSettings(repeats=3), "bottom")
+    assert len(sweeps.calls) == 1
+    assert any("repeats were skipped" in note for note in outcome.notes)
+
+
+def test_auto_range_raises_end_lr_until_the_loss_diverges() -> None:
+    sweeps = SyntheticSweeps(descent_center=1e-4, diverge_at=1.0)
+    settings = SweepSettings(start_lr=1e-7, end_lr=1e-2, steps=60)
+    outcome = search(sweeps, settings, SearchSettings(repeats=0, auto_range=True), "bottom")
+    ends = [call.end_lr for _, call in sweeps.calls]
+    assert ends == pytest.approx([1e-2, 1.0, 100.0])
+    assert outcome.main.analysis.divergence_index is not None
+    assert sum("never diverged" in note for note in outcome.notes) == 2
+    density = [(call.steps - 1) / math.log10(call.end_lr / call.start_lr) for _, c in [(0, 0)]
+               for call in [sweeps.calls[0][1], sweeps.calls[-1][1]]]  # fmt: skip
+    assert density[1] == pytest.approx(density[0], rel=0.05)
+
+
+def test_auto_range_lowers_start_lr_when_the_loss_diverges_at_once() -> None:
+    sweeps = SyntheticSweeps(descent_center=1e-5, diverge_at=1e-3)
+    settings = SweepSettings(start_lr=1e-2, end_lr=10.0, steps=40)
+    outcome = search(sweeps, settings, SearchSettings(repeats=0, auto_range=True), "bottom")
+    assert [call.start_lr for _, call in sweeps.calls] == pytest.approx([1e-2, 1e-4])
+    assert any("diverged almost at once" in note for note in outcome.notes)
+    assert outcome.main.analysis.usable_points >= 10
+
+
+def test_auto_range_gives_up_after_a_bounded_number_of_tries() -> None:
+    sweeps = SyntheticSweeps(descent_center=1e-12, diverge_at=1e-10)
+    settings = SweepSettings(start_lr=1e-2, end_lr=10.0, steps=40)
+    search(sweeps, settings, SearchSettings(repeats=0, auto_range=True), "bottom")
+    assert [call.start_lr for _, call in sweeps.calls] == pytest.approx([1e-2, 1e-4, 1e-6])
+
+
+def test_auto_range_is_off_by_default() -> None:
+    sweeps = SyntheticSweeps(diverge_at=None)
+    search(sweeps, SweepSettings(end_lr=1e-1), SearchSettings(repeats=0), "bottom")
+    assert len(sweeps.calls) == 1
+
+
+def test_find_lr_runs_the_plan_on_the_callers_objects_and_restores_them() -> None:
+    model = tiny_model(dropout=0.2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = snapshot(model)
+    outcome = find_lr(model, optimizer, nn.functional.cross_entropy, tiny_task(), repeats=2,
+                      start_lr=1e-4, end_lr=1e3, steps=60)  # fmt: skip
+    assert len(outcome.sweeps) == 3
+    assert outcome.sweeps[0].result.settings.steps == 60
+    assert outcome.sweeps[1].result.settings.start_lr > 1e-4
+    assert outcome.recommendation is not None
+    assert_same_state(before, snapshot(model))
+    assert optimizer.param_groups[0]["lr"] == 0.1
+
+
+def test_repeats_out_of_range_are_refused() -> None:
+    from lrfind.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="repeats must be between 0 and 100; got -1"):
+        SearchSettings(repeats=-1)
