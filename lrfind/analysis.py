@@ -31,8 +31,10 @@ ONSET_FRACTION = 0.1
 CONSTANT_LR_DIVISOR = 3.0
 # The sweep has collapsed once the smoothed loss has given back this share of its fall.
 COLLAPSE_SHARE = 0.5
-# Steps whose loss differences estimate the batch noise; the collapse rule waits for them.
+# Steps whose loss differences estimate the batch noise: the collapse rule waits for the
+# first NOISE_WINDOW; the estimate keeps improving up to NOISE_SAMPLES.
 NOISE_WINDOW = 10
+NOISE_SAMPLES = 200
 # Repeated sweeps agree when their suggestions lie within this many decades.
 AGREEMENT_DECADES = 0.25
 # bottom: how far below the loss minimum a schedule's peak should sit.
@@ -91,16 +93,17 @@ class DivergenceDetector:
 
     "Where it started" is the mean loss of the first `baseline_steps` steps. A fall is clear
     when it exceeds three batch-noise standard deviations (and 0.1% of the level, for
-    noiseless losses); the noise is estimated robustly from the differences of consecutive
-    losses over the first NOISE_WINDOW steps, since a handful of baseline steps can by chance
-    agree closely, and then batch noise alone would look like a fall and a collapse.
+    noiseless losses). The noise is estimated robustly from the differences of consecutive
+    losses, over every step so far up to NOISE_SAMPLES; the collapse rule waits for
+    NOISE_WINDOW of them. A few early steps can by chance agree closely, and an estimate from
+    them alone would let batch noise look like a fall and then a collapse.
     """
 
     def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
         self.divergence_factor = divergence_factor
         self.baseline_steps = max(3, baseline_steps)
         self._ema = OnlineEMA(smoothing)
-        self._early: list[float] = []
+        self._seen: list[float] = []  # the first NOISE_SAMPLES losses
         self._start_level = math.nan
         self._noise = math.nan
         self._best_since_start = math.inf
@@ -114,18 +117,17 @@ class DivergenceDetector:
             return math.nan, True
         smoothed = self._ema.update(loss)
         self.best = min(self.best, smoothed)
-        window = max(self.baseline_steps, NOISE_WINDOW)
-        if len(self._early) < window:
-            self._early.append(loss)
-            if len(self._early) == window:
-                self._start_level = float(np.mean(self._early[: self.baseline_steps]))
-                self._noise = batch_noise(np.array(self._early))
-                self._best_since_start = smoothed
-        else:
-            self._best_since_start = min(self._best_since_start, smoothed)
         exploded = self.steps > 1 and smoothed > self.divergence_factor * self.best
-        if len(self._early) < window:
+        window = max(self.baseline_steps, NOISE_WINDOW)
+        if len(self._seen) < NOISE_SAMPLES:
+            self._seen.append(loss)
+            if len(self._seen) >= window:
+                self._noise = batch_noise(np.array(self._seen))
+        if len(self._seen) < window:
             return smoothed, exploded
+        if len(self._seen) == window:
+            self._start_level = float(np.mean(self._seen[: self.baseline_steps]))
+        self._best_since_start = min(self._best_since_start, smoothed)
         margin = max(3 * self._noise, 1e-3 * abs(self._start_level))
         fell_clearly = self._best_since_start < self._start_level - margin
         fall = self._start_level - self._best_since_start

@@ -27,6 +27,9 @@ if typing.TYPE_CHECKING:
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# Focused repeats of the default plan: with five, the median moved by at most a quarter
+# decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
+REPEATS = 5
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,7 @@ class RunConfig:
     smoothing: float = SweepSettings.smoothing
     divergence_factor: float = SweepSettings.divergence_factor
     method: str = "bottom"  # how a curve becomes a suggestion; chosen by scripts/bench_quality.py
-    repeats: int = 5  # focused sweeps after the full one; their median is recommended
+    repeats: int = REPEATS  # focused sweeps after the full one; their median is recommended
     refine: bool = True  # repeats sweep just below the divergence point; off: the full range
     auto_range: bool = False  # rerun with a wider/narrower range when the range was wrong
     val_batches: int = 0  # held-out batches whose loss is recorded at every step

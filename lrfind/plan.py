@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from lrfind.analysis import Analysis, Recommendation, combine
-from lrfind.config import SweepSettings
+from lrfind.config import REPEATS, SweepSettings
 from lrfind.errors import ConfigError
 
 if TYPE_CHECKING:  # the plan itself never touches torch
@@ -41,7 +41,7 @@ SweepRunner = Callable[[int, SweepSettings], "RangeTestResult"]
 
 @dataclass(frozen=True)
 class SearchSettings:
-    repeats: int = 3  # the median of three outvotes one odd draw of weights or batches
+    repeats: int = REPEATS  # see lrfind.config.REPEATS
     refine: bool = True  # repeats sweep just below the divergence point; False: full range
     auto_range: bool = False  # widen or narrow the range and retry when it was wrong
 

@@ -34,7 +34,7 @@ from lrfind.analysis import (
     baseline_steps,
     non_finite_first_loss,
 )
-from lrfind.config import SweepSettings
+from lrfind.config import REPEATS, SweepSettings
 from lrfind.errors import ConfigError, SweepError
 from lrfind.schedules import sweep_lrs
 
@@ -266,7 +266,7 @@ def find_lr(
     loss_fn: LossFunction,
     train_loader: Iterable[Any],
     *,
-    repeats: int = 5,
+    repeats: int = REPEATS,
     refine: bool = True,
     auto_range: bool = False,
     method: str = "bottom",

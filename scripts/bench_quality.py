@@ -150,7 +150,9 @@ def fill_grid(bench: Bench, names: list[str]) -> dict[str, dict[str, list[float]
             points[key] = [
                 bench.onecycle_accuracy(config, 10.0**exponent, seed) for seed in GRID_SEEDS
             ]
-            save_grid(grid)
+            latest = load_grid()  # another invocation may be filling other configs
+            latest.setdefault(name, {})[key] = points[key]
+            save_grid(latest)
             print(
                 f"{name} max_lr=10^{key}: {points[key]} ({time.perf_counter() - started:.1f} s)",
                 flush=True,
