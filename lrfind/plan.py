@@ -80,6 +80,8 @@ def search(
     search_settings: SearchSettings,
     method: str,
 ) -> SearchOutcome:
+    """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
+    median. Without a usable full sweep the repeats are skipped, with a note saying so."""
     notes: list[str] = []
     main = run_sweep(0, settings)
     if search_settings.auto_range:
