@@ -143,7 +143,13 @@ def run(
         )
         outcome = _run_with_progress(settings)
         _print_summary(outcome)
-        if outcome.result.recommendation is None:
+        if outcome.search.interrupted:
+            error_console.print(
+                f"[yellow]Interrupted:[/] the steps recorded so far were analysed and written "
+                f"to {escape(str(outcome.out))}/ (result.json says interrupted)."
+            )
+            raise typer.Exit(EXIT_INTERRUPTED)
+        if outcome.search.recommendation is None:
             error_console.print(
                 "[bold red]No recommendation:[/] the curve holds no usable descent. "
                 "See the diagnostics above; the curve was saved for inspection."
@@ -196,11 +202,64 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
                 task, completed=record.step + 1, lr=record.lr, loss=record.smoothed_loss
             )
 
+    with _graceful_stop() as stop:
+
+        def on_stage_and_stop(name: str) -> None:
+            stop.sweeping = name == "sweeping"
+            on_stage(name)
+
+        try:
+            return run_pipeline(
+                settings,
+                on_stage=on_stage_and_stop,
+                on_step=on_step,
+                on_sweep=on_sweep,
+                stop_requested=stop.requested,
+            )
+        finally:
+            if progress is not None:
+                progress.stop()
+
+
+class _StopSignal:
+    """What Ctrl-C or SIGTERM means at the moment it arrives."""
+
+    def __init__(self) -> None:
+        self.sweeping = False  # during the sweeps: finish the step, then write what we have
+        self.stop = False
+
+    def requested(self) -> bool:
+        return self.stop
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.sweeping and not self.stop:
+            self.stop = True
+            error_console.print(
+                "[yellow]Stopping after this step; the partial curve will be written "
+                "(press Ctrl-C again to abort without writing).[/]"
+            )
+            return
+        raise KeyboardInterrupt  # before or after the sweeps, or a second signal: abort
+
+
+@contextlib.contextmanager
+def _graceful_stop() -> Iterator[_StopSignal]:
+    """SIGINT and SIGTERM stop a sweep cleanly; the previous handlers come back afterwards."""
+    import signal
+    import threading
+
+    stop = _StopSignal()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # signal handlers can only be set from the main thread
+        return
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    for number in previous:
+        signal.signal(number, stop.handle)
     try:
-        return run_pipeline(settings, on_stage=on_stage, on_step=on_step, on_sweep=on_sweep)
+        yield stop
     finally:
-        if progress is not None:
-            progress.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _print_summary(outcome: RunOutcome) -> None:

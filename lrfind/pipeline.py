@@ -1,6 +1,6 @@
 """`lrfind run` as a function: config in, run folder and result out.
 
-    from lrfind.config import RunConfig, SweepSettings
+    from lrfind.config import RunConfig
     from lrfind.pipeline import run
     outcome = run(RunConfig(model="mlp", steps=200))
 
@@ -80,7 +80,11 @@ def run(
     on_stage: Callable[[str], None] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
     on_sweep: Callable[[int, SweepSettings], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RunOutcome:
+    """Run the plan and write the run folder. When `stop_requested` answers True mid-sweep,
+    the plan stops there and what was recorded is written, marked `interrupted`."""
+
     def stage(name: str) -> None:
         if on_stage is not None:
             on_stage(name)
@@ -127,6 +131,7 @@ def run(
             device=device,
             val_batches=prepared.val_batches,
             callback=on_step,
+            stop_requested=stop_requested,
         )
 
     outcome = search(run_sweep, config.sweep_settings(), config.search_settings(), config.method)
@@ -278,6 +283,7 @@ def result_document(
     return {
         "format_version": RESULT_FORMAT_VERSION,
         "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        "interrupted": outcome.interrupted,
         "config": {**config.to_dict(), "out": str(out)},
         "environment": environment_summary(device),
         "data": {**prepared.description, "steps_per_epoch": prepared.steps_per_epoch},

@@ -64,6 +64,7 @@ class SearchOutcome:
     sweeps: list[Sweep]
     recommendation: Recommendation | None
     notes: list[str]  # what the plan did beyond the single sweep (auto-range, skipped repeats)
+    interrupted: bool = False  # stop_requested ended a sweep; the plan stopped there
 
     @property
     def main(self) -> RangeTestResult:
@@ -82,11 +83,19 @@ def search(
 ) -> SearchOutcome:
     """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
     median. Without a usable full sweep the repeats are skipped, with a note saying so."""
+    from lrfind.sweep import STOP_INTERRUPTED  # torch is loaded by now: run_sweep uses it
+
     notes: list[str] = []
     main = run_sweep(0, settings)
-    if search_settings.auto_range:
+    if search_settings.auto_range and main.stop_reason != STOP_INTERRUPTED:
         main, settings = _auto_range(run_sweep, settings, main, notes)
     sweeps = [Sweep(0, main)]
+    if main.stop_reason == STOP_INTERRUPTED:
+        notes.append(
+            f"Interrupted during the full sweep at step {len(main.records)}: the "
+            "recommendation, if any, is read from the steps recorded and no repeats were run."
+        )
+        return SearchOutcome(sweeps, main.analysis.recommendation, notes, interrupted=True)
     if search_settings.repeats == 0:
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
 
@@ -99,14 +108,24 @@ def search(
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
     for repeat in range(1, search_settings.repeats + 1):
         sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
+        if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
+            notes.append(
+                f"Interrupted during repeat {repeat} of {search_settings.repeats}: the "
+                "recommendation combines the repeats that finished."
+            )
+            break
+    finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
+    interrupted = len(finished) < len(sweeps) - 1
+    if not finished:
+        return SearchOutcome(sweeps, main.analysis.recommendation, notes, interrupted)
     recommendation = combine(
-        [sweep.result.analysis.recommendation for sweep in sweeps[1:]],
+        [sweep.result.analysis.recommendation for sweep in finished],
         method,
         base_lr=None
         if main.analysis.recommendation is None
         else main.analysis.recommendation.base_lr,
     )
-    return SearchOutcome(sweeps, recommendation, notes)
+    return SearchOutcome(sweeps, recommendation, notes, interrupted)
 
 
 def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | None:

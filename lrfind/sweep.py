@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 STOP_COMPLETED = "completed"  # every planned step ran
 STOP_DIVERGED = "diverged"  # see analysis.DivergenceDetector
 STOP_NON_FINITE = "non_finite"  # a loss was NaN or infinite
+STOP_INTERRUPTED = "interrupted"  # stop_requested() said so (Ctrl-C, SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def range_test(
     device: torch.device | str | None = None,
     val_batches: Sequence[Any] | None = None,
     callback: Callable[[StepRecord], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
@@ -109,6 +111,8 @@ def range_test(
     `val_batches`, a few fixed `(inputs, targets)` batches, are evaluated after every step
     (in eval mode, without gradients) to record a validation curve; the analysis stays on
     the training loss, which is what the rate acts on.
+    `stop_requested` is asked after every step; when it answers True the sweep ends there
+    (stop reason "interrupted") and what was recorded is analysed as usual.
     Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
     `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
     `device` defaults to the device of the model's first parameter.
@@ -135,7 +139,15 @@ def range_test(
     try:
         with _seeded(seed, device):
             records, stop_reason = _sweep(
-                model, optimizer, loss_fn, train_loader, settings, device, val_batches, callback
+                model,
+                optimizer,
+                loss_fn,
+                train_loader,
+                settings,
+                device,
+                val_batches,
+                callback,
+                stop_requested,
             )
     finally:
         model.load_state_dict(model_state)
@@ -169,6 +181,7 @@ def _sweep(
     device: torch.device,
     val_batches: Sequence[Any] | None,
     callback: Callable[[StepRecord], None] | None,
+    stop_requested: Callable[[], bool] | None,
 ) -> tuple[list[StepRecord], str]:
     groups = optimizer.param_groups
     reference_lr = float(groups[0].get("lr", 0.0))
@@ -204,6 +217,8 @@ def _sweep(
             callback(record)
         if diverged:
             return records, STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
+        if stop_requested is not None and stop_requested():
+            return records, STOP_INTERRUPTED
     return records, STOP_COMPLETED
 
 
