@@ -228,6 +228,14 @@ def _parse_yaml(path: Path, text: str) -> Any:
     import yaml
 
     try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                line = event.start_mark.line + 1 if event.start_mark else "?"
+                raise ConfigError(
+                    f"config file {path} uses a YAML alias (*{event.anchor}) at line {line}. "
+                    "Anchors and aliases are not accepted in config files (they can expand "
+                    "into huge documents); write the value out."
+                )
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
         where = ""
@@ -275,7 +283,8 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
             return None
         raise ConfigError(f"{key} in {origin} is empty; give it a value or remove the line.")
     expected = {bool: "true or false", int: "an integer", float: "a number"}.get(base, "text")
-    bad = ConfigError(f"{key} in {origin} must be {expected}; got {value!r}.")
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    bad = ConfigError(f"{key} in {origin} must be {expected}; got {shown}.")
     if base is bool:
         if isinstance(value, bool):
             return value

@@ -97,6 +97,11 @@ def test_bad_values_name_the_value_and_the_fix(values: dict[str, Any], message: 
         ("bad.yaml", "steps: [1, 2\n", "not valid YAML at line"),
         ("tag.yaml", "steps: !!python/object/apply:os.system ['true']\n", "not valid YAML"),
         ("list.yaml", "- 1\n- 2\n", "must hold a mapping .* holds a list"),
+        (
+            "bomb.yaml",
+            "a: &a [1, 1, 1, 1]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n",
+            r"uses a YAML alias \(\*a\) at line 2",
+        ),
         ("sweep.ini", "steps=5", "unknown extension '.ini'"),
     ],
 )
@@ -122,7 +127,8 @@ def test_empty_yaml_file_means_all_defaults(tmp_path: Path) -> None:
 @given(
     st.dictionaries(
         st.sampled_from(["steps", "start_lr", "end_lr", "batch_size", "optimizer", "download",
-                         "seed", "momentum", "bogus", "data_dir", "out"]),
+                         "seed", "momentum", "bogus", "data_dir", "out", "repeats", "refine",
+                         "val_batches", "method", "auto_range"]),
         st.one_of(st.none(), st.booleans(), st.integers(-5, 10**7), st.floats(allow_nan=True),
                   st.text(max_size=8), st.lists(st.integers(), max_size=2)),
     )
@@ -130,6 +136,30 @@ def test_empty_yaml_file_means_all_defaults(tmp_path: Path) -> None:
 def test_random_documents_give_a_config_or_a_config_error(document: dict[str, Any]) -> None:
     try:
         resolve_config(document)
+    except ConfigError as error:
+        assert str(error)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    suffix=st.sampled_from([".yaml", ".toml", ".json"]),
+    text=st.one_of(
+        st.text(max_size=80),
+        st.lists(
+            st.tuples(st.sampled_from(["steps", "end_lr", "method", "x", "- 1", "[a", "!!tag"]),
+                      st.sampled_from([":", " =", ": &a", ": *a", ":: ", ""]),
+                      st.text(alphabet="0123456789.e-[]{}'\"&*!: ab", max_size=10)),
+            max_size=4,
+        ).map(lambda rows: "\n".join(f"{key}{sep} {value}" for key, sep, value in rows)),
+    ),
+)  # fmt: skip
+def test_random_files_give_a_config_or_a_config_error(
+    tmp_path_factory: pytest.TempPathFactory, suffix: str, text: str
+) -> None:
+    path = tmp_path_factory.mktemp("random") / f"config{suffix}"
+    path.write_text(text, encoding="utf-8")
+    try:
+        resolve_config(load_config_file(path), source=str(path))
     except ConfigError as error:
         assert str(error)
 
