@@ -114,6 +114,9 @@ def run(
     val_batches: Annotated[
         int | None, Opt(help="Held-out batches whose loss is recorded every step. [default: 0]")
     ] = None,
+    weights: Annotated[
+        Path | None, Opt(help="Start from this state dict (torch.save(model.state_dict(), path)).")
+    ] = None,
     seed: Annotated[
         int | None, Opt(help="Seed for model init and data order. [default: 0]")
     ] = None,

@@ -93,6 +93,7 @@ class RunConfig:
     refine: bool = True  # repeats sweep just below the divergence point; off: the full range
     auto_range: bool = False  # rerun with a wider/narrower range when the range was wrong
     val_batches: int = 0  # held-out batches whose loss is recorded at every step
+    weights: Path | None = None  # start from this state dict (fine-tuning); default: fresh init
     seed: int = 0  # the sweep is deterministic for a given seed; recorded in result.json
     device: str = "auto"  # cuda, then mps, then cpu
     out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -249,3 +250,59 @@ def check_model_fits(
             f"has {num_classes} classes; output shape {tuple(outputs.shape)} does not fit. "
             "Build the model with num_classes outputs."
         )
+
+
+# Checkpoints often nest the weights under one of these keys.
+NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model")
+
+
+def load_weights(model: nn.Module, path: Path) -> None:
+    """Start from a checkpoint (`--weights`): a state dict, loaded with weights_only=True so
+    that a file can hold tensors but never code. A mismatch is refused with the keys listed."""
+    if not path.is_file():
+        raise SpecError(f"--weights {path} does not exist. Check the path to the checkpoint.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # unpickling refused, truncated or not a torch file at all
+        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        raise SpecError(
+            f"--weights {path} cannot be read as a PyTorch state dict with weights_only=True "
+            f"({type(error).__name__}: {reason}). Save it with "
+            "torch.save(model.state_dict(), path); files that pickle whole objects are "
+            "refused because loading them could run code."
+        ) from None
+    if isinstance(state, dict):
+        for key in NESTED_STATE_KEYS:
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(
+        isinstance(value, torch.Tensor) for value in state.values()
+    ):
+        raise SpecError(
+            f"--weights {path} holds a {type(state).__name__}, not a state dict (a mapping of "
+            "parameter names to tensors). Save it with torch.save(model.state_dict(), path)."
+        )
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    reshaped = sorted(
+        f"{key} {tuple(state[key].shape)} vs {tuple(own[key].shape)}"
+        for key in set(own) & set(state)
+        if state[key].shape != own[key].shape
+    )
+    problems = [
+        f"{label}: {', '.join(keys[:5])}" + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        for label, keys in (
+            ("missing from the file", missing),
+            ("not in the model", unexpected),
+            ("shape in file vs model", reshaped),
+        )
+        if keys
+    ]
+    if problems:
+        raise SpecError(
+            f"--weights {path} does not match the model ({'; '.join(problems)}). Use the "
+            "checkpoint of this very architecture, with the same classes and input channels."
+        )
+    model.load_state_dict(state)

@@ -27,7 +27,7 @@ from lrfind import data as datasets
 from lrfind import models
 from lrfind.config import RunConfig, SweepSettings
 from lrfind.environment import environment_summary, resolve_device
-from lrfind.errors import ConfigError
+from lrfind.errors import ConfigError, SpecError
 from lrfind.export import check_run_folder, staged_run_folder, write_json
 from lrfind.plan import SearchOutcome, search
 from lrfind.report import (
@@ -93,6 +93,8 @@ def run(
     timings: dict[str, float] = {}
     datasets.check_dataset_spec(config.dataset)
     models.check_model_spec(config.model)
+    if config.weights is not None and not config.weights.is_file():
+        raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
     out = config.out or default_out(config)
     check_run_folder(out, config.overwrite)
     device = resolve_device(config.device)
@@ -162,9 +164,14 @@ def search_curves(outcome: SearchOutcome) -> list[AnalysedCurve]:
 
 
 def _seeded_model(config: RunConfig, prepared: PreparedData, seed: int) -> nn.Module:
+    """The model as a sweep starts from: seeded initial weights, or the --weights checkpoint
+    (then every repeat starts from it and differs only in data order)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return models.build_model(config.model, prepared.input_shape, prepared.num_classes or 0)
+        model = models.build_model(config.model, prepared.input_shape, prepared.num_classes or 0)
+    if config.weights is not None:
+        models.load_weights(model, config.weights)
+    return model
 
 
 def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
-from lrfind import pipeline
+from lrfind import models, pipeline
 from lrfind.cli import app
 from lrfind.config import RunConfig
 from tests.conftest import write_python
@@ -125,7 +126,7 @@ def test_every_flag_reaches_the_pipeline(captured_config: list[RunConfig], tmp_p
         "--mode", "linear", "--smoothing", "0.8", "--divergence-factor", "5",
         "--method", "minimum", "--seed", "7", "--device", "cpu", "--out", tmp_path / "o",
         "--overwrite", "--quiet", "--repeats", "2", "--no-refine", "--auto-range",
-        "--val-batches", "3",
+        "--val-batches", "3", "--weights", tmp_path / "w.pt",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     (config,) = captured_config
@@ -134,7 +135,7 @@ def test_every_flag_reaches_the_pipeline(captured_config: list[RunConfig], tmp_p
         momentum=0.9, weight_decay=5e-4, batch_size=128, start_lr=1e-6, end_lr=3.0, steps=60,
         mode="linear", smoothing=0.8, divergence_factor=5.0, method="minimum", seed=7,
         device="cpu", out=tmp_path / "o", overwrite=True, quiet=True, repeats=2, refine=False,
-        auto_range=True, val_batches=3,
+        auto_range=True, val_batches=3, weights=tmp_path / "w.pt",
     )  # fmt: skip
 
 
@@ -382,3 +383,39 @@ def test_val_batches_that_leave_no_training_data_are_refused(
     out = tmp_path / "val"
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--val-batches", "19")
     assert_clean_failure(result, 2, "--val-batches 19 holds out 608 of the dataset's 600", out)
+
+
+def test_weights_start_every_sweep_from_the_checkpoint(mnist_dir: Path, tmp_path: Path) -> None:
+    torch.manual_seed(5)
+    checkpoint = tmp_path / "start.pt"
+    torch.save(models.build_model("lenet", (1, 28, 28), 10).state_dict(), checkpoint)
+    first_losses = []
+    runs = {
+        "fresh": [],
+        "from-weights": ["--weights", checkpoint],
+        "other-order": ["--weights", checkpoint, "--seed", "3"],
+    }
+    for name, extra in runs.items():
+        out = tmp_path / name
+        result = invoke(*tiny_run_arguments(mnist_dir, out), "--repeats", "0", *extra)
+        assert result.exit_code == 0, result.output
+        first_losses.append(json.loads((out / "result.json").read_text())["sweep"]["first_loss"])
+    fresh, from_weights, other_order = first_losses
+    assert from_weights != fresh  # another starting point than the seeded initialisation
+    assert other_order != from_weights  # same weights, another first batch
+
+
+def test_weights_that_do_not_exist_fail_before_any_work(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--weights", tmp_path / "no.pt")
+    assert_clean_failure(result, 2, f"--weights {tmp_path / 'no.pt'} does not exist", out)
+
+
+def test_weights_of_another_model_are_refused_with_the_keys(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "mlp.pt"
+    torch.save(models.build_model("mlp", (1, 28, 28), 10).state_dict(), checkpoint)
+    out = tmp_path / "run"
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--weights", checkpoint)
+    assert_clean_failure(result, 2, "does not match the model (missing from the file: 0.bias", out)

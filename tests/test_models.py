@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -137,3 +138,52 @@ def test_fit_check_refuses_a_model_without_trainable_parameters() -> None:
         parameter.requires_grad_(False)
     with pytest.raises(SpecError, match="no trainable parameters"):
         models.check_model_fits(model, torch.zeros(2, 1, 28, 28), 10, "m")
+
+
+def lenet_for_mnist(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return models.build_model("lenet", (1, 28, 28), 10)
+
+
+def test_weights_from_a_state_dict_or_a_checkpoint_dict_are_loaded(tmp_path: Path) -> None:
+    source, target = lenet_for_mnist(1), lenet_for_mnist(2)
+    torch.save(source.state_dict(), tmp_path / "plain.pt")
+    torch.save({"epoch": 3, "model_state_dict": source.state_dict()}, tmp_path / "nested.pt")
+    for name in ("plain.pt", "nested.pt"):
+        models.load_weights(target, tmp_path / name)
+        for key, value in source.state_dict().items():
+            assert torch.equal(target.state_dict()[key], value), key
+
+
+class Pickled(nn.Module):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (lambda: Pickled(), "cannot be read as a PyTorch state dict with weights_only=True"),
+        (lambda: [torch.zeros(2)], "holds a list, not a state dict"),
+        (lambda: {"0.weight": torch.zeros(6, 1, 5, 5)},
+         "missing from the file: 0.bias, 11.bias, 11.weight, 3.bias, 3.weight and 4 more"),
+        (lambda: {**lenet_for_mnist(0).state_dict(), "extra.weight": torch.zeros(1)},
+         "not in the model: extra.weight"),
+        (lambda: {**lenet_for_mnist(0).state_dict(), "11.weight": torch.zeros(3, 84)},
+         "shape in file vs model: 11.weight (3, 84) vs (10, 84)"),
+    ],
+)  # fmt: skip
+def test_bad_weights_files_are_refused_naming_the_mismatch(
+    tmp_path: Path, content: Any, message: str
+) -> None:
+    path = tmp_path / "weights.pt"
+    torch.save(content(), path)
+    with pytest.raises(SpecError) as caught:
+        models.load_weights(lenet_for_mnist(0), path)
+    assert message in str(caught.value)
+
+
+def test_a_file_that_is_not_a_torch_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(SpecError, match="cannot be read as a PyTorch state dict"):
+        models.load_weights(lenet_for_mnist(0), path)
