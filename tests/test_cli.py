@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -419,3 +421,32 @@ def test_weights_of_another_model_are_refused_with_the_keys(
     out = tmp_path / "run"
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--weights", checkpoint)
     assert_clean_failure(result, 2, "does not match the model (missing from the file: 0.bias", out)
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
+def test_a_disk_that_fills_up_while_writing_leaves_nothing_half_written(
+    monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path, failing_write: int
+) -> None:
+    """ENOSPC on the first, second or third file (sweep.csv, sweep.png, result.json), and
+    the previous run in the folder, replaced with --overwrite, must survive intact."""
+    out = tmp_path / "runs" / "run"
+    out.mkdir(parents=True)
+    (out / "result.json").write_text('{"previous": true}')
+    real_fsync = os.fsync
+    calls = []
+
+    def filling_fsync(descriptor: int) -> None:
+        calls.append(descriptor)
+        if len(calls) == failing_write:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", filling_fsync)
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--overwrite", "--repeats", "1")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert "No space left on device" in message and "disk has space" in message
+    assert "Traceback" not in result.output
+    assert [path.name for path in out.parent.iterdir()] == ["run"]
+    assert [path.name for path in out.iterdir()] == ["result.json"]
+    assert (out / "result.json").read_text() == '{"previous": true}'
