@@ -73,32 +73,50 @@ def run(
         bool | None,
         Opt(
             "--download/--no-download",
-            help="Allow torchvision to download a missing built-in dataset. [default: download]",
+            help="Allow torchvision to download a missing built-in dataset. \\[default: download]",
         ),
     ] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd, adam or adamw. [default: sgd]")] = None,
-    momentum: Annotated[float | None, Opt(help="SGD momentum. [default: 0]")] = None,
-    weight_decay: Annotated[float | None, Opt(help="Weight decay. [default: 0]")] = None,
-    batch_size: Annotated[int | None, Opt(help="Mini-batch size. [default: 256]")] = None,
-    start_lr: Annotated[float | None, Opt(help="First LR of the sweep. [default: 1e-7]")] = None,
-    end_lr: Annotated[float | None, Opt(help="Last LR of the sweep. [default: 10]")] = None,
-    steps: Annotated[
-        int | None, Opt(help="Number of mini-batches (LR steps). [default: 100]")
+    optimizer: Annotated[str | None, Opt(help="sgd, adam or adamw. \\[default: sgd]")] = None,
+    momentum: Annotated[
+        str | None, Opt(metavar="FLOAT", help="SGD momentum. \\[default: 0]")
     ] = None,
-    mode: Annotated[str | None, Opt(help="exp or linear LR growth. [default: exp]")] = None,
+    weight_decay: Annotated[
+        str | None, Opt(metavar="FLOAT", help="Weight decay. \\[default: 0]")
+    ] = None,
+    batch_size: Annotated[
+        str | None, Opt(metavar="INTEGER", help="Mini-batch size. \\[default: 256]")
+    ] = None,
+    start_lr: Annotated[
+        str | None, Opt(metavar="FLOAT", help="First LR of the sweep. \\[default: 1e-7]")
+    ] = None,
+    end_lr: Annotated[
+        str | None, Opt(metavar="FLOAT", help="Last LR of the sweep. \\[default: 10]")
+    ] = None,
+    steps: Annotated[
+        str | None,
+        Opt(metavar="INTEGER", help="Number of mini-batches (LR steps). \\[default: 100]"),
+    ] = None,
+    mode: Annotated[str | None, Opt(help="exp or linear LR growth. \\[default: exp]")] = None,
     smoothing: Annotated[
-        float | None, Opt(help="EMA factor in [0, 1) for the loss. [default: 0.9]")
+        str | None, Opt(metavar="FLOAT", help="EMA factor in [0, 1) for the loss. \\[default: 0.9]")
     ] = None,
     divergence_factor: Annotated[
-        float | None, Opt(help="Stop when the smoothed loss exceeds this x its best. [default: 4]")
+        str | None,
+        Opt(
+            metavar="FLOAT",
+            help="Stop when the smoothed loss exceeds this x its best. \\[default: 4]",
+        ),
     ] = None,
     method: Annotated[
         str | None,
-        Opt(help="Suggestion method: bottom, steepest, valley or minimum. [default: bottom]"),
+        Opt(help="Suggestion method: bottom, steepest, valley or minimum. \\[default: bottom]"),
     ] = None,
     repeats: Annotated[
-        int | None,
-        Opt(help="Focused sweeps after the full one; their median is recommended. [default: 5]"),
+        str | None,
+        Opt(
+            metavar="INTEGER",
+            help="Focused sweeps after the full one; their median is recommended. \\[default: 5]",
+        ),
     ] = None,
     refine: Annotated[
         bool | None,
@@ -112,17 +130,22 @@ def run(
         Opt("--auto-range", help="Widen or narrow the LR range and rerun when it was wrong."),
     ] = None,
     val_batches: Annotated[
-        int | None, Opt(help="Held-out batches whose loss is recorded every step. [default: 0]")
+        str | None,
+        Opt(
+            metavar="INTEGER",
+            help="Held-out batches whose loss is recorded every step. \\[default: 0]",
+        ),
     ] = None,
     weights: Annotated[
         Path | None, Opt(help="Start from this state dict (torch.save(model.state_dict(), path)).")
     ] = None,
     seed: Annotated[
-        int | None, Opt(help="Seed for model init and data order. [default: 0]")
+        str | None,
+        Opt(metavar="INTEGER", help="Seed for model init and data order. \\[default: 0]"),
     ] = None,
-    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps. [default: auto]")] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps. \\[default: auto]")] = None,
     out: Annotated[
-        Path | None, Opt(help="Run folder. [default: runs/<model>-<dataset>-<time>]")
+        Path | None, Opt(help="Run folder. \\[default: runs/<model>-<dataset>-<time>]")
     ] = None,
     overwrite: Annotated[
         bool | None, Opt("--overwrite", help="Replace an existing run folder.")
@@ -136,6 +159,7 @@ def run(
     ] = None,
 ) -> None:
     """Sweep the LR, analyse the curve and write sweep.csv, sweep.png and result.json."""
+    # Numbers arrive as text and are checked by the config, whose messages name the value.
     flags = {key: value for key, value in locals().items() if key != "config" and value is not None}
     with _reported_errors():
         from lrfind.config import load_config_file, resolve_config
@@ -351,7 +375,7 @@ def analyze(
         float, Opt(help="Diverged once the smoothed loss exceeds this x its best.")
     ] = 4.0,
     out: Annotated[
-        Path | None, Opt(help="Output folder. [default: reanalysed-<method> beside the CSV]")
+        Path | None, Opt(help="Output folder. \\[default: reanalysed-<method> beside the CSV]")
     ] = None,
     overwrite: Annotated[bool, Opt("--overwrite", help="Replace an existing folder.")] = False,
 ) -> None:

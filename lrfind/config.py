@@ -297,6 +297,11 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
         raise bad
     if base is float:
         if isinstance(value, bool):

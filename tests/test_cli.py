@@ -166,6 +166,11 @@ def test_env_reports_versions_and_devices() -> None:
         (["--optimizer", "rmsprop"], 2, "unknown optimizer 'rmsprop'"),
         (["--model", "missing_file.py:build"], 2, "file missing_file.py does not exist"),
         (["--device", "cuda"], 2, "sees no CUDA device"),
+        (["--steps", "many"], 2, "steps in flags must be an integer; got 'many'"),
+        (["--end-lr", "high"], 2, "end_lr in flags must be a number; got 'high'"),
+        (["--momentum", "0.9x"], 2, "momentum in flags must be a number; got '0.9x'"),
+        (["--repeats", "-2"], 2, "repeats must be between 0 and 100; got -2"),
+        (["--val-batches", "-1"], 2, "val_batches must be between 0 and 1000; got -1"),
     ],
 )
 def test_bad_flags_fail_cleanly_before_any_output(

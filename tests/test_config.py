@@ -78,10 +78,14 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
         ({"divergence_factor": 0.5}, "divergence_factor must be a finite number above 1"),
         ({"seed": -1}, "seed must be zero or positive"),
         ({"steps": "many"}, "steps in flags must be an integer; got 'many'"),
+        ({"steps": "1.5"}, "steps in flags must be an integer; got '1.5'"),
         ({"steps": True}, "steps in flags must be an integer"),
         ({"start_lr": "fast"}, "start_lr in flags must be a number; got 'fast'"),
         ({"download": "yes"}, "download in flags must be true or false"),
         ({"start_lr": None}, "start_lr in flags is empty"),
+        ({"repeats": 101}, "repeats must be between 0 and 100; got 101"),
+        ({"val_batches": 5000}, "val_batches must be between 0 and 1000; got 5000"),
+        ({"refine": "no"}, "refine in flags must be true or false"),
     ],
 )
 def test_bad_values_name_the_value_and_the_fix(values: dict[str, Any], message: str) -> None:

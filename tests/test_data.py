@@ -234,3 +234,24 @@ def test_user_dataset_factory_returning_the_wrong_type(tmp_path: Path) -> None:
 def test_unknown_dataset_lists_the_valid_ones() -> None:
     with pytest.raises(SpecError, match="fashion-mnist, mnist"):
         data.check_dataset_spec("cifar")
+
+
+@pytest.mark.parametrize(
+    ("body", "spec_suffix", "message"),
+    [
+        ("def make():\n    raise OSError('no such bucket')\n", ":make",
+         "raised OSError: no such bucket"),
+        ("def make():\n    return []\n", ":other", "has no function 'other'"),
+    ],
+)  # fmt: skip
+def test_user_dataset_factories_that_fail_are_explained(
+    tmp_path: Path, body: str, spec_suffix: str, message: str
+) -> None:
+    path = write_factory(tmp_path, body)
+    with pytest.raises(SpecError, match=message):
+        data.load_user_dataset(f"{path}{spec_suffix}")
+
+
+def test_a_missing_dataset_factory_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="does not exist"):
+        data.load_user_dataset(f"{tmp_path}/absent.py:make")
