@@ -231,22 +231,29 @@ def test_suggestion_is_unchanged_when_the_loss_is_scaled_or_shifted(
     assert moved.base_lr == pytest.approx(reference.base_lr)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     center=st.floats(min_value=-5.0, max_value=-0.5),
+    diverge_offset=st.one_of(st.none(), st.floats(min_value=0.3, max_value=3.0)),
     noise=st.floats(min_value=0.0, max_value=0.05),
     seed=st.integers(min_value=0, max_value=1000),
 )
-def test_suggestions_are_ordered_and_inside_the_swept_range(
-    center: float, noise: float, seed: int
+def test_suggestions_are_ordered_inside_the_range_and_below_the_divergence(
+    center: float, diverge_offset: float | None, noise: float, seed: int
 ) -> None:
-    lrs, losses = synthetic_curve(descent_center=10**center, noise=noise, seed=seed)
+    diverge_at = None if diverge_offset is None else 10 ** (center + diverge_offset)
+    lrs, losses = synthetic_curve(
+        descent_center=10**center, diverge_at=diverge_at, noise=noise, seed=seed
+    )
     for method in analysis.METHODS:
-        recommendation = analysis.analyze(lrs, losses, method=method).recommendation
+        result = analysis.analyze(lrs, losses, method=method)
+        recommendation = result.recommendation
         if recommendation is None:
             continue
         assert 0 < recommendation.base_lr < recommendation.max_lr
         assert lrs[0] / 10 <= recommendation.max_lr <= lrs[-1]
+        if result.divergence_lr is not None:
+            assert recommendation.max_lr < result.divergence_lr
 
 
 def test_analysis_imports_neither_torch_nor_matplotlib() -> None:
