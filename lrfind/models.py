@@ -13,6 +13,7 @@ error before the sweep, not as a stack trace in the middle of it.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,7 +265,8 @@ def load_weights(model: nn.Module, path: Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refused, truncated or not a torch file at all
-        reason = (str(error).strip().splitlines() or [""])[0][:200]
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # torch colours its messages
+        reason = re.split(r"(?<=\.)\s", text, maxsplit=1)[0][:200]  # its first sentence
         raise SpecError(
             f"--weights {path} cannot be read as a PyTorch state dict with weights_only=True "
             f"({type(error).__name__}: {reason}). Save it with "
