@@ -310,14 +310,20 @@ class Analysis:
         return None if index is None else float(self.lrs[index])
 
     @property
+    def curve(self) -> Curve:
+        """The usable part, as the suggestion methods saw it."""
+        usable = max(self.usable_points, 1)
+        return Curve(self.lrs[:usable], self.losses[:usable], self.smoothed[:usable])
+
+    @property
     def clear_descent(self) -> bool:
         """Whether the usable curve falls by more than its batch noise could explain."""
-        usable = self.usable_points
-        if usable < 3:
-            return False
-        curve_losses = self.losses[:usable]
-        descent = float(self.smoothed[0] - self.smoothed[self.min_index])
-        return descent > NO_DESCENT_NOISE_RATIO * batch_noise(curve_losses)
+        return _clear_descent(self.curve)
+
+    @property
+    def diverged_at_once(self) -> bool:
+        """Whether the sweep began above the useful range."""
+        return _diverged_at_once(self.divergence_index, len(self.lrs))
 
     @property
     def usable_points(self) -> int:
@@ -379,13 +385,15 @@ def analyze(
 
 
 def combine(
-    recommendations: Sequence[Recommendation | None], method: str, base_lr: float | None = None
+    recommendations: Sequence[Recommendation | None],
+    method: str,
+    full: Recommendation | None = None,
 ) -> Recommendation | None:
     """One recommendation from several sweeps: the median suggestion and the interval.
 
-    `base_lr`, when given, comes from a sweep that saw the whole descent (short sweeps that
-    start mid-way cannot see where the loss starts to fall); otherwise it is the median of
-    the sweeps' own. The confidence falls when the sweeps disagree by more than
+    `base_lr` comes from `full`, the recommendation of a sweep that saw the whole descent
+    (short sweeps that start mid-way cannot see where the loss starts to fall), or else is
+    the median of the sweeps' own. The confidence falls when the sweeps disagree by more than
     AGREEMENT_DECADES or when some of them gave no answer.
     """
     found = [item for item in recommendations if item is not None]
@@ -393,7 +401,7 @@ def combine(
         return None
     suggestions = [item.max_lr for item in found]
     max_lr = float(10 ** np.median(np.log10(suggestions)))
-    low = base_lr if base_lr is not None else float(np.median([item.base_lr for item in found]))
+    low = full.base_lr if full is not None else float(np.median([item.base_lr for item in found]))
     reasons: list[str] = []
     width = math.log10(max(suggestions) / min(suggestions))
     if width > AGREEMENT_DECADES:
@@ -424,6 +432,14 @@ def combine(
 
 def _noise(curve: Curve) -> float:
     return batch_noise(curve.losses)
+
+
+def _clear_descent(curve: Curve) -> bool:
+    return len(curve.lrs) >= 3 and _descent(curve) > NO_DESCENT_NOISE_RATIO * _noise(curve)
+
+
+def _diverged_at_once(divergence: int | None, total_points: int) -> bool:
+    return divergence is not None and divergence <= max(2, total_points // 10)
 
 
 def _descent(curve: Curve) -> float:
@@ -497,7 +513,7 @@ def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[s
             f"The loss never diverged up to end_lr={lrs[-1]:.3g}: the highest useful rate may "
             "lie above the sweep. Raise --end-lr (e.g. ten times higher) to see it."
         )
-    elif divergence <= max(2, total_points // 10):
+    elif _diverged_at_once(divergence, total_points):
         messages.append(
             f"The loss diverged almost at once (step {divergence}, lr={lrs[0]:.3g} at the "
             "start): the sweep began above the useful range. Lower --start-lr by a few decades."
@@ -507,11 +523,10 @@ def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[s
             f"Only {len(lrs)} points precede the divergence, too few to analyse reliably. "
             "Increase --steps or narrow the range with --start-lr/--end-lr."
         )
-    descent = _descent(curve)
-    noise = _noise(curve)
-    if len(lrs) >= 3 and descent <= NO_DESCENT_NOISE_RATIO * noise:
+    if len(lrs) >= 3 and not _clear_descent(curve):
         messages.append(
-            f"The loss shows no clear descent (it falls by {descent:.3g} against batch noise "
-            f"of {noise:.3g}). Widen the LR range, or reduce noise with a larger --batch-size."
+            f"The loss shows no clear descent (it falls by {_descent(curve):.3g} against batch "
+            f"noise of {_noise(curve):.3g}). Widen the LR range, or reduce noise with a "
+            "larger --batch-size."
         )
     return messages

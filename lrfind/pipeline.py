@@ -178,10 +178,11 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
     if config.dataset in datasets.BUILTIN_DATASETS:
         image_data = datasets.load_builtin(config.dataset, config.data_dir, config.download)
         held_out = _held_out_count(config, len(image_data))
-        training = dataclasses.replace(
+        kept = len(image_data) - held_out
+        training = dataclasses.replace(  # moved to the device once, not once per repeat
             image_data,
-            images=image_data.images[: len(image_data) - held_out],
-            labels=image_data.labels[: len(image_data) - held_out],
+            images=image_data.images[:kept].to(device),
+            labels=image_data.labels[:kept].to(device),
         )
         batches = datasets.TensorBatches(training, config.batch_size, config.seed, device)
         val_batches = [

@@ -1,7 +1,7 @@
 """Which sweeps one recommendation needs: a full sweep, then short focused repeats.
 
     from lrfind.plan import SearchSettings, search
-    outcome = search(run_sweep, SweepSettings(), SearchSettings(repeats=3), method="default")
+    outcome = search(run_sweep, SweepSettings(), SearchSettings(repeats=3), method="bottom")
 
 One sweep over eight decades spends most of its steps where nothing happens, and what it
 suggests moves by a quarter of a decade or more with the batches it happened to draw. The
@@ -121,9 +121,7 @@ def search(
     recommendation = combine(
         [sweep.result.analysis.recommendation for sweep in finished],
         method,
-        base_lr=None
-        if main.analysis.recommendation is None
-        else main.analysis.recommendation.base_lr,
+        full=main.analysis.recommendation,
     )
     return SearchOutcome(sweeps, recommendation, notes, interrupted)
 
@@ -141,9 +139,13 @@ def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | 
     top = analysis.divergence_lr if analysis.divergence_lr is not None else settings.end_lr
     start_lr = max(settings.start_lr, top / 10**FOCUS_DECADES_BELOW)
     end_lr = top * 10**FOCUS_DECADES_ABOVE
-    per_decade = (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
-    steps = max(FOCUS_MIN_STEPS, round(per_decade * math.log10(end_lr / start_lr)) + 1)
+    decades = math.log10(end_lr / start_lr)
+    steps = max(FOCUS_MIN_STEPS, round(_steps_per_decade(settings) * decades) + 1)
     return replace(settings, start_lr=start_lr, end_lr=end_lr, steps=steps, mode="exp")
+
+
+def _steps_per_decade(settings: SweepSettings) -> float:
+    return (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
 
 
 def _auto_range(
@@ -159,9 +161,7 @@ def _auto_range(
                 f"--auto-range: the loss never diverged up to {settings.end_lr:g}; "
                 f"swept again up to {wider.end_lr:g}."
             )
-        elif analysis.divergence_index <= max(2, len(analysis.lrs) // 10) or (
-            analysis.usable_points < 10
-        ):
+        elif analysis.diverged_at_once or analysis.usable_points < 10:
             wider = replace(settings, start_lr=settings.start_lr / factor)
             notes.append(
                 f"--auto-range: the loss diverged almost at once from {settings.start_lr:g}; "
@@ -169,11 +169,7 @@ def _auto_range(
             )
         else:
             break
-        steps = settings.steps + round(
-            (settings.steps - 1)
-            * AUTO_RANGE_DECADES
-            / math.log10(settings.end_lr / settings.start_lr)
-        )
+        steps = settings.steps + round(_steps_per_decade(settings) * AUTO_RANGE_DECADES)
         settings = replace(wider, steps=steps)
         main = run_sweep(0, settings)
     return main, settings

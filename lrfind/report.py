@@ -153,14 +153,10 @@ def analyze_file(
         for curve in loaded
     ]
     main = curves[0].analysis
+    recommendation = main.recommendation
     if len(curves) > 1:
-        recommendation = combine(
-            [curve.analysis.recommendation for curve in curves[1:]],
-            method,
-            base_lr=None if main.recommendation is None else main.recommendation.base_lr,
-        )
-    else:
-        recommendation = main.recommendation
+        repeats = [curve.analysis.recommendation for curve in curves[1:]]
+        recommendation = combine(repeats, method, full=main.recommendation)
     log_x = bool(np.allclose(np.diff(np.log10(main.lrs)), np.log10(main.lrs[1] / main.lrs[0])))
     document = {
         "format_version": RESULT_FORMAT_VERSION,

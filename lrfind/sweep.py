@@ -275,6 +275,9 @@ def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))
+
+
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -320,6 +323,3 @@ def find_lr(
         SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range),
         method,
     )
-
-
-SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))

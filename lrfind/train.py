@@ -11,6 +11,7 @@ expect.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -96,7 +97,7 @@ def train_epochs(
             if scheduler is not None:
                 scheduler.step()
             value = float(loss.detach())
-            if value != value or value in (float("inf"), float("-inf")):
+            if not math.isfinite(value):
                 finite = False
                 break
             total_loss += value * len(labels)

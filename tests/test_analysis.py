@@ -123,17 +123,9 @@ def test_valley_lies_two_thirds_along_the_descent_in_log_lr() -> None:
     result = analysis.analyze(lrs, losses, method="valley")
     assert result.recommendation is not None
     position = np.log10(result.recommendation.max_lr)
-    start, end = (
-        np.log10(lrs[analysis._onset_index(_curve(lrs, losses))]),
-        np.log10(lrs[result.min_index]),
-    )
+    start = np.log10(lrs[analysis._onset_index(result.curve)])
+    end = np.log10(lrs[result.min_index])
     assert position == pytest.approx(start + 2 / 3 * (end - start), abs=0.1)
-
-
-def _curve(lrs: np.ndarray, losses: np.ndarray) -> analysis.Curve:
-    result = analysis.analyze(lrs, losses)
-    usable = result.usable_points
-    return analysis.Curve(lrs[:usable], losses[:usable], result.smoothed[:usable])
 
 
 def test_bottom_is_the_lr_at_the_minimum_over_the_documented_divisor() -> None:
@@ -148,7 +140,8 @@ def test_combine_takes_the_median_and_reports_disagreement() -> None:
     def rec(max_lr: float) -> analysis.Recommendation:
         return analysis.Recommendation(max_lr / 8, max_lr, max_lr / 3, "bottom", "high", ["ok"])
 
-    agreed = analysis.combine([rec(0.1), rec(0.12), rec(0.11)], "bottom", base_lr=0.01)
+    full = analysis.Recommendation(0.01, 0.5, 0.2, "bottom", "high")
+    agreed = analysis.combine([rec(0.1), rec(0.12), rec(0.11)], "bottom", full=full)
     assert agreed is not None
     assert agreed.max_lr == pytest.approx(0.11) and agreed.base_lr == 0.01
     assert agreed.interval == (0.1, 0.12) and agreed.confidence == "high"

@@ -19,6 +19,10 @@ from tests.test_analysis import synthetic_loss
 from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
 
 
+def steps_per_decade(settings: SweepSettings) -> float:
+    return (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
+
+
 class SyntheticSweeps:
     """A stand-in for the engine: the synthetic loss of test_analysis at the planned rates,
     cut where the divergence rule fires, with a new noise draw for every repeat."""
@@ -60,9 +64,7 @@ def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
     focused = sweeps.calls[1][1]
     assert focused.start_lr == pytest.approx(divergence / 10**FOCUS_DECADES_BELOW)
     assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
-    full_density = 99 / 8  # steps per decade of the default 1e-7..10 sweep
-    focused_density = (focused.steps - 1) / math.log10(focused.end_lr / focused.start_lr)
-    assert focused_density == pytest.approx(full_density, rel=0.05)
+    assert steps_per_decade(focused) == pytest.approx(99 / 8, rel=0.05)  # as 1e-7..10, 100
     assert all(settings == focused for _, settings in sweeps.calls[1:])
 
 
@@ -112,9 +114,8 @@ def test_auto_range_raises_end_lr_until_the_loss_diverges() -> None:
     assert ends == pytest.approx([1e-2, 1.0, 100.0])
     assert outcome.main.analysis.divergence_index is not None
     assert sum("never diverged" in note for note in outcome.notes) == 2
-    density = [(call.steps - 1) / math.log10(call.end_lr / call.start_lr) for _, c in [(0, 0)]
-               for call in [sweeps.calls[0][1], sweeps.calls[-1][1]]]  # fmt: skip
-    assert density[1] == pytest.approx(density[0], rel=0.05)
+    first, last = sweeps.calls[0][1], sweeps.calls[-1][1]
+    assert steps_per_decade(last) == pytest.approx(steps_per_decade(first), rel=0.05)
 
 
 def test_auto_range_lowers_start_lr_when_the_loss_diverges_at_once() -> None:
