@@ -382,12 +382,10 @@ def analyze(
     """Re-analyse a saved curve and write sweep.csv, sweep.png and result.json for it."""
     with _reported_errors():
         from lrfind.analysis import METHODS
-        from lrfind.config import SweepSettings
-        from lrfind.errors import ConfigError
+        from lrfind.config import SweepSettings, check_choice
         from lrfind.report import analyze_file
 
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
+        check_choice("method", method, list(METHODS))
         SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates
         reanalysis = analyze_file(
             csv_file,

@@ -56,7 +56,7 @@ class SweepSettings:
                 f"steps must be between 10 and 1000000; got {self.steps}. A curve needs at "
                 "least 10 points to analyse; 100 is a good default (--steps 100)."
             )
-        _check_choice("mode", self.mode, MODES)
+        check_choice("mode", self.mode, MODES)
         if not 0.0 <= self.smoothing < 1.0:
             raise ConfigError(
                 f"smoothing is an EMA factor in [0, 1); got {self.smoothing:g}. "
@@ -102,8 +102,8 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.sweep_settings()  # validates the sweep fields
-        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        _check_choice("device", self.device, DEVICES)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("device", self.device, DEVICES)
         if self.batch_size < 1:
             raise ConfigError(
                 f"batch_size must be a positive integer; got {self.batch_size}. "
@@ -138,7 +138,7 @@ class RunConfig:
             raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
         from lrfind.analysis import METHODS  # numpy only; deferred to keep --help fast
 
-        _check_choice("method", self.method, tuple(METHODS))
+        check_choice("method", self.method, tuple(METHODS))
 
     def sweep_settings(self) -> SweepSettings:
         return SweepSettings(
@@ -172,7 +172,7 @@ def _check_positive(name: str, value: float) -> None:
         )
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
 

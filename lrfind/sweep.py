@@ -34,8 +34,8 @@ from lrfind.analysis import (
     baseline_steps,
     non_finite_first_loss,
 )
-from lrfind.config import REPEATS, SweepSettings
-from lrfind.errors import ConfigError, SweepError
+from lrfind.config import REPEATS, SweepSettings, check_choice
+from lrfind.errors import SweepError
 from lrfind.schedules import sweep_lrs
 
 if TYPE_CHECKING:
@@ -125,8 +125,7 @@ def range_test(
         smoothing=smoothing,
         divergence_factor=divergence_factor,
     )
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose one of: {', '.join(METHODS)}.")
+    check_choice("method", method, list(METHODS))
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
