@@ -1,6 +1,8 @@
 """The `lrfind` command line.
 
     lrfind run --model lenet --dataset fashion-mnist
+    lrfind apply runs/<name>/result.json train.yaml --schedule onecycle
+    lrfind train --config configs/lenet-onecycle.yaml --baseline constant
     lrfind list
     lrfind env
 
@@ -12,6 +14,7 @@ commands that need it, so `lrfind --help` starts fast.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,9 +29,10 @@ from lrfind.errors import LrfindError
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from lrfind.config import RunConfig, SweepSettings
+    from lrfind.config import RunConfig, SweepSettings, TrainConfig
     from lrfind.pipeline import RunOutcome
     from lrfind.sweep import StepRecord
+    from lrfind.train import EpochRecord, TrainingOutcome
 
 app = typer.Typer(
     name="lrfind",
@@ -157,19 +161,51 @@ def run(
         Path | None,
         Opt("--config", "-c", help="YAML, TOML or JSON file of options; flags override it."),
     ] = None,
+    emit: Annotated[
+        str | None,
+        Opt(
+            help="Print a ready snippet of the --schedule to stdout: yaml, toml, json or "
+            "python (the scheduler lines). The summary then goes to stderr."
+        ),
+    ] = None,
+    schedule: Annotated[
+        str, Opt(help="Schedule kind for --emit (see `lrfind apply --help`).")
+    ] = "onecycle",
+    tensorboard: Annotated[
+        Path | None, Opt(help="Also write each sweep's loss and LR as TensorBoard scalars here.")
+    ] = None,
 ) -> None:
     """Sweep the LR, analyse the curve and write sweep.csv, sweep.png and result.json."""
     # Numbers arrive as text and are checked by the config, whose messages name the value.
-    flags = {key: value for key, value in locals().items() if key != "config" and value is not None}
+    flags = {
+        key: value
+        for key, value in locals().items()
+        if key not in ("config", "emit", "schedule", "tensorboard") and value is not None
+    }
     with _reported_errors():
-        from lrfind.config import load_config_file, resolve_config
+        from lrfind.config import check_choice, load_config_file, resolve_config
+        from lrfind.schedules import check_kind
 
+        if emit is not None:
+            check_choice("--emit format", emit, EMIT_FORMATS)
+        check_kind(schedule)
+        if tensorboard is not None:
+            from lrfind.tensorboard import check_tensorboard
+
+            check_tensorboard()
         file_values = load_config_file(config) if config is not None else None
         settings = resolve_config(
             file_values, flags, source=str(config) if config else "config file"
         )
         outcome = _run_with_progress(settings)
-        _print_summary(outcome)
+        _print_summary(outcome, error_console if emit else console)
+        if tensorboard is not None:
+            from lrfind.tensorboard import write_sweep_scalars
+
+            summary = json.dumps(outcome.document["recommendation"], indent=2, default=str)
+            write_sweep_scalars(tensorboard / outcome.out.name, outcome.search, summary)
+        if emit is not None and outcome.search.recommendation is not None:
+            print(_snippet(outcome.document, schedule, emit), end="")
         if outcome.search.interrupted:
             error_console.print(
                 f"[yellow]Interrupted:[/] the steps recorded so far were analysed and written "
@@ -289,7 +325,23 @@ def _graceful_stop() -> Iterator[_StopSignal]:
             signal.signal(number, handler)
 
 
-def _print_summary(outcome: RunOutcome) -> None:
+EMIT_FORMATS = ("yaml", "toml", "json", "python")
+
+
+def _snippet(document: dict[str, Any], kind: str, fmt: str, epochs: int | None = None) -> str:
+    """The `kind` schedule of a result as text to paste: a config block or Python lines."""
+    from lrfind.schedules import Bounds, python_snippet, schedule_section
+
+    steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
+    section = schedule_section(kind, Bounds.of(document), steps_per_epoch, epochs)
+    if fmt == "python":
+        return python_snippet(section, steps_per_epoch or 1)
+    from lrfind.configedit import render_snippet
+
+    return render_snippet(section, fmt)
+
+
+def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     document = outcome.document
     recommendation = document["recommendation"]
     sweep = document["sweep"]
@@ -323,8 +375,8 @@ def _print_summary(outcome: RunOutcome) -> None:
         + ("" if divergence is None else f", diverged at lr {divergence:.3g}"),
     )
     console.print(table)
-    _print_diagnostics(recommendation["diagnostics"])
-    _print_snippets(recommendation["schedules"])
+    _print_diagnostics(recommendation["diagnostics"], console)
+    _print_snippets(recommendation["schedules"], console)
     steps = document.get("steps_total", sweep["steps_run"])
     seconds = document["timings"]["total_s"]
     console.print(
@@ -334,31 +386,36 @@ def _print_summary(outcome: RunOutcome) -> None:
     )
 
 
-def _print_diagnostics(messages: list[str]) -> None:
+def _print_diagnostics(messages: list[str], console: Console = console) -> None:
     for message in messages:
         console.print(f"[yellow]![/] {escape(message)}", soft_wrap=True)
 
 
-def _print_snippets(schedules: dict[str, Any] | None) -> None:
+def _print_snippets(schedules: dict[str, Any] | None, console: Console = console) -> None:
     if schedules:
         onecycle = schedules["onecycle"]
-        triangular = schedules["cyclic"]["triangular"]
-        step_size = triangular.get(
-            "step_size_up", f"{triangular['step_size_up_epochs']} * steps_per_epoch"
+        triangular = schedules["triangular"]
+        step_size = triangular.get("step_size_up") or (
+            f"{triangular.get('step_size_up_epochs')} * steps_per_epoch"
         )
         console.print("[bold]Paste into your training script:[/]")
         console.print(
             f"  OneCycleLR(optimizer, max_lr={onecycle['max_lr']:.3g}, "
             f"div_factor={onecycle['div_factor']:.3g}, pct_start={onecycle['pct_start']}, "
-            "total_steps=...)",
+            "total_steps=..., cycle_momentum=False)",
             soft_wrap=True,
             highlight=False,
         )
         console.print(
             f"  CyclicLR(optimizer, base_lr={triangular['base_lr']:.3g}, "
-            f"max_lr={triangular['max_lr']:.3g}, step_size_up={step_size}, mode='triangular')",
+            f"max_lr={triangular['max_lr']:.3g}, step_size_up={step_size}, mode='triangular', "
+            "cycle_momentum=False)",
             soft_wrap=True,
             highlight=False,
+        )
+        console.print(
+            "[dim]More kinds: `lrfind apply RESULT CONFIG --schedule KIND` or "
+            "`lrfind run --emit yaml|toml|json|python --schedule KIND`.[/]"
         )
 
 
@@ -409,6 +466,221 @@ def analyze(
         console.print(f"Wrote {escape(str(reanalysis.out))}/", soft_wrap=True)
         if reanalysis.recommendation is None:
             raise typer.Exit(1)
+
+
+KIND_HELP = (
+    "Schedule kind: onecycle, triangular, triangular2, exp_range, warmup-cosine, "
+    "warmup-multistep or constant."
+)
+
+
+@app.command()
+def apply(
+    result_file: Annotated[Path, typer.Argument(help="result.json of `lrfind run`.")],
+    train_config: Annotated[
+        Path, typer.Argument(help="Training config to write into: YAML, TOML or JSON.")
+    ],
+    schedule: Annotated[
+        str | None, Opt(help=KIND_HELP + " \\[default: the config's kind, else onecycle]")
+    ] = None,
+    key: Annotated[
+        str, Opt(help="Dotted path of the mapping to write, e.g. train.scheduler.")
+    ] = "scheduler",
+    epochs: Annotated[
+        int | None,
+        Opt(help="Training length, to fit whole cycles. \\[default: the config's `epochs`]"),
+    ] = None,
+    dry_run: Annotated[bool, Opt("--dry-run", help="Show the diff; write nothing.")] = False,
+    force: Annotated[
+        bool, Opt("--force", help="Write even if the result was measured on another setup.")
+    ] = False,
+) -> None:
+    """Write a recommended schedule into a training config, keeping its comments and order."""
+    from rich.syntax import Syntax
+
+    with _reported_errors():
+        from lrfind.config import check_result_matches
+        from lrfind.configedit import lookup, plan_change, split_key
+        from lrfind.export import read_result
+        from lrfind.schedules import Bounds, check_kind, schedule_section
+
+        document = read_result(result_file)
+        bounds = Bounds.of(document)
+        keys = split_key(key)
+        current = plan_change(train_config, key, {})  # validates and reads the file
+        existing = lookup(current.document, keys) or {}
+        kind = schedule or existing.get("kind") or "onecycle"
+        check_kind(kind)
+        # the setup is read from the top level and from the mapping that holds the schedule
+        setup = {**current.document, **(lookup(current.document, keys[:-1]) or {})}
+        if epochs is None and isinstance(setup.get("epochs"), int):
+            epochs = setup["epochs"]
+        if not force and isinstance(document.get("config"), dict):
+            check_result_matches(document["config"], setup, result_file, str(train_config))
+        steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
+        section = schedule_section(kind, bounds, steps_per_epoch, epochs)
+        change = plan_change(train_config, key, section)
+        if not change.changed:
+            console.print(f"{escape(str(train_config))} already holds this {kind} schedule.")
+            return
+        console.print(Syntax(change.diff(), "diff", theme="ansi_dark", background_color="default"))
+        if dry_run:
+            console.print(f"[yellow]Dry run:[/] {escape(str(train_config))} was not changed.")
+            return
+        change.write()
+        console.print(f"Wrote the {kind} schedule into {escape(str(train_config))} ({key}).")
+
+
+@app.command()
+def train(
+    config: Annotated[
+        Path | None,
+        Opt("--config", "-c", help="Training config (YAML, TOML or JSON); see configs/."),
+    ] = None,
+    schedule: Annotated[
+        list[str] | None,
+        Opt(help=KIND_HELP + " Repeat to compare several. \\[default: the config's kind]"),
+    ] = None,
+    epochs: Annotated[
+        str | None, Opt(metavar="INTEGER", help="Epochs per schedule. \\[default: 5]")
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        Opt(help="Also train a constant-LR baseline at the recommended lr: `constant`."),
+    ] = None,
+    result: Annotated[
+        Path | None,
+        Opt(help="Take the bounds from this result.json. \\[default: sweep first]"),
+    ] = None,
+    seed: Annotated[str | None, Opt(metavar="INTEGER", help="\\[default: 0]")] = None,
+    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps.")] = None,
+    out: Annotated[
+        Path | None, Opt(help="Run folder. \\[default: runs/train-<model>-<dataset>-<time>]")
+    ] = None,
+    overwrite: Annotated[
+        bool | None, Opt("--overwrite", help="Replace an existing run folder.")
+    ] = None,
+    force: Annotated[
+        bool, Opt("--force", help="Use a result measured on another setup anyway.")
+    ] = False,
+    tensorboard: Annotated[
+        Path | None, Opt(help="Also write LR, loss and accuracy as TensorBoard scalars here.")
+    ] = None,
+    quiet: Annotated[bool | None, Opt("--quiet", "-q", help="No live progress.")] = None,
+) -> None:
+    """Train with the recommended schedule(s), and a constant baseline, and compare them."""
+    flags = {
+        name: value
+        for name, value in (
+            ("epochs", epochs),
+            ("result", result),
+            ("seed", seed),
+            ("device", device),
+            ("out", out),
+            ("overwrite", overwrite),
+            ("quiet", quiet),
+        )
+        if value is not None
+    }
+    with _reported_errors():
+        from lrfind.config import check_choice, load_config_file, resolve_train_config
+        from lrfind.train import BASELINE
+
+        if baseline is not None:
+            check_choice("baseline", baseline, (BASELINE,))
+        file_values = load_config_file(config) if config is not None else None
+        settings = resolve_train_config(
+            file_values, flags, source=str(config) if config else "config file"
+        )
+        kinds = list(schedule or [])
+        if not kinds:
+            kinds = [settings.scheduler["kind"] if settings.scheduler else "onecycle"]
+        outcome = _train_with_progress(settings, kinds, baseline is not None, force, tensorboard)
+        _print_training_table(outcome)
+
+
+def _train_with_progress(
+    settings: TrainConfig,
+    kinds: list[str],
+    baseline: bool,
+    force: bool,
+    tensorboard: Path | None,
+) -> TrainingOutcome:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from lrfind.train import run_training
+
+    progress = Progress(
+        TextColumn("[bold]{task.description:>16}[/]"),
+        BarColumn(),
+        TextColumn("step {task.completed:>6.0f}/{task.total:.0f}"),
+        TextColumn("lr {task.fields[lr]:>9.3g}"),
+        TimeElapsedColumn(),
+        console=error_console,
+        disable=settings.quiet,
+    )
+    tasks: dict[str, TaskID] = {}
+
+    def on_stage(name: str) -> None:
+        if not settings.quiet and not name.startswith("training"):
+            error_console.print(f"[dim]{name}...[/]")
+
+    def on_step(name: str, step: int, total: int, lr: float, loss: float) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=total, lr=lr)
+        if step % 10 == 0 or step + 1 == total:
+            progress.update(tasks[name], completed=step + 1, lr=lr)
+
+    def on_epoch(name: str, record: EpochRecord) -> None:
+        if settings.quiet:
+            return
+        test = "" if record.test_accuracy is None else f", test acc {record.test_accuracy:.4f}"
+        progress.console.print(
+            f"  {escape(name)} epoch {record.epoch}/{settings.epochs}: train loss "
+            f"{record.train_loss:.4f}, train acc {record.train_accuracy:.4f}{test}"
+        )
+
+    with progress, _graceful_stop():
+        return run_training(
+            settings,
+            kinds,
+            baseline=baseline,
+            force=force,
+            tensorboard=tensorboard,
+            on_stage=on_stage,
+            on_step=on_step,
+            on_epoch=on_epoch,
+        )
+
+
+def _print_training_table(outcome: TrainingOutcome) -> None:
+    table = Table(title="lrfind train: schedules compared", header_style="bold")
+    for column in ("schedule", "parameters", "test acc", "best test acc", "test loss", "time"):
+        table.add_column(
+            column, justify="left" if column in ("schedule", "parameters") else "right"
+        )
+    for run in outcome.runs:
+        parameters = ", ".join(
+            f"{name} {value:.3g}"
+            for name, value in run.section.items()
+            if name in ("lr", "base_lr", "max_lr") and isinstance(value, float)
+        )
+        final = run.final
+        best = max((record.test_accuracy or 0.0) for record in run.history)
+        table.add_row(
+            run.name,
+            parameters,
+            "-" if final.test_accuracy is None else f"{final.test_accuracy:.4f}",
+            f"{best:.4f}",
+            "-" if final.test_loss is None else f"{final.test_loss:.4f}",
+            f"{run.seconds:.0f} s",
+        )
+    console.print(table)
+    console.print(
+        f"Bounds from {escape(outcome.bounds_source)}. Wrote {escape(str(outcome.out))}/ "
+        "(history.csv, history.png, train.json).",
+        soft_wrap=True,
+    )
 
 
 @app.command("list")

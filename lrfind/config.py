@@ -15,14 +15,17 @@ import json
 import math
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lrfind.errors import ConfigError
 
 if typing.TYPE_CHECKING:
     from lrfind.plan import SearchSettings
+
+Config = TypeVar("Config")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
@@ -102,40 +105,13 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.sweep_settings()  # validates the sweep fields
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("device", self.device, DEVICES)
-        if self.batch_size < 1:
-            raise ConfigError(
-                f"batch_size must be a positive integer; got {self.batch_size}. "
-                "Try --batch-size 256."
-            )
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(
-                f"momentum must be in [0, 1); got {self.momentum:g}. Use 0 for plain SGD "
-                "or 0.9 for the usual momentum SGD."
-            )
-        if self.momentum and self.optimizer != "sgd":
-            raise ConfigError(
-                f"momentum applies to --optimizer sgd only; got momentum {self.momentum:g} "
-                f"with {self.optimizer}, whose momentum lives in its betas. Drop --momentum."
-            )
-        if not self.weight_decay >= 0.0 or not math.isfinite(self.weight_decay):
-            raise ConfigError(
-                f"weight_decay must be zero or positive; got {self.weight_decay:g}. "
-                "Try --weight-decay 0 or 5e-4."
-            )
+        check_training_setup(self)
         self.search_settings()  # validates repeats
         if not 0 <= self.val_batches <= 1000:
             raise ConfigError(
                 f"val_batches must be between 0 and 1000; got {self.val_batches}. A few "
                 "batches (e.g. --val-batches 4) give a smooth validation curve cheaply."
             )
-        if self.seed < 0:
-            raise ConfigError(f"seed must be zero or positive; got {self.seed}. Try --seed 0.")
-        if not self.model.strip():
-            raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
-        if not self.dataset.strip():
-            raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
         from lrfind.analysis import METHODS  # numpy only; deferred to keep --help fast
 
         check_choice("method", self.method, tuple(METHODS))
@@ -156,12 +132,135 @@ class RunConfig:
         return SearchSettings(repeats=self.repeats, refine=self.refine, auto_range=self.auto_range)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready values, paths as strings, in field order."""
-        return {
-            field.name: (str(value) if isinstance(value, Path) else value)
-            for field in dataclasses.fields(self)
-            for value in [getattr(self, field.name)]
-        }
+        return _plain_fields(self)
+
+
+def _plain_fields(config: Any) -> dict[str, Any]:
+    """JSON-ready values, paths as strings, in field order."""
+    return {
+        field.name: (str(value) if isinstance(value, Path) else value)
+        for field in dataclasses.fields(config)
+        for value in [getattr(config, field.name)]
+    }
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything `lrfind train` needs. Shared fields mean what they mean in `RunConfig`."""
+
+    model: str = RunConfig.model
+    dataset: str = RunConfig.dataset
+    data_dir: Path | None = None
+    download: bool = True
+    optimizer: str = RunConfig.optimizer
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    batch_size: int = RunConfig.batch_size
+    epochs: int = 5  # enough to tell schedules apart on Fashion-MNIST; under a minute each
+    lr: float | None = None  # --baseline constant's rate; default: the recommendation's lr
+    scheduler: dict[str, Any] | None = None  # a schedule, as `lrfind apply` writes it
+    result: Path | None = None  # result.json to take the bounds from; default: sweep first
+    seed: int = 0  # the same initial weights and data order for every schedule compared
+    device: str = "auto"
+    out: Path | None = None  # default runs/train-<model>-<dataset>-<timestamp>
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        check_training_setup(self)
+        if not 1 <= self.epochs <= 100_000:
+            raise ConfigError(f"epochs must be a positive integer; got {self.epochs}. Try 5.")
+        if self.lr is not None:
+            _check_positive("lr", self.lr)
+        if self.scheduler is not None:
+            from lrfind.schedules import check_kind  # kind only: bounds may come later
+
+            kind = self.scheduler.get("kind")
+            if not isinstance(kind, str):
+                raise ConfigError(
+                    "scheduler in the training config has no `kind`; add e.g. "
+                    "`kind: onecycle`, or pass --schedule."
+                )
+            check_kind(kind)
+
+    def sweep_config(self, out: Path) -> RunConfig:
+        """The `lrfind run` that measures this training setup's bounds."""
+        shared = {field.name for field in dataclasses.fields(RunConfig)} - {"out", "overwrite"}
+        values = {name: getattr(self, name) for name in shared if hasattr(self, name)}
+        return RunConfig(**values, out=out)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain_fields(self)
+
+
+# What an LR range depends on: a result measured on another setup does not transfer.
+MATCHED_FIELDS = ("model", "dataset", "optimizer", "batch_size", "momentum")
+
+
+def check_result_matches(
+    result_config: Mapping[str, Any], setup: Mapping[str, Any], result_path: Path, target: str
+) -> None:
+    """Refuse bounds measured on another model, dataset, optimizer, batch size or momentum.
+
+    Only fields present on both sides are compared; spec forms are compared by name
+    (`torchvision:resnet18` matches `resnet18`, `Fashion-MNIST` matches `fashion-mnist`).
+    """
+
+    def name(value: Any) -> str:
+        text = str(value).rpartition(":")[2]
+        return "".join(character for character in Path(text).stem.lower() if character.isalnum())
+
+    mismatches = []
+    for field_name in MATCHED_FIELDS:
+        if result_config.get(field_name) is None or setup.get(field_name) is None:
+            continue
+        measured, wanted = result_config[field_name], setup[field_name]
+        if field_name in ("model", "dataset", "optimizer"):
+            same = name(measured) == name(wanted)
+        else:
+            try:
+                same = math.isclose(float(measured), float(wanted))
+            except (TypeError, ValueError):
+                same = False
+        if not same:
+            mismatches.append(f"{field_name} {measured} (sweep) vs {wanted} ({target})")
+    if mismatches:
+        raise ConfigError(
+            f"{result_path} was measured on another setup: {'; '.join(mismatches)}. An LR "
+            f"range depends on the model, data, optimizer, momentum and batch size; sweep "
+            f"this setup with `lrfind run`, or pass --force to use these bounds anyway."
+        )
+
+
+def check_training_setup(config: RunConfig | TrainConfig) -> None:
+    """The checks of the fields a sweep and a training run share."""
+    check_choice("optimizer", config.optimizer, OPTIMIZERS)
+    check_choice("device", config.device, DEVICES)
+    if config.batch_size < 1:
+        raise ConfigError(
+            f"batch_size must be a positive integer; got {config.batch_size}. Try --batch-size 256."
+        )
+    if not 0.0 <= config.momentum < 1.0:
+        raise ConfigError(
+            f"momentum must be in [0, 1); got {config.momentum:g}. Use 0 for plain SGD "
+            "or 0.9 for the usual momentum SGD."
+        )
+    if config.momentum and config.optimizer != "sgd":
+        raise ConfigError(
+            f"momentum applies to --optimizer sgd only; got momentum {config.momentum:g} "
+            f"with {config.optimizer}, whose momentum lives in its betas. Drop --momentum."
+        )
+    if not config.weight_decay >= 0.0 or not math.isfinite(config.weight_decay):
+        raise ConfigError(
+            f"weight_decay must be zero or positive; got {config.weight_decay:g}. "
+            "Try --weight-decay 0 or 5e-4."
+        )
+    if config.seed < 0:
+        raise ConfigError(f"seed must be zero or positive; got {config.seed}. Try --seed 0.")
+    if not config.model.strip():
+        raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
+    if not config.dataset.strip():
+        raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -181,8 +280,8 @@ def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) ->
 # Loading and merging
 
 
-def field_names() -> list[str]:
-    return [field.name for field in dataclasses.fields(RunConfig)]
+def field_names(config_class: type = RunConfig) -> list[str]:
+    return [field.name for field in dataclasses.fields(config_class)]
 
 
 def load_config_file(path: Path) -> dict[str, Any]:
@@ -257,19 +356,38 @@ def resolve_config(
     source: str = "config file",
 ) -> RunConfig:
     """Merge defaults < file values < overrides into a validated `RunConfig`."""
-    hints = typing.get_type_hints(RunConfig)
+    return merge_options(RunConfig, file_values, overrides, source)
+
+
+def resolve_train_config(
+    file_values: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    *,
+    source: str = "config file",
+) -> TrainConfig:
+    """Merge defaults < file values < overrides into a validated `TrainConfig`."""
+    return merge_options(TrainConfig, file_values, overrides, source)
+
+
+def merge_options(
+    config_class: type[Config],
+    file_values: dict[str, Any] | None,
+    overrides: dict[str, Any] | None,
+    source: str,
+) -> Config:
+    hints = typing.get_type_hints(config_class)
     merged: dict[str, Any] = {}
     for origin, values in ((source, file_values or {}), ("flags", overrides or {})):
         for raw_key, value in values.items():
             key = str(raw_key).replace("-", "_")
             if key not in hints:
-                raise ConfigError(_unknown_key_message(str(raw_key), origin))
+                raise ConfigError(_unknown_key_message(str(raw_key), origin, config_class))
             merged[key] = _coerce(key, value, hints[key], origin)
-    return RunConfig(**merged)
+    return config_class(**merged)
 
 
-def _unknown_key_message(key: str, origin: str) -> str:
-    names = field_names()
+def _unknown_key_message(key: str, origin: str, config_class: type) -> str:
+    names = field_names(config_class)
     close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return f"unknown option {key!r} in {origin}.{hint} Valid options: {', '.join(names)}."
@@ -315,6 +433,10 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
             except ValueError:
                 raise bad from None
         raise bad
+    if typing.get_origin(base) is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise ConfigError(f"{key} in {origin} must be a mapping of keys to values; got {shown}.")
     if base is Path:
         if isinstance(value, (str, Path)):
             return Path(value).expanduser()

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from lrfind.errors import CurveFileError, OutputError
+from lrfind.errors import ConfigError, CurveFileError, OutputError
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
 
@@ -41,6 +41,13 @@ def write_atomic(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp creates 0600; a replaced file keeps its permissions, a new one gets the umask's
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except OSError as error:
         with contextlib.suppress(OSError):
@@ -264,6 +271,26 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     write_atomic(path, (text + "\n").encode())
 
 
+def read_result(path: Path) -> dict[str, Any]:
+    """A result.json of `lrfind run` or `lrfind analyze` (the latter has no `config` block)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"result file {path} does not exist. Give the result.json of a run "
+            "(e.g. runs/<name>/result.json), written by `lrfind run`."
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"result file {path} is not readable JSON ({error}).") from None
+    if not (isinstance(document, dict) and isinstance(document.get("recommendation"), dict)):
+        raise ConfigError(
+            f"{path} is not an lrfind result: it has no `recommendation` block. Pass the "
+            "result.json written by `lrfind run` or `lrfind analyze`."
+        )
+    return document
+
+
 @dataclass(frozen=True)
 class PlotMarks:
     base_lr: float | None
@@ -373,3 +400,54 @@ def _loss_limits(losses: np.ndarray, smoothed: np.ndarray) -> tuple[float, float
     top = float(max(usable.max(), finite[0]))
     span = (top - bottom) or abs(top) or 1.0
     return bottom - 0.08 * span, top + 0.25 * span
+
+
+@dataclass(frozen=True)
+class HistoryLines:
+    """One trained schedule, as `render_history` draws it."""
+
+    name: str
+    epochs: list[int]
+    train_loss: list[float]
+    test_loss: list[float | None]
+    train_accuracy: list[float]
+    test_accuracy: list[float | None]
+    step_lrs: list[float]
+
+
+def render_history(path: Path, runs: Sequence[HistoryLines], title: str) -> None:
+    """Three panels: loss and accuracy per epoch (test solid, train dashed) and the LR over
+    steps, one colour per schedule, so schedules and the baseline compare at a glance."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
+    colours = ["#1f4e99", "#d9822b", "#2a9d3f", "#7b4fa0", "#c0392b", "#2a9d8f", "#555555"]
+
+    def shown(values: Sequence[float | None]) -> list[float]:
+        return [math.nan if value is None else value for value in values]
+
+    for run, colour in zip(runs, colours * (len(runs) // len(colours) + 1), strict=False):
+        loss_axes.plot(run.epochs, shown(run.test_loss), color=colour, marker="o", label=run.name)
+        loss_axes.plot(run.epochs, shown(run.train_loss), color=colour, linestyle="--", marker=".")
+        accuracy_axes.plot(
+            run.epochs, shown(run.test_accuracy), color=colour, marker="o", label=run.name
+        )
+        accuracy_axes.plot(run.epochs, run.train_accuracy, color=colour, linestyle="--", marker=".")
+        lr_axes.plot(range(len(run.step_lrs)), run.step_lrs, color=colour, label=run.name)
+    loss_axes.set_ylabel("loss (test solid, train dashed)")
+    accuracy_axes.set_ylabel("accuracy (test solid, train dashed)")
+    for axes in (loss_axes, accuracy_axes):
+        axes.set_xlabel("epoch")
+    lr_axes.set_xlabel("step")
+    lr_axes.set_ylabel("learning rate")
+    for axes in (loss_axes, accuracy_axes, lr_axes):
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())

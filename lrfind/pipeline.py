@@ -25,7 +25,7 @@ from torch import nn
 
 from lrfind import data as datasets
 from lrfind import models
-from lrfind.config import RunConfig, SweepSettings
+from lrfind.config import RunConfig, SweepSettings, TrainConfig
 from lrfind.environment import environment_summary, resolve_device
 from lrfind.errors import ConfigError, SpecError
 from lrfind.export import check_run_folder, staged_run_folder, write_json
@@ -63,10 +63,12 @@ class PreparedData:
     description: dict[str, Any]
 
 
-def default_out(config: RunConfig, now: datetime | None = None) -> Path:
-    """runs/<model>-<dataset>-<timestamp>: a new folder for every run, never a collision."""
+def default_out(
+    config: RunConfig | TrainConfig, now: datetime | None = None, prefix: str = ""
+) -> Path:
+    """runs/<prefix><model>-<dataset>-<timestamp>: a new folder for every run."""
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{_slug(config.model)}-{_slug(config.dataset)}-{stamp}"
+    return Path("runs") / f"{prefix}{_slug(config.model)}-{_slug(config.dataset)}-{stamp}"
 
 
 def _slug(spec: str) -> str:
@@ -108,7 +110,7 @@ def run(
     clock = time.perf_counter()
     model = _seeded_model(config, prepared, config.seed).to(device)
     models.check_model_fits(model, prepared.sample_inputs, prepared.num_classes, config.model)
-    optimizer = build_optimizer(config, model.parameters())
+    optimizer = build_optimizer(config, model.parameters(), config.start_lr)
     timings["build_model_s"] = time.perf_counter() - clock
 
     stage("sweeping")
@@ -119,7 +121,7 @@ def run(
         sweep_model, sweep_optimizer = model, optimizer
         if repeat:
             sweep_model = _seeded_model(config, prepared, seed).to(device)
-            sweep_optimizer = build_optimizer(config, sweep_model.parameters())
+            sweep_optimizer = build_optimizer(config, sweep_model.parameters(), config.start_lr)
         if on_sweep is not None:
             on_sweep(repeat, settings)
         return range_test(
@@ -253,18 +255,20 @@ def _held_out_count(config: RunConfig, samples: int) -> int:
     return held_out
 
 
-def build_optimizer(config: RunConfig, parameters: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
-    """The optimizer named by the config, starting at start_lr (the sweep sets every LR)."""
+def build_optimizer(
+    config: RunConfig | TrainConfig, parameters: Iterable[nn.Parameter], lr: float
+) -> torch.optim.Optimizer:
+    """The optimizer the config names, at `lr` (the sweep or the schedule then sets it)."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             parameters,
-            lr=config.start_lr,
+            lr=lr,
             momentum=config.momentum,
             weight_decay=config.weight_decay,
         )
     if config.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=config.start_lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(parameters, lr=config.start_lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(parameters, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(parameters, lr=lr, weight_decay=config.weight_decay)
 
 
 def _plot_title(config: RunConfig) -> str:

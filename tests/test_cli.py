@@ -60,7 +60,7 @@ def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path:
     recommendation = document["recommendation"]
     assert 0 < recommendation["base_lr"] < recommendation["max_lr"] < 100
     assert recommendation["confidence"] in ("high", "medium", "low")
-    assert recommendation["schedules"]["cyclic"]["triangular"]["step_size_up"] == 4 * (600 // 32)
+    assert recommendation["schedules"]["triangular"]["step_size_up"] == 4 * (600 // 32)
     assert document["config"]["seed"] == 0 and document["config"]["out"] == str(out)
     assert document["sweep"]["steps_run"] == len(full)
     assert len(document["repeats"]) == 5 == len({row["repeat"] for row in rows}) - 1

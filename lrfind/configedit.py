@@ -1,0 +1,259 @@
+"""Writing schedule parameters into a training config, leaving the rest of the file as it was.
+
+    lrfind apply runs/lenet/result.json train.yaml --schedule onecycle --dry-run
+
+YAML goes through ruamel.yaml and TOML through tomlkit, both round-trip parsers, so comments,
+key order, quoting and indentation survive; JSON keeps its key order and indentation. Only the
+target mapping (`--key`, dotted) changes: it is created when missing, stale schedule keys of
+another kind are removed, and other keys in it are kept. The new text is written atomically.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import json
+from collections.abc import Callable, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrfind.errors import ConfigError
+from lrfind.export import write_atomic
+from lrfind.schedules import SCHEDULE_KEYS
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
+DEFAULT_KEY = "scheduler"
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    path: Path
+    before: str
+    after: str
+    document: Any  # the edited document, for reading other keys
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    def diff(self) -> str:
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile=f"{self.path} (before)",
+                tofile=f"{self.path} (after)",
+            )
+        )
+
+    def write(self) -> None:
+        write_atomic(self.path, self.after.encode("utf-8"))
+
+
+def config_format(path: Path) -> str:
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise ConfigError(
+            f"{path} has an unknown extension {Path(path).suffix!r}; training configs must "
+            "be .yaml, .yml, .toml or .json."
+        )
+    return fmt
+
+
+def split_key(key: str) -> list[str]:
+    parts = key.split(".")
+    if not key or any(not part.strip() for part in parts):
+        raise ConfigError(
+            f"--key {key!r} is not a dotted path of names; use e.g. --key scheduler or "
+            "--key train.scheduler."
+        )
+    return parts
+
+
+def plan_change(path: Path, key: str, section: Mapping[str, Any]) -> ConfigChange:
+    """The config at `path` with `section` written under `key`; nothing is written yet."""
+    path = Path(path)
+    fmt = config_format(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"training config {path} does not exist. Check the path, or create the file "
+            "first (an empty file is fine) to have lrfind fill it."
+        )
+    try:
+        before = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read training config {path}: {error}.") from None
+    editor = EDITORS[fmt]
+    document = editor.parse(before, path)
+    set_section(document, split_key(key), section, editor.new_mapping, path)
+    return ConfigChange(path, before, editor.render(document, before), document)
+
+
+def render_snippet(section: Mapping[str, Any], fmt: str, key: str = DEFAULT_KEY) -> str:
+    """`section` under `key` as a fresh document in `fmt`: what `lrfind run --emit` prints."""
+    editor = EDITORS[fmt]
+    document = editor.parse("", Path(f"snippet.{fmt}"))
+    set_section(document, split_key(key), section, editor.new_mapping, Path("snippet"))
+    return editor.render(document, "")
+
+
+def set_section(
+    document: MutableMapping[str, Any],
+    keys: list[str],
+    section: Mapping[str, Any],
+    new_mapping: Callable[[], MutableMapping[str, Any]],
+    path: Path,
+) -> None:
+    node = document
+    for depth, key in enumerate(keys):
+        child = node.get(key)
+        if child is None:
+            node[key] = new_mapping()
+            child = node[key]
+        elif not isinstance(child, MutableMapping):
+            where = ".".join(keys[: depth + 1])
+            raise ConfigError(
+                f"{path}: `{where}` holds a {type(child).__name__}, not a mapping, so the "
+                f"schedule cannot be written under it. Pass another --key, or remove `{where}`."
+            )
+        node = child
+    for stale in [name for name in node if name in SCHEDULE_KEYS and name not in section]:
+        del node[stale]
+    for name, value in section.items():
+        node[name] = value
+
+
+def lookup(document: Mapping[str, Any], keys: list[str]) -> Any:
+    node: Any = document
+    for key in keys:
+        if not isinstance(node, Mapping) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
+# ---------------------------------------------------------------------------------------------
+# One editor per format
+
+
+@dataclass(frozen=True)
+class Editor:
+    parse: Callable[[str, Path], Any]
+    render: Callable[[Any, str], str]
+    new_mapping: Callable[[], MutableMapping[str, Any]]
+
+
+def _root_mapping(document: Any, path: Path, empty: Callable[[], Any]) -> Any:
+    if document is None:
+        return empty()
+    if not isinstance(document, MutableMapping):
+        raise ConfigError(
+            f"training config {path} holds a {type(document).__name__} at the top, not a "
+            "mapping of keys to values; lrfind can only write into a mapping."
+        )
+    return document
+
+
+def _yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()  # round-trip mode
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap the user's long lines
+
+    def represent_float(representer: Any, value: float) -> Any:
+        # YAML 1.1 readers (PyYAML) read `1e-05` as text; `1.0e-05` is a float to both.
+        text = repr(value)
+        if "e" in text and "." not in text:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+        return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+    yaml.representer.add_representer(float, represent_float)
+    return yaml
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    from ruamel.yaml import YAMLError
+
+    try:
+        document = _yaml().load(text)
+    except YAMLError as error:
+        raise ConfigError(f"training config {path} is not valid YAML: {error}".strip()) from None
+    from ruamel.yaml.comments import CommentedMap
+
+    return _root_mapping(document, path, CommentedMap)
+
+
+def _render_yaml(document: Any, original: str) -> str:
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    yaml = _yaml()
+    if original.strip():
+        _, indent, sequence_offset = load_yaml_guess_indent(original)
+        yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=sequence_offset or 0)
+    stream = io.StringIO()
+    yaml.dump(document, stream)
+    return stream.getvalue()
+
+
+def _new_yaml_mapping() -> MutableMapping[str, Any]:
+    from ruamel.yaml.comments import CommentedMap
+
+    return CommentedMap()
+
+
+def _parse_toml(text: str, path: Path) -> Any:
+    import tomlkit
+    from tomlkit.exceptions import ParseError
+
+    try:
+        return tomlkit.parse(text)
+    except ParseError as error:
+        raise ConfigError(f"training config {path} is not valid TOML: {error}.") from None
+
+
+def _render_toml(document: Any, original: str) -> str:
+    import tomlkit
+
+    return tomlkit.dumps(document)
+
+
+def _new_toml_mapping() -> MutableMapping[str, Any]:
+    import tomlkit
+
+    return tomlkit.table()
+
+
+def _parse_json(text: str, path: Path) -> Any:
+    if not text.strip():
+        return {}
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"training config {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}."
+        ) from None
+    return _root_mapping(document, path, dict)
+
+
+def _render_json(document: Any, original: str) -> str:
+    """Same indentation as the original (compact when it was on one line), same final newline."""
+    lines = original.splitlines()
+    indent: str | int | None = 2 if not original.strip() else None
+    for line in lines[1:]:
+        stripped = line.lstrip(" \t")
+        if stripped and len(stripped) < len(line):
+            indent = line[: len(line) - len(stripped)]
+            break
+    newline = "\n" if original.endswith("\n") or not original else ""
+    return json.dumps(document, indent=indent, ensure_ascii=False) + newline
+
+
+EDITORS = {
+    "yaml": Editor(_parse_yaml, _render_yaml, _new_yaml_mapping),
+    "toml": Editor(_parse_toml, _render_toml, _new_toml_mapping),
+    "json": Editor(_parse_json, _render_json, dict),
+}

@@ -1,0 +1,77 @@
+"""TensorBoard scalars for sweeps and training runs (the optional `lrfind[tensorboard]` extra).
+
+    lrfind run --tensorboard tb/ && tensorboard --logdir tb/
+
+Every sweep and every trained schedule is its own TensorBoard run (a sub-folder), so runs
+with the same tags overlay: `sweep/loss` against the step for each repeat; `lr`, losses and
+accuracies for each schedule.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lrfind.errors import LrfindError
+
+if TYPE_CHECKING:
+    from lrfind.plan import SearchOutcome
+    from lrfind.train import ScheduleRun
+
+MISSING = (
+    "--tensorboard needs the tensorboard package, which is not installed. Install it with "
+    "`pip install 'lrfind[tensorboard]'` (or `pip install tensorboard`), or drop --tensorboard."
+)
+
+
+def check_tensorboard() -> None:
+    """Fail before any work when the extra is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise LrfindError(MISSING) from None
+
+
+def open_writer(folder: Path) -> Any:
+    check_tensorboard()
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(folder))
+
+
+def write_sweep_scalars(folder: Path, outcome: SearchOutcome, summary: str) -> None:
+    """Loss, smoothed loss and LR per step of every sweep, and the recommendation as text."""
+    for sweep in outcome.sweeps:
+        name = "full" if sweep.repeat == 0 else f"repeat-{sweep.repeat}"
+        writer = open_writer(folder / name)
+        analysis = sweep.result.analysis
+        try:
+            for step, (lr, loss, smoothed) in enumerate(
+                zip(analysis.lrs, analysis.losses, analysis.smoothed, strict=True)
+            ):
+                writer.add_scalar("sweep/lr", float(lr), step)
+                if math.isfinite(loss):
+                    writer.add_scalar("sweep/loss", float(loss), step)
+                if math.isfinite(smoothed):
+                    writer.add_scalar("sweep/smoothed_loss", float(smoothed), step)
+            if sweep.repeat == 0:
+                writer.add_text("recommendation", summary)
+        finally:
+            writer.close()
+
+
+def write_training_scalars(folder: Path, run: ScheduleRun) -> None:
+    """LR per step; losses and accuracies per epoch, at the epoch's last step."""
+    writer = open_writer(folder)
+    try:
+        for step, lr in enumerate(run.step_lrs):
+            writer.add_scalar("lr", lr, step)
+        for record in run.history:
+            step = record.epoch * run.steps_per_epoch
+            for tag in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+                value = getattr(record, tag)
+                if value is not None and math.isfinite(value):
+                    writer.add_scalar(tag, value, step)
+    finally:
+        writer.close()
