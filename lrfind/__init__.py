@@ -24,6 +24,7 @@ _LAZY = {
     "Recommendation": "lrfind.analysis",
     "RunConfig": "lrfind.config",
     "LrfindError": "lrfind.errors",
+    "build_scheduler": "lrfind.schedules",
 }
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "StepRecord",
     "__version__",
     "analyze",
+    "build_scheduler",
     "find_lr",
     "range_test",
 ]
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from lrfind.analysis import Analysis, Recommendation, analyze
     from lrfind.config import RunConfig
     from lrfind.errors import LrfindError
+    from lrfind.schedules import build_scheduler
     from lrfind.sweep import RangeTestResult, StepRecord, find_lr, range_test
 
 

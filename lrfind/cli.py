@@ -500,19 +500,21 @@ def apply(
 
     with _reported_errors():
         from lrfind.config import check_result_matches
-        from lrfind.configedit import lookup, plan_change, split_key
+        from lrfind.configedit import lookup, plan_change, read_config, split_key
         from lrfind.export import read_result
         from lrfind.schedules import Bounds, check_kind, schedule_section
 
         document = read_result(result_file)
         bounds = Bounds.of(document)
         keys = split_key(key)
-        current = plan_change(train_config, key, {})  # validates and reads the file
-        existing = lookup(current.document, keys) or {}
-        kind = schedule or existing.get("kind") or "onecycle"
+        _, current = read_config(train_config)
+        existing = lookup(current, keys)
+        kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
+        kind = kind or "onecycle"
         check_kind(kind)
         # the setup is read from the top level and from the mapping that holds the schedule
-        setup = {**current.document, **(lookup(current.document, keys[:-1]) or {})}
+        parent = lookup(current, keys[:-1]) if len(keys) > 1 else None
+        setup = {**current, **(parent if isinstance(parent, dict) else {})}
         if epochs is None and isinstance(setup.get("epochs"), int):
             epochs = setup["epochs"]
         if not force and isinstance(document.get("config"), dict):

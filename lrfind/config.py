@@ -157,7 +157,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     batch_size: int = RunConfig.batch_size
     epochs: int = 5  # enough to tell schedules apart on Fashion-MNIST; under a minute each
-    lr: float | None = None  # --baseline constant's rate; default: the recommendation's lr
+    lr: float | None = None  # the constant schedule and baseline; default: the recommended lr
     scheduler: dict[str, Any] | None = None  # a schedule, as `lrfind apply` writes it
     result: Path | None = None  # result.json to take the bounds from; default: sweep first
     seed: int = 0  # the same initial weights and data order for every schedule compared

@@ -71,8 +71,8 @@ def split_key(key: str) -> list[str]:
     return parts
 
 
-def plan_change(path: Path, key: str, section: Mapping[str, Any]) -> ConfigChange:
-    """The config at `path` with `section` written under `key`; nothing is written yet."""
+def read_config(path: Path) -> tuple[str, Any]:
+    """The text of the training config at `path` and its round-trip document."""
     path = Path(path)
     fmt = config_format(path)
     if not path.is_file():
@@ -81,11 +81,17 @@ def plan_change(path: Path, key: str, section: Mapping[str, Any]) -> ConfigChang
             "first (an empty file is fine) to have lrfind fill it."
         )
     try:
-        before = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read training config {path}: {error}.") from None
-    editor = EDITORS[fmt]
-    document = editor.parse(before, path)
+    return text, EDITORS[fmt].parse(text, path)
+
+
+def plan_change(path: Path, key: str, section: Mapping[str, Any]) -> ConfigChange:
+    """The config at `path` with `section` written under `key`; nothing is written yet."""
+    path = Path(path)
+    before, document = read_config(path)
+    editor = EDITORS[config_format(path)]
     set_section(document, split_key(key), section, editor.new_mapping, path)
     return ConfigChange(path, before, editor.render(document, before), document)
 

@@ -248,10 +248,13 @@ def run_training(
         stage("loading data")
         data = _training_data(config, device)
         steps_per_epoch = len(data.batches_for(config.seed))
-        sections = _sections_from_config(config, kinds, steps_per_epoch)
-        needs_bounds = len(sections) < len(kinds) or (baseline and config.lr is None)
+        wanted = list(dict.fromkeys([*kinds, *([BASELINE] if baseline else [])]))
+        sections = _sections_from_config(config, wanted)
+        if config.lr is not None and BASELINE in wanted:
+            sections[BASELINE] = {"kind": BASELINE, "lr": config.lr}
+        missing = [kind for kind in wanted if kind not in sections]
         bounds_source = "the training config"
-        if needs_bounds and result_document is None:
+        if missing and result_document is None:
             stage("sweeping")
             from lrfind.pipeline import run as run_sweep
 
@@ -261,22 +264,15 @@ def run_training(
             )
             result_document = sweep.document
             bounds_source = f"a fresh sweep ({out / 'sweep' / 'result.json'})"
-        elif needs_bounds:
+        elif missing:
             bounds_source = str(config.result)
-        if needs_bounds:
+        if missing:
             assert result_document is not None
             bounds = Bounds.of(result_document)
-            for kind in kinds:
-                sections.setdefault(
-                    kind, schedule_section(kind, bounds, steps_per_epoch, config.epochs)
-                )
-            if baseline:
-                sections.setdefault(BASELINE, schedule_section(BASELINE, bounds))
-        if baseline:
-            lr = config.lr if config.lr is not None else sections[BASELINE]["lr"]
-            sections[BASELINE] = {"kind": BASELINE, "lr": lr}
+            for kind in missing:
+                sections[kind] = schedule_section(kind, bounds, steps_per_epoch, config.epochs)
         runs = []
-        for name in [*dict.fromkeys([*kinds, *([BASELINE] if baseline else [])])]:
+        for name in wanted:
             stage(f"training {name}")
             runs.append(
                 _train_schedule(config, data, name, sections[name], device, on_step, on_epoch)
@@ -314,9 +310,7 @@ def run_training(
 BASELINE = "constant"
 
 
-def _sections_from_config(
-    config: TrainConfig, kinds: list[str], steps_per_epoch: int
-) -> dict[str, dict[str, Any]]:
+def _sections_from_config(config: TrainConfig, kinds: list[str]) -> dict[str, dict[str, Any]]:
     """The config's schedule, when it is complete and of a kind asked for; else nothing, and
     the bounds come from a result. A section with only a `kind` is a request, not an error."""
     section = config.scheduler

@@ -1,0 +1,310 @@
+"""`lrfind apply` and `lrfind run --emit`: schedules written into training configs, the rest
+of each file untouched, and bad input refused without touching anything."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lrfind.cli import app
+from lrfind.schedules import Bounds, schedule_section
+
+runner = CliRunner()
+
+RECOMMENDATION = {"base_lr": 0.0453, "max_lr": 0.2561, "lr": 0.0853}
+SETUP = {"model": "lenet", "dataset": "fashion-mnist", "optimizer": "sgd", "batch_size": 256}
+
+YAML_CONFIG = """\
+# Training config for the LeNet baseline.
+model: lenet   # from lrfind's registry
+dataset: fashion-mnist
+optimizer: 'sgd'
+batch_size: 256
+augment:
+    flips: true
+    crops:
+      - 28
+      - 4
+"""
+
+TOML_CONFIG = """\
+# MLP on Fashion-MNIST
+model = "mlp"  # two hidden layers
+dataset = "fashion-mnist"
+batch_size = 128
+
+[logging]
+every = 50
+"""
+
+
+def invoke(*arguments: Any) -> Any:
+    return runner.invoke(app, [str(argument) for argument in arguments])
+
+
+def write_result(folder: Path, **recommendation: float | None) -> Path:
+    path = folder / "result.json"
+    document = {
+        "config": dict(SETUP),
+        "data": {"steps_per_epoch": 234},
+        "recommendation": {**RECOMMENDATION, **recommendation},
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def added_lines(before: str, after: str) -> list[str]:
+    """The lines of `after` that are not in `before`, checking that every line of `before`
+    survives unchanged and in order (the edit only adds or removes schedule lines)."""
+    remaining = iter(after.splitlines())
+    added = []
+    for line in before.splitlines():
+        for candidate in remaining:
+            if candidate == line:
+                break
+            added.append(candidate)
+        else:
+            pytest.fail(f"line {line!r} of the original was changed or moved")
+    return added + list(remaining)
+
+
+def test_yaml_keeps_comments_order_quotes_and_indentation(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    result = invoke("apply", write_result(tmp_path), config, "--schedule", "onecycle")
+    assert result.exit_code == 0, result.output
+    after = config.read_text()
+    added = added_lines(YAML_CONFIG, after)
+    assert added[0] == "scheduler:" and all(line.startswith("    ") for line in added[1:])
+    written = yaml.safe_load(after)["scheduler"]  # PyYAML, as most training scripts read it
+    assert written == schedule_section("onecycle", Bounds(**RECOMMENDATION), 234)
+    assert "+scheduler:" in result.output  # the diff is shown
+
+
+def test_toml_keeps_comments_and_tables(tmp_path: Path) -> None:
+    config = tmp_path / "train.toml"
+    config.write_text(TOML_CONFIG)
+    result_file = write_result(tmp_path)
+    document = json.loads(result_file.read_text())
+    document["config"].update(model="mlp", batch_size=128)
+    result_file.write_text(json.dumps(document))
+    result = invoke("apply", result_file, config, "--schedule", "triangular", "--key", "sched")
+    assert result.exit_code == 0, result.output
+    after = config.read_text()
+    assert added_lines(TOML_CONFIG, after)[-5:][0].strip() == "[sched]"
+    parsed = tomllib.loads(after)
+    assert parsed["logging"] == {"every": 50}
+    assert parsed["sched"]["kind"] == "triangular" and parsed["sched"]["base_lr"] == 0.0453
+
+
+def test_json_keeps_key_order_and_indentation(tmp_path: Path) -> None:
+    config = tmp_path / "train.json"
+    before = '{\n    "model": "lenet",\n    "train": {\n        "epochs": 10\n    }\n}\n'
+    config.write_text(before)
+    result = invoke(
+        "apply", write_result(tmp_path), config, "--key", "train.lr_schedule", "-schedule"
+    )
+    assert result.exit_code == 2  # a typo in a flag is a usage error, nothing written
+    assert config.read_text() == before
+    result = invoke(
+        "apply", write_result(tmp_path), config, "--key", "train.lr_schedule",
+        "--schedule", "triangular2",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    after = config.read_text()
+    parsed = json.loads(after)
+    assert list(parsed) == ["model", "train"] and list(parsed["train"]) == ["epochs", "lr_schedule"]
+    assert after.startswith('{\n    "model": "lenet",\n    "train": {\n        "epochs": 10,\n')
+    assert after.endswith("}\n")
+    # epochs from the config: 10 epochs at 4-epoch half-cycles fit one whole cycle
+    assert parsed["train"]["lr_schedule"]["step_size_up"] == 234 * 10 // 2
+
+
+def test_another_kind_replaces_stale_schedule_keys_and_keeps_the_users(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("scheduler:\n  kind: onecycle\n  max_lr: 1.0\n  div_factor: 25\n  note: x\n")
+    result = invoke("apply", write_result(tmp_path), config, "--schedule", "warmup-cosine")
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(config.read_text())["scheduler"]
+    assert written["kind"] == "warmup-cosine" and written["note"] == "x"
+    assert "div_factor" not in written and "max_lr" not in written
+
+
+def test_the_kind_already_in_the_config_is_the_default(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: lenet\nscheduler:\n  kind: exp_range\n")
+    assert invoke("apply", write_result(tmp_path), config).exit_code == 0
+    assert yaml.safe_load(config.read_text())["scheduler"]["gamma"] > 0
+    again = invoke("apply", write_result(tmp_path), config)
+    assert again.exit_code == 0 and "already holds" in " ".join(again.output.split())
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    stamp = config.stat().st_mtime_ns
+    result = invoke("apply", write_result(tmp_path), config, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "+scheduler:" in result.output and "+    kind: onecycle" in result.output
+    assert "Dry run" in result.output
+    assert config.read_text() == YAML_CONFIG and config.stat().st_mtime_ns == stamp
+
+
+def test_small_rates_stay_floats_for_yaml_1_1_readers(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: lenet\n")
+    result_file = write_result(tmp_path, base_lr=1e-5, max_lr=3e-4, lr=1e-4)
+    assert invoke("apply", result_file, config, "--schedule", "triangular").exit_code == 0
+    written = yaml.safe_load(config.read_text())["scheduler"]
+    assert written["base_lr"] == 1e-5 and isinstance(written["base_lr"], float)
+
+
+def test_file_permissions_survive(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: lenet\n")
+    config.chmod(0o640)
+    assert invoke("apply", write_result(tmp_path), config).exit_code == 0
+    assert config.stat().st_mode & 0o777 == 0o640
+
+
+def test_a_result_from_another_setup_is_refused_unless_forced(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    before = "model: resnet18\nbatch_size: 64\n"
+    config.write_text(before)
+    result = invoke("apply", write_result(tmp_path), config)
+    assert result.exit_code == 2
+    message = " ".join(result.output.split())
+    assert "model lenet (sweep) vs resnet18" in message
+    assert "batch_size 256 (sweep) vs 64" in message
+    assert "--force" in message and "Traceback" not in result.output
+    assert config.read_text() == before
+    forced = invoke("apply", write_result(tmp_path), config, "--force")
+    assert forced.exit_code == 0 and "scheduler" in config.read_text()
+
+
+def test_spec_forms_of_the_same_model_match(tmp_path: Path) -> None:
+    result_file = write_result(tmp_path)
+    document = json.loads(result_file.read_text())
+    document["config"].update(model="torchvision:resnet18", dataset="fashion-mnist")
+    result_file.write_text(json.dumps(document))
+    config = tmp_path / "train.yaml"
+    config.write_text("model: ResNet18\ndataset: FashionMNIST\n")
+    assert invoke("apply", result_file, config).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("setup", "arguments", "message"),
+    [
+        ("scheduler: cosine\n", [], "`scheduler` holds a str, not a mapping"),
+        ("model: lenet\n", ["--schedule", "cosine"], "unknown schedule kind 'cosine'"),
+        ("model: lenet\n", ["--key", "a..b"], "not a dotted path"),
+        ("model: [lenet\n", [], "is not valid YAML"),
+        ("- a\n- b\n", [], "holds a CommentedSeq at the top"),
+    ],
+)
+def test_bad_configs_and_flags_are_refused_cleanly(
+    tmp_path: Path, setup: str, arguments: list[str], message: str
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(setup)
+    result = invoke("apply", write_result(tmp_path), config, *arguments)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split()) and "Traceback" not in result.output
+    assert config.read_text() == setup
+
+
+def test_bad_result_files_and_paths_are_refused(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: lenet\n")
+    cases = {
+        tmp_path / "missing.json": "does not exist",
+        tmp_path / "not-json.json": "is not readable JSON",
+        tmp_path / "other.json": "has no `recommendation` block",
+        write_result(tmp_path, max_lr=None): "no usable max_lr",
+    }
+    (tmp_path / "not-json.json").write_text("{")
+    (tmp_path / "other.json").write_text("[1, 2]")
+    for result_file, message in cases.items():
+        result = invoke("apply", result_file, config)
+        assert result.exit_code == 2, (result_file, result.output)
+        assert message in " ".join(result.output.split())
+    for target, message in (("absent.yaml", "does not exist"), ("train.ini", "unknown extension")):
+        result = invoke("apply", write_result(tmp_path), tmp_path / target)
+        assert result.exit_code == 2 and message in " ".join(result.output.split())
+    assert config.read_text() == "model: lenet\n"
+
+
+def test_a_failed_write_leaves_the_config_intact(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+
+    def full_disk(descriptor: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    result = invoke("apply", write_result(tmp_path), config)
+    assert result.exit_code == 1
+    assert "No space left on device" in result.output and "Traceback" not in result.output
+    assert config.read_text() == YAML_CONFIG
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json", "train.yaml"]
+
+
+def test_an_empty_file_is_filled(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.toml", "c.json"):
+        config = tmp_path / name
+        config.write_text("")
+        result = invoke("apply", write_result(tmp_path), config, "--force")
+        assert result.exit_code == 0, result.output
+    assert yaml.safe_load((tmp_path / "a.yaml").read_text())["scheduler"]["kind"] == "onecycle"
+    assert tomllib.loads((tmp_path / "b.toml").read_text())["scheduler"]["max_lr"] == 0.2561
+    assert json.loads((tmp_path / "c.json").read_text())["scheduler"]["pct_start"] == 0.3
+
+
+def tiny_run(data_dir: Path, out: Path, *extra: str) -> Any:
+    return invoke(
+        "run", "--dataset", "mnist", "--data-dir", data_dir, "--no-download", "--batch-size",
+        "32", "--steps", "40", "--start-lr", "1e-5", "--end-lr", "100", "--repeats", "1",
+        "--device", "cpu", "--out", out, *extra,
+    )  # fmt: skip
+
+
+def test_emit_prints_only_the_snippet_on_stdout(mnist_dir: Path, tmp_path: Path) -> None:
+    result = tiny_run(mnist_dir, tmp_path / "run", "--emit", "yaml", "--schedule", "triangular")
+    assert result.exit_code == 0, result.output
+    recommendation = json.loads((tmp_path / "run" / "result.json").read_text())["recommendation"]
+    snippet = yaml.safe_load(result.stdout)  # the summary table went to stderr
+    assert snippet == {"scheduler": recommendation["schedules"]["triangular"]}
+    assert "lrfind recommendation" in result.stderr
+
+
+def test_emitted_python_runs_and_builds_the_scheduler(mnist_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    result = tiny_run(mnist_dir, tmp_path / "run", "--emit", "python")
+    assert result.exit_code == 0, result.output
+    max_lr = json.loads((tmp_path / "run" / "result.json").read_text())["recommendation"][
+        "schedules"
+    ]["onecycle"]["max_lr"]
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    namespace: dict[str, Any] = {"optimizer": optimizer}
+    exec(result.stdout, namespace)
+    assert isinstance(namespace["scheduler"], torch.optim.lr_scheduler.OneCycleLR)
+    assert namespace["steps_per_epoch"] == 600 // 32
+    assert optimizer.param_groups[0]["max_lr"] == pytest.approx(max_lr)
+
+
+def test_bad_emit_format_is_refused_before_the_sweep(mnist_dir: Path, tmp_path: Path) -> None:
+    result = tiny_run(mnist_dir, tmp_path / "run", "--emit", "xml")
+    assert result.exit_code == 2
+    assert "unknown --emit format 'xml'" in " ".join(result.output.split())
+    assert not (tmp_path / "run").exists()
