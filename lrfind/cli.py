@@ -148,6 +148,20 @@ def run(
         Opt(metavar="INTEGER", help="Seed for model init and data order. \\[default: 0]"),
     ] = None,
     device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps. \\[default: auto]")] = None,
+    precision: Annotated[
+        str | None,
+        Opt(help="fp32, bf16 or fp16 (autocast; fp16 with a GradScaler). \\[default: fp32]"),
+    ] = None,
+    accumulate: Annotated[
+        str | None,
+        Opt(metavar="INTEGER", help="Batches per optimizer step (one LR). \\[default: 1]"),
+    ] = None,
+    channels_last: Annotated[
+        bool | None, Opt("--channels-last", help="Channels-last memory for conv models.")
+    ] = None,
+    compile: Annotated[
+        bool | None, Opt("--compile", help="torch.compile the model (pays on long sweeps).")
+    ] = None,
     out: Annotated[
         Path | None, Opt(help="Run folder. \\[default: runs/<model>-<dataset>-<time>]")
     ] = None,

@@ -30,6 +30,7 @@ Config = TypeVar("Config")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("fp32", "bf16", "fp16")
 # Focused repeats of the default plan: with five, the median moved by at most a quarter
 # decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
 REPEATS = 5
@@ -99,6 +100,10 @@ class RunConfig:
     weights: Path | None = None  # start from this state dict (fine-tuning); default: fresh init
     seed: int = 0  # the sweep is deterministic for a given seed; recorded in result.json
     device: str = "auto"  # cuda, then mps, then cpu
+    precision: str = "fp32"  # bf16/fp16 autocast pays on GPUs; fp32 is exact everywhere
+    accumulate: int = 1  # batches per optimizer step, for a larger batch than memory allows
+    channels_last: bool = False  # NHWC memory for conv nets; see scripts/bench_speed.py
+    compile: bool = False  # torch.compile: its compile time outweighs a 100-step sweep on CPU
     out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
     overwrite: bool = False  # never replace an existing run folder unless asked
     quiet: bool = False  # no live progress, only the summary
@@ -107,6 +112,12 @@ class RunConfig:
         self.sweep_settings()  # validates the sweep fields
         check_training_setup(self)
         self.search_settings()  # validates repeats
+        check_choice("precision", self.precision, PRECISIONS)
+        if not 1 <= self.accumulate <= 1024:
+            raise ConfigError(
+                f"accumulate must be between 1 and 1024; got {self.accumulate}. It is the "
+                "number of batches per optimizer step (e.g. --accumulate 4)."
+            )
         if not 0 <= self.val_batches <= 1000:
             raise ConfigError(
                 f"val_batches must be between 0 and 1000; got {self.val_batches}. A few "

@@ -110,6 +110,7 @@ def run(
     clock = time.perf_counter()
     model = _seeded_model(config, prepared, config.seed).to(device)
     models.check_model_fits(model, prepared.sample_inputs, prepared.num_classes, config.model)
+    model = _fast_model(config, model)
     optimizer = build_optimizer(config, model.parameters(), config.start_lr)
     timings["build_model_s"] = time.perf_counter() - clock
 
@@ -120,7 +121,7 @@ def run(
         seed = config.seed + repeat
         sweep_model, sweep_optimizer = model, optimizer
         if repeat:
-            sweep_model = _seeded_model(config, prepared, seed).to(device)
+            sweep_model = _fast_model(config, _seeded_model(config, prepared, seed).to(device))
             sweep_optimizer = build_optimizer(config, sweep_model.parameters(), config.start_lr)
         if on_sweep is not None:
             on_sweep(repeat, settings)
@@ -136,6 +137,9 @@ def run(
             val_batches=prepared.val_batches,
             callback=on_step,
             stop_requested=stop_requested,
+            precision=config.precision,
+            accumulate=config.accumulate,
+            channels_last=config.channels_last,
         )
 
     outcome = search(run_sweep, config.sweep_settings(), config.search_settings(), config.method)
@@ -163,6 +167,15 @@ def search_curves(outcome: SearchOutcome) -> list[AnalysedCurve]:
         AnalysedCurve(sweep.repeat, sweep.result.analysis, sweep.result.val_losses)
         for sweep in outcome.sweeps
     ]
+
+
+def _fast_model(config: RunConfig, model: nn.Module) -> nn.Module:
+    """--channels-last and --compile, applied after the fit check on the plain model."""
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    return model
 
 
 def _seeded_model(config: RunConfig, prepared: PreparedData, seed: int) -> nn.Module:

@@ -34,7 +34,7 @@ from lrfind.analysis import (
     baseline_steps,
     non_finite_first_loss,
 )
-from lrfind.config import REPEATS, SweepSettings, check_choice
+from lrfind.config import PRECISIONS, REPEATS, SweepSettings, check_choice
 from lrfind.errors import SweepError
 from lrfind.schedules import sweep_lrs
 
@@ -45,6 +45,10 @@ STOP_COMPLETED = "completed"  # every planned step ran
 STOP_DIVERGED = "diverged"  # see analysis.DivergenceDetector
 STOP_NON_FINITE = "non_finite"  # a loss was NaN or infinite
 STOP_INTERRUPTED = "interrupted"  # stop_requested() said so (Ctrl-C, SIGTERM)
+
+# fp16: a GradScaler skips steps whose gradients overflow; the LR holds while it finds its
+# scale. This many skips in a row means the loss itself overflows: the sweep stops there.
+MAX_SKIPPED_IN_A_ROW = 20
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class RangeTestResult:
     settings: SweepSettings
     analysis: Analysis
     sweep_seconds: float
+    skipped_steps: int = 0  # fp16 steps the GradScaler skipped (the LR did not advance)
 
     @property
     def lrs(self) -> np.ndarray:
@@ -104,6 +109,9 @@ def range_test(
     val_batches: Sequence[Any] | None = None,
     callback: Callable[[StepRecord], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
+    precision: str = "fp32",
+    accumulate: int = 1,
+    channels_last: bool = False,
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
@@ -116,6 +124,11 @@ def range_test(
     Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
     `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
     `device` defaults to the device of the model's first parameter.
+    `precision` bf16 or fp16 runs forward and loss under autocast; fp16 adds a GradScaler, and
+    a step it skips (overflowing gradients) does not advance the LR or record a point.
+    `accumulate` N: each optimizer step (one LR) sums gradients over N batches, and the loss
+    recorded is their mean. `channels_last` moves 4-D inputs to channels-last memory (the
+    model should be converted too: `model.to(memory_format=torch.channels_last)`).
     """
     settings = SweepSettings(
         start_lr=start_lr,
@@ -126,6 +139,9 @@ def range_test(
         divergence_factor=divergence_factor,
     )
     check_choice("method", method, list(METHODS))
+    check_choice("precision", precision, PRECISIONS)
+    if not isinstance(accumulate, int) or accumulate < 1:
+        raise SweepError(f"accumulate must be a positive integer; got {accumulate!r}.")
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -137,7 +153,7 @@ def range_test(
     started = time.perf_counter()
     try:
         with _seeded(seed, device):
-            records, stop_reason = _sweep(
+            records, stop_reason, skipped = _sweep(
                 model,
                 optimizer,
                 loss_fn,
@@ -147,6 +163,7 @@ def range_test(
                 val_batches,
                 callback,
                 stop_requested,
+                _StepOptions(precision, accumulate, channels_last),
             )
     finally:
         model.load_state_dict(model_state)
@@ -168,7 +185,15 @@ def range_test(
         settings=settings,
         analysis=analysis,
         sweep_seconds=sweep_seconds,
+        skipped_steps=skipped,
     )
+
+
+@dataclass(frozen=True)
+class _StepOptions:
+    precision: str
+    accumulate: int
+    channels_last: bool
 
 
 def _sweep(
@@ -181,7 +206,8 @@ def _sweep(
     val_batches: Sequence[Any] | None,
     callback: Callable[[StepRecord], None] | None,
     stop_requested: Callable[[], bool] | None,
-) -> tuple[list[StepRecord], str]:
+    options: _StepOptions,
+) -> tuple[list[StepRecord], str, int]:
     groups = optimizer.param_groups
     reference_lr = float(groups[0].get("lr", 0.0))
     ratios = [
@@ -196,29 +222,61 @@ def _sweep(
     model.train()
 
     planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
-    for step, lr in enumerate(planned):
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.precision)
+    scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
+    skipped = skipped_in_a_row = 0
+    step = 0
+    while step < len(planned):
+        lr = planned[step]
         for group, ratio in zip(groups, ratios, strict=True):
             group["lr"] = lr * ratio
-        inputs, targets = _to_device(next(batches), device)
         optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
+        loss_sum = torch.zeros((), device=device)
+        for _ in range(options.accumulate):
+            inputs, targets = _to_device(next(batches), device, options.channels_last)
+            with torch.autocast(
+                device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
+            ):
+                loss = loss_fn(model(inputs), targets)
+            part = loss.float() / options.accumulate
+            (part if scaler is None else scaler.scale(part)).backward()
+            loss_sum += part.detach()
+        if scaler is None:
+            optimizer.step()
+        else:
+            scale = scaler.get_scale()
+            scaler.step(optimizer)
+            scaler.update()
+            if scaler.get_scale() < scale:  # overflowing gradients: nothing was trained
+                skipped += 1
+                skipped_in_a_row += 1
+                if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
+                    if not records:
+                        raise SweepError(
+                            f"fp16 gradients overflowed on {skipped} tries at the first LR "
+                            f"({lr:g}); the loss is too large for fp16. Use --precision bf16 "
+                            "or fp32."
+                        )
+                    return records, STOP_NON_FINITE, skipped
+                continue
+            skipped_in_a_row = 0
 
-        value = float(loss.item())
+        value = float(loss_sum.item())
         if step == 0 and not math.isfinite(value):
             raise non_finite_first_loss(value, lr)
         smoothed, diverged = detector.update(value)
         val_loss = _held_out_loss(model, loss_fn, held_out) if held_out else None
         record = StepRecord(step, lr, value, smoothed, val_loss)
         records.append(record)
+        step += 1
         if callback is not None:
             callback(record)
         if diverged:
-            return records, STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
+            stop = STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
+            return records, stop, skipped
         if stop_requested is not None and stop_requested():
-            return records, STOP_INTERRUPTED
-    return records, STOP_COMPLETED
+            return records, STOP_INTERRUPTED, skipped
+    return records, STOP_COMPLETED, skipped
 
 
 def _held_out_loss(
@@ -247,14 +305,16 @@ def _endless(loader: Iterable[Any]) -> Iterator[Any]:
             )
 
 
-def _to_device(batch: Any, device: torch.device) -> tuple[Any, Any]:
+def _to_device(batch: Any, device: torch.device, channels_last: bool = False) -> tuple[Any, Any]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise SweepError(
             f"each batch must be an (inputs, targets) pair; the loader gave a "
             f"{type(batch).__name__}. Wrap the dataset so that it returns pairs."
         )
-    inputs, targets = batch[0], batch[1]
-    return _move(inputs, device), _move(targets, device)
+    inputs, targets = _move(batch[0], device), _move(batch[1], device)
+    if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return inputs, targets
 
 
 def _move(value: Any, device: torch.device) -> Any:

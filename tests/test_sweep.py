@@ -276,3 +276,89 @@ def test_held_out_batches_are_recorded_without_changing_the_training_curve() -> 
     values = with_validation.val_losses
     assert values is not None and len(values) == 20 and np.isfinite(values).all()
     assert values[-1] < values[0]  # the model learns, and the held-out loss shows it
+
+
+def test_accumulated_half_batches_trace_the_curve_of_full_batches() -> None:
+    """2 micro-batches of 16 per optimizer step equal one batch of 32: same gradient (the loss
+    is a mean), and the recorded loss is the micro-batches' mean."""
+    halves = tiny_task(batch_size=16)
+    options = {"start_lr": 1e-3, "end_lr": 1.0, "steps": 30, "seed": 0}
+    model = tiny_model()
+    whole = range_test(model, sgd(model), nn.CrossEntropyLoss(), tiny_task(), **options)
+    model = tiny_model()
+    split = range_test(model, sgd(model), nn.CrossEntropyLoss(), halves, accumulate=2, **options)
+    assert whole.stop_reason == split.stop_reason == STOP_COMPLETED
+    assert split.lrs.tolist() == whole.lrs.tolist()
+    assert whole.losses[-1] < whole.losses[0] - 0.3  # it trained: the comparison means something
+    assert split.losses == pytest.approx(whole.losses, rel=1e-5)
+
+
+def sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=1e-3)
+
+
+def test_fp16_steps_the_scaler_skips_do_not_advance_the_lr() -> None:
+    """The first 3 losses are blown up so that their scaled gradients overflow: the scaler
+    skips those steps, and the sweep then runs every planned LR exactly once, in order."""
+    model = tiny_model()
+    spy = SpyLoss(lambda call, loss: loss * 1e38 if call <= 3 else None)
+    result = range_test(model, sgd(model), spy, tiny_task(), start_lr=1e-3, end_lr=1.0,
+                        steps=20, precision="fp16", seed=0)  # fmt: skip
+    assert result.skipped_steps == 3 and spy.calls == 23
+    assert result.lrs.tolist() == sweep_lrs(1e-3, 1.0, 20, "exp")
+    assert all(math.isfinite(loss) and loss < 10 for loss in result.losses)
+
+
+def test_fp16_that_always_overflows_at_the_start_is_a_clear_error() -> None:
+    model = tiny_model()
+    spy = SpyLoss(lambda call, loss: loss * math.inf)
+    with pytest.raises(SweepError, match="Use --precision bf16 or fp32"):
+        range_test(model, sgd(model), spy, tiny_task(), steps=20, precision="fp16")
+
+
+def test_bf16_autocast_follows_the_fp32_curve_closely() -> None:
+    options = {"start_lr": 1e-3, "end_lr": 0.1, "steps": 20, "seed": 0}
+    model = tiny_model()
+    exact = range_test(model, sgd(model), nn.CrossEntropyLoss(), tiny_task(), **options)
+    model = tiny_model()
+    half = range_test(model, sgd(model), nn.CrossEntropyLoss(), tiny_task(), precision="bf16",
+                      **options)  # fmt: skip
+    assert half.losses == pytest.approx(exact.losses, rel=0.02)
+    assert half.losses.tolist() != exact.losses.tolist()  # it did run in bfloat16
+
+
+def test_channels_last_gives_the_same_curve_for_a_conv_net() -> None:
+    def conv_net() -> nn.Module:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 3))
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(64, 1, 8, 8, generator=generator)
+    batches = [(images[start : start + 16], torch.arange(16) % 3) for start in range(0, 64, 16)]
+    options = {"start_lr": 1e-3, "end_lr": 1.0, "steps": 15, "seed": 0}
+    model = conv_net()
+    plain = range_test(model, sgd(model), nn.CrossEntropyLoss(), batches, **options)
+    model = conv_net().to(memory_format=torch.channels_last)
+    last = range_test(model, sgd(model), nn.CrossEntropyLoss(), batches, channels_last=True,
+                      **options)  # fmt: skip
+    assert last.losses == pytest.approx(plain.losses, rel=1e-4)
+    assert plain.losses[-1] != plain.losses[0]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"precision": "fp8"}, "unknown precision 'fp8'"), ({"accumulate": 0}, "accumulate")],
+)
+def test_bad_precision_and_accumulate_are_refused(options: dict, message: str) -> None:
+    model = tiny_model()
+    with pytest.raises((ConfigError, SweepError), match=message):
+        range_test(model, sgd(model), nn.CrossEntropyLoss(), tiny_task(), **options)
+
+
+def test_run_config_checks_precision_and_accumulate() -> None:
+    from lrfind.config import RunConfig
+
+    with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
+        RunConfig(precision="fp8")
+    with pytest.raises(ConfigError, match="accumulate must be between 1 and 1024; got 0"):
+        RunConfig(accumulate=0)
