@@ -14,7 +14,9 @@ commands that need it, so `lrfind --help` starts fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -211,7 +213,12 @@ def run(
         settings = resolve_config(
             file_values, flags, source=str(config) if config else "config file"
         )
+        rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports
+        if rank:
+            settings = dataclasses.replace(settings, quiet=True)
         outcome = _run_with_progress(settings)
+        if rank:
+            return
         _print_summary(outcome, error_console if emit else console)
         if tensorboard is not None:
             from lrfind.tensorboard import write_sweep_scalars

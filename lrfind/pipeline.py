@@ -11,10 +11,12 @@ that can be checked without work (options, specs, the run folder) is checked fir
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -37,7 +39,7 @@ from lrfind.report import (
     sweep_document,
     write_outputs,
 )
-from lrfind.sweep import RangeTestResult, StepRecord, range_test
+from lrfind.sweep import RangeTestResult, StepRecord, distributed_rank, range_test
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,47 @@ def run(
     stop_requested: Callable[[], bool] | None = None,
 ) -> RunOutcome:
     """Run the plan and write the run folder. When `stop_requested` answers True mid-sweep,
-    the plan stops there and what was recorded is written, marked `interrupted`."""
+    the plan stops there and what was recorded is written, marked `interrupted`.
 
+    Under torchrun every rank runs this; rank 0 alone writes the folder (see
+    `distributed_group`)."""
+    with distributed_group(resolve_device(config.device), config.batch_size) as device:
+        return _run(config, device, on_stage, on_step, on_sweep, stop_requested)
+
+
+@contextlib.contextmanager
+def distributed_group(device: torch.device, batch_size: int) -> Iterator[torch.device]:
+    """Under torchrun (WORLD_SIZE > 1), join the process group for the run: gloo on CPU,
+    NCCL on CUDA with one GPU per rank (LOCAL_RANK). Yields the device this rank uses."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1 or torch.distributed.is_initialized():
+        yield device
+        return
+    if batch_size % world:
+        raise ConfigError(
+            f"batch_size {batch_size} does not split evenly over {world} ranks; each rank "
+            f"trains on an equal shard of every batch. Use a multiple of {world}."
+        )
+    backend = "gloo"
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    torch.distributed.init_process_group(backend)
+    try:
+        yield device
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _run(
+    config: RunConfig,
+    device: torch.device,
+    on_stage: Callable[[str], None] | None,
+    on_step: Callable[[StepRecord], None] | None,
+    on_sweep: Callable[[int, SweepSettings], None] | None,
+    stop_requested: Callable[[], bool] | None,
+) -> RunOutcome:
     def stage(name: str) -> None:
         if on_stage is not None:
             on_stage(name)
@@ -99,7 +140,7 @@ def run(
         raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
     out = config.out or default_out(config)
     check_run_folder(out, config.overwrite)
-    device = resolve_device(config.device)
+    rank = distributed_rank()[0]
 
     stage("loading data")
     clock = time.perf_counter()
@@ -110,7 +151,7 @@ def run(
     clock = time.perf_counter()
     model = _seeded_model(config, prepared, config.seed).to(device)
     models.check_model_fits(model, prepared.sample_inputs, prepared.num_classes, config.model)
-    model = _fast_model(config, model)
+    model = _fast_model(config, model, device)
     optimizer = build_optimizer(config, model.parameters(), config.start_lr)
     timings["build_model_s"] = time.perf_counter() - clock
 
@@ -121,7 +162,8 @@ def run(
         seed = config.seed + repeat
         sweep_model, sweep_optimizer = model, optimizer
         if repeat:
-            sweep_model = _fast_model(config, _seeded_model(config, prepared, seed).to(device))
+            sweep_model = _seeded_model(config, prepared, seed).to(device)
+            sweep_model = _fast_model(config, sweep_model, device)
             sweep_optimizer = build_optimizer(config, sweep_model.parameters(), config.start_lr)
         if on_sweep is not None:
             on_sweep(repeat, settings)
@@ -147,6 +189,10 @@ def run(
 
     stage("writing results")
     clock = time.perf_counter()
+    if rank != 0:  # under torchrun, rank 0 writes; the others ran the same curve
+        timings["total_s"] = time.perf_counter() - started
+        document = result_document(config, out, outcome, prepared, model, device, timings)
+        return RunOutcome(out=out, search=outcome, document=document)
     with staged_run_folder(out, config.overwrite) as staging:
         write_outputs(
             staging,
@@ -169,10 +215,15 @@ def search_curves(outcome: SearchOutcome) -> list[AnalysedCurve]:
     ]
 
 
-def _fast_model(config: RunConfig, model: nn.Module) -> nn.Module:
-    """--channels-last and --compile, applied after the fit check on the plain model."""
+def _fast_model(config: RunConfig, model: nn.Module, device: torch.device) -> nn.Module:
+    """--channels-last, --compile and, under torchrun, DistributedDataParallel; applied after
+    the fit check on the plain model."""
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if distributed_rank()[1] > 1:
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if config.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     return model

@@ -129,6 +129,8 @@ def range_test(
     `accumulate` N: each optimizer step (one LR) sums gradients over N batches, and the loss
     recorded is their mean. `channels_last` moves 4-D inputs to channels-last memory (the
     model should be converted too: `model.to(memory_format=torch.channels_last)`).
+    Under torch.distributed (torchrun, the model wrapped in DistributedDataParallel), every
+    rank takes its shard of each global batch and the recorded loss is the mean over ranks.
     """
     settings = SweepSettings(
         start_lr=start_lr,
@@ -222,6 +224,7 @@ def _sweep(
     model.train()
 
     planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
+    rank, world = distributed_rank()
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.precision)
     scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
     skipped = skipped_in_a_row = 0
@@ -234,6 +237,11 @@ def _sweep(
         loss_sum = torch.zeros((), device=device)
         for _ in range(options.accumulate):
             inputs, targets = _to_device(next(batches), device, options.channels_last)
+            if world > 1:  # every rank loads the global batch and trains on its shard
+                inputs, targets = (
+                    inputs.tensor_split(world)[rank],
+                    targets.tensor_split(world)[rank],
+                )
             with torch.autocast(
                 device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
             ):
@@ -261,6 +269,9 @@ def _sweep(
                 continue
             skipped_in_a_row = 0
 
+        if world > 1:  # the mean over ranks: every rank sees the same curve and stops together
+            torch.distributed.all_reduce(loss_sum)
+            loss_sum /= world
         value = float(loss_sum.item())
         if step == 0 and not math.isfinite(value):
             raise non_finite_first_loss(value, lr)
@@ -277,6 +288,13 @@ def _sweep(
         if stop_requested is not None and stop_requested():
             return records, STOP_INTERRUPTED, skipped
     return records, STOP_COMPLETED, skipped
+
+
+def distributed_rank() -> tuple[int, int]:
+    """(rank, world size) inside an initialised torch.distributed group, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
 
 
 def _held_out_loss(
