@@ -68,6 +68,7 @@ class RangeTestResult:
     analysis: Analysis
     sweep_seconds: float
     skipped_steps: int = 0  # fp16 steps the GradScaler skipped (the LR did not advance)
+    group_ratios: tuple[float, ...] = (1.0,)  # each parameter group's LR / the first group's
 
     @property
     def lrs(self) -> np.ndarray:
@@ -149,6 +150,7 @@ def range_test(
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
 
+    group_ratios = _group_ratios(optimizer)
     model_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
@@ -188,6 +190,7 @@ def range_test(
         analysis=analysis,
         sweep_seconds=sweep_seconds,
         skipped_steps=skipped,
+        group_ratios=group_ratios,
     )
 
 
@@ -211,10 +214,7 @@ def _sweep(
     options: _StepOptions,
 ) -> tuple[list[StepRecord], str, int]:
     groups = optimizer.param_groups
-    reference_lr = float(groups[0].get("lr", 0.0))
-    ratios = [
-        float(group.get("lr", 0.0)) / reference_lr if reference_lr else 1.0 for group in groups
-    ]
+    ratios = _group_ratios(optimizer)
     detector = DivergenceDetector(
         settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
     )
@@ -288,6 +288,15 @@ def _sweep(
         if stop_requested is not None and stop_requested():
             return records, STOP_INTERRUPTED, skipped
     return records, STOP_COMPLETED, skipped
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    """Each group's LR over the first group's, as the caller set them: kept through the sweep."""
+    reference = float(optimizer.param_groups[0].get("lr", 0.0))
+    return tuple(
+        float(group.get("lr", 0.0)) / reference if reference else 1.0
+        for group in optimizer.param_groups
+    )
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -103,8 +103,11 @@ def test_parameter_groups_keep_their_lr_ratios() -> None:
     ratios: list[float] = []
     loss_fn = SpyLoss(lambda call, loss: ratios.append(groups[1]["lr"] / groups[0]["lr"]))
 
-    range_test(model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2, steps=15)
+    result = range_test(
+        model, optimizer, loss_fn, tiny_task(), start_lr=1e-5, end_lr=1e-2, steps=15
+    )
     assert ratios == pytest.approx([0.1] * 15)
+    assert result.group_ratios == pytest.approx((1.0, 0.1))  # reported beside the rates
     assert [group["lr"] for group in optimizer.param_groups] == [1.0, 0.1]
 
 
