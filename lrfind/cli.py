@@ -421,15 +421,15 @@ def _print_snippets(schedules: dict[str, Any] | None, console: Console = console
         )
         console.print("[bold]Paste into your training script:[/]")
         console.print(
-            f"  OneCycleLR(optimizer, max_lr={onecycle['max_lr']:.3g}, "
-            f"div_factor={onecycle['div_factor']:.3g}, pct_start={onecycle['pct_start']}, "
+            f"  OneCycleLR(optimizer, max_lr={onecycle['max_lr']!r}, "
+            f"div_factor={onecycle['div_factor']!r}, pct_start={onecycle['pct_start']}, "
             "total_steps=..., cycle_momentum=False)",
             soft_wrap=True,
             highlight=False,
         )
         console.print(
-            f"  CyclicLR(optimizer, base_lr={triangular['base_lr']:.3g}, "
-            f"max_lr={triangular['max_lr']:.3g}, step_size_up={step_size}, mode='triangular', "
+            f"  CyclicLR(optimizer, base_lr={triangular['base_lr']!r}, "
+            f"max_lr={triangular['max_lr']!r}, step_size_up={step_size}, mode='triangular', "
             "cycle_momentum=False)",
             soft_wrap=True,
             highlight=False,
