@@ -379,6 +379,7 @@ def result_document(
             for sweep in outcome.sweeps[1:]
         ],
         "steps_total": steps_run,
+        "skipped_steps": sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
         "timings": {**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
         "recommendation": recommendation_document(
             outcome.recommendation,

@@ -455,3 +455,17 @@ def test_a_disk_that_fills_up_while_writing_leaves_nothing_half_written(
     assert [path.name for path in out.parent.iterdir()] == ["run"]
     assert [path.name for path in out.iterdir()] == ["result.json"]
     assert (out / "result.json").read_text() == '{"previous": true}'
+
+
+def test_precision_and_accumulation_reach_the_engine_and_result(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    arguments = [*tiny_run_arguments(mnist_dir, out), "--repeats", "1"]
+    result = invoke(*arguments, "--precision", "fp16", "--accumulate", "2", "--channels-last")
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "result.json").read_text())
+    assert document["config"]["precision"] == "fp16" and document["config"]["accumulate"] == 2
+    assert document["config"]["channels_last"] is True
+    assert document["skipped_steps"] >= 0
+    assert document["sweep"]["steps_run"] >= 10
