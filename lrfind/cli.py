@@ -349,12 +349,12 @@ def _graceful_stop() -> Iterator[_StopSignal]:
 EMIT_FORMATS = ("yaml", "toml", "json", "python")
 
 
-def _snippet(document: dict[str, Any], kind: str, fmt: str, epochs: int | None = None) -> str:
+def _snippet(document: dict[str, Any], kind: str, fmt: str) -> str:
     """The `kind` schedule of a result as text to paste: a config block or Python lines."""
     from lrfind.schedules import Bounds, python_snippet, schedule_section
 
     steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
-    section = schedule_section(kind, Bounds.of(document), steps_per_epoch, epochs)
+    section = schedule_section(kind, Bounds.of(document), steps_per_epoch)
     if fmt == "python":
         return python_snippet(section, steps_per_epoch or 1)
     from lrfind.configedit import render_snippet
