@@ -528,7 +528,7 @@ def apply(
         document = read_result(result_file)
         bounds = Bounds.of(document)
         keys = split_key(key)
-        _, current = read_config(train_config)
+        before, current = read_config(train_config)
         existing = lookup(current, keys)
         kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
         kind = kind or "onecycle"
@@ -542,7 +542,7 @@ def apply(
             check_result_matches(document["config"], setup, result_file, str(train_config))
         steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
         section = schedule_section(kind, bounds, steps_per_epoch, epochs)
-        change = plan_change(train_config, key, section)
+        change = plan_change(train_config, before, current, key, section)
         if not change.changed:
             console.print(f"{escape(str(train_config))} already holds this {kind} schedule.")
             return
@@ -606,14 +606,14 @@ def train(
         if value is not None
     }
     with _reported_errors():
-        from lrfind.config import check_choice, load_config_file, resolve_train_config
+        from lrfind.config import TrainConfig, check_choice, load_config_file, merge_options
         from lrfind.train import BASELINE
 
         if baseline is not None:
             check_choice("baseline", baseline, (BASELINE,))
         file_values = load_config_file(config) if config is not None else None
-        settings = resolve_train_config(
-            file_values, flags, source=str(config) if config else "config file"
+        settings = merge_options(
+            TrainConfig, file_values, flags, str(config) if config else "config file"
         )
         kinds = list(schedule or [])
         if not kinds:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrfind.config import parse_json
 from lrfind.errors import ConfigError
 from lrfind.export import write_atomic
 from lrfind.schedules import SCHEDULE_KEYS
@@ -31,7 +32,6 @@ class ConfigChange:
     path: Path
     before: str
     after: str
-    document: Any  # the edited document, for reading other keys
 
     @property
     def changed(self) -> bool:
@@ -87,13 +87,14 @@ def read_config(path: Path) -> tuple[str, Any]:
     return text, EDITORS[fmt].parse(text, path)
 
 
-def plan_change(path: Path, key: str, section: Mapping[str, Any]) -> ConfigChange:
-    """The config at `path` with `section` written under `key`; nothing is written yet."""
-    path = Path(path)
-    before, document = read_config(path)
+def plan_change(
+    path: Path, before: str, document: Any, key: str, section: Mapping[str, Any]
+) -> ConfigChange:
+    """`document` (read from `path` by `read_config`) with `section` written under `key`, and
+    its new text; nothing is written yet. `document` is edited in place."""
     editor = EDITORS[config_format(path)]
     set_section(document, split_key(key), section, editor.new_mapping, path)
-    return ConfigChange(path, before, editor.render(document, before), document)
+    return ConfigChange(Path(path), before, editor.render(document, before))
 
 
 def render_snippet(section: Mapping[str, Any], fmt: str, key: str = DEFAULT_KEY) -> str:
@@ -235,14 +236,7 @@ def _new_toml_mapping() -> MutableMapping[str, Any]:
 def _parse_json(text: str, path: Path) -> Any:
     if not text.strip():
         return {}
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"training config {path} is not valid JSON: {error.msg} at line {error.lineno}, "
-            f"column {error.colno}."
-        ) from None
-    return _root_mapping(document, path, dict)
+    return _root_mapping(parse_json(text, path, "training config"), path, dict)
 
 
 def _render_json(document: Any, original: str) -> str:

@@ -11,6 +11,7 @@ They are loaded once into memory as uint8 tensors and batched without per-sample
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import shutil
@@ -382,6 +383,16 @@ def _count_classes(dataset: Any) -> int | None:
     if targets is not None:
         return int(torch.as_tensor(targets).max()) + 1
     return None
+
+
+def split_tail(data: UserData, count: int) -> tuple[UserData, torch.utils.data.Subset]:
+    """The dataset without its last `count` samples, and those samples: held-out data that
+    training never sees (validation batches for a sweep, the test set for `lrfind train`)."""
+    total = len(data.dataset)
+    kept = torch.utils.data.Subset(data.dataset, range(total - count))
+    return dataclasses.replace(data, dataset=kept), torch.utils.data.Subset(
+        data.dataset, range(total - count, total)
+    )
 
 
 def user_loader(data: UserData, batch_size: int, seed: int) -> torch.utils.data.DataLoader:

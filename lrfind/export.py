@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import itertools
 import json
 import math
 import os
@@ -429,7 +430,7 @@ def render_history(path: Path, runs: Sequence[HistoryLines], title: str) -> None
     def shown(values: Sequence[float | None]) -> list[float]:
         return [math.nan if value is None else value for value in values]
 
-    for run, colour in zip(runs, colours * (len(runs) // len(colours) + 1), strict=False):
+    for run, colour in zip(runs, itertools.cycle(colours), strict=False):
         loss_axes.plot(run.epochs, shown(run.test_loss), color=colour, marker="o", label=run.name)
         loss_axes.plot(run.epochs, shown(run.train_loss), color=colour, linestyle="--", marker=".")
         accuracy_axes.plot(

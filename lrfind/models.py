@@ -101,6 +101,14 @@ BUILTIN_MODELS = {
 }
 
 
+def seeded_model(spec: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    """`build_model` with initial weights drawn from `seed`, leaving the global RNG as it was:
+    the same seed gives the same weights for every sweep or schedule compared."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec, input_shape, num_classes)
+
+
 def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """A freshly initialised model for inputs of `input_shape` (C, H, W) and `num_classes`."""
     if spec in BUILTIN_MODELS:

@@ -232,9 +232,7 @@ def _fast_model(config: RunConfig, model: nn.Module, device: torch.device) -> nn
 def _seeded_model(config: RunConfig, prepared: PreparedData, seed: int) -> nn.Module:
     """The model as a sweep starts from: seeded initial weights, or the --weights checkpoint
     (then every repeat starts from it and differs only in data order)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = models.build_model(config.model, prepared.input_shape, prepared.num_classes or 0)
+    model = models.seeded_model(config.model, prepared.input_shape, prepared.num_classes or 0, seed)
     if config.weights is not None:
         models.load_weights(model, config.weights)
     return model
@@ -281,10 +279,7 @@ def _prepare_data(config: RunConfig, device: torch.device) -> PreparedData:
     user_data = datasets.load_user_dataset(config.dataset)
     total = len(user_data.dataset)
     held_out = _held_out_count(config, total)
-    training_data = dataclasses.replace(
-        user_data, dataset=torch.utils.data.Subset(user_data.dataset, range(total - held_out))
-    )
-    held_out_set = torch.utils.data.Subset(user_data.dataset, range(total - held_out, total))
+    training_data, held_out_set = datasets.split_tail(user_data, held_out)
     loader = datasets.user_loader(training_data, config.batch_size, config.seed)
     sample = torch.stack(
         [torch.as_tensor(user_data.dataset[index][0]) for index in range(min(2, total))]

@@ -379,12 +379,19 @@ def multistep_milestones(fractions: list[float], total: int, warmup_iters: int) 
     return [max(1, round(fraction * total) - warmup_iters) for fraction in fractions]
 
 
-def _group_ratios(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Each group's LR over the first group's (from `initial_lr` when a scheduler set one),
-    and clear `initial_lr` so the new scheduler starts from the rates it is given."""
-    rates = [float(group.pop("initial_lr", group["lr"])) for group in optimizer.param_groups]
+def rate_ratios(rates: list[float]) -> tuple[float, ...]:
+    """Each parameter group's rate over the first group's: the ratios a sweep or a schedule
+    keeps, so that the first group's rate is the one recommended. All 1 when it is 0."""
     reference = rates[0]
-    return [rate / reference if reference > 0 else 1.0 for rate in rates]
+    return tuple(rate / reference if reference > 0 else 1.0 for rate in rates)
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    """The groups' ratios (from `initial_lr` when a scheduler set one), clearing `initial_lr`
+    so that the new scheduler starts from the rates it is given."""
+    return rate_ratios(
+        [float(group.pop("initial_lr", group["lr"])) for group in optimizer.param_groups]
+    )
 
 
 def build_scheduler(

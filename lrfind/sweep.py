@@ -36,7 +36,7 @@ from lrfind.analysis import (
 )
 from lrfind.config import PRECISIONS, REPEATS, SweepSettings, check_choice
 from lrfind.errors import SweepError
-from lrfind.schedules import sweep_lrs
+from lrfind.schedules import rate_ratios, sweep_lrs
 
 if TYPE_CHECKING:
     from lrfind.plan import SearchOutcome
@@ -150,7 +150,7 @@ def range_test(
         device = first.device if first is not None else torch.device("cpu")
     device = torch.device(device)
 
-    group_ratios = _group_ratios(optimizer)
+    group_ratios = rate_ratios([float(group.get("lr", 0.0)) for group in optimizer.param_groups])
     model_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
     optimizer_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
@@ -168,6 +168,7 @@ def range_test(
                 callback,
                 stop_requested,
                 _StepOptions(precision, accumulate, channels_last),
+                group_ratios,
             )
     finally:
         model.load_state_dict(model_state)
@@ -212,9 +213,9 @@ def _sweep(
     callback: Callable[[StepRecord], None] | None,
     stop_requested: Callable[[], bool] | None,
     options: _StepOptions,
+    ratios: tuple[float, ...],
 ) -> tuple[list[StepRecord], str, int]:
     groups = optimizer.param_groups
-    ratios = _group_ratios(optimizer)
     detector = DivergenceDetector(
         settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
     )
@@ -226,6 +227,12 @@ def _sweep(
     planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
     rank, world = distributed_rank()
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.precision)
+
+    def forward_context() -> contextlib.AbstractContextManager[Any]:
+        if autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=autocast_dtype)
+
     scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
     skipped = skipped_in_a_row = 0
     step = 0
@@ -242,9 +249,7 @@ def _sweep(
                     inputs.tensor_split(world)[rank],
                     targets.tensor_split(world)[rank],
                 )
-            with torch.autocast(
-                device.type, dtype=autocast_dtype or torch.float32, enabled=bool(autocast_dtype)
-            ):
+            with forward_context():
                 loss = loss_fn(model(inputs), targets)
             part = loss.float() / options.accumulate
             (part if scaler is None else scaler.scale(part)).backward()
@@ -288,15 +293,6 @@ def _sweep(
         if stop_requested is not None and stop_requested():
             return records, STOP_INTERRUPTED, skipped
     return records, STOP_COMPLETED, skipped
-
-
-def _group_ratios(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
-    """Each group's LR over the first group's, as the caller set them: kept through the sweep."""
-    reference = float(optimizer.param_groups[0].get("lr", 0.0))
-    return tuple(
-        float(group.get("lr", 0.0)) / reference if reference else 1.0
-        for group in optimizer.param_groups
-    )
 
 
 def distributed_rank() -> tuple[int, int]:

@@ -37,6 +37,7 @@ from lrfind.export import (
     write_json,
 )
 from lrfind.pipeline import build_optimizer, default_out
+from lrfind.pipeline import run as run_sweep
 from lrfind.schedules import (
     Bounds,
     check_kind,
@@ -158,6 +159,9 @@ def train_epochs(
 # `lrfind train`: bounds -> schedules -> trained models -> history.csv, history.png, train.json
 
 
+BASELINE = "constant"  # the schedule `--baseline constant` adds
+
+
 @dataclass(frozen=True)
 class ScheduleRun:
     """One schedule trained from the shared seed: its parameters and what it achieved."""
@@ -256,12 +260,7 @@ def run_training(
         bounds_source = "the training config"
         if missing and result_document is None:
             stage("sweeping")
-            from lrfind.pipeline import run as run_sweep
-
-            sweep = run_sweep(
-                dataclasses.replace(config.sweep_config(staging / "sweep"), quiet=True),
-                on_step=on_sweep_step,
-            )
+            sweep = run_sweep(config.sweep_config(staging / "sweep"), on_step=on_sweep_step)
             result_document = sweep.document
             bounds_source = f"a fresh sweep ({out / 'sweep' / 'result.json'})"
         elif missing:
@@ -307,9 +306,6 @@ def run_training(
     return TrainingOutcome(out=out, runs=runs, bounds_source=bounds_source, document=document)
 
 
-BASELINE = "constant"
-
-
 def _sections_from_config(config: TrainConfig, kinds: list[str]) -> dict[str, dict[str, Any]]:
     """The config's schedule, when it is complete and of a kind asked for; else nothing, and
     the bounds come from a result. A section with only a `kind` is a request, not an error."""
@@ -330,9 +326,8 @@ def _train_schedule(
     on_step: Callable[[str, int, int, float, float], None] | None,
     on_epoch: Callable[[str, EpochRecord], None] | None,
 ) -> ScheduleRun:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = models.build_model(config.model, data.input_shape, data.num_classes).to(device)
+    model = models.seeded_model(config.model, data.input_shape, data.num_classes, config.seed)
+    model = model.to(device)
     # every schedule sets the rate it starts at; the 1.0 placeholder is never trained with
     optimizer = build_optimizer(config, model.parameters(), lr=1.0)
     batches = data.batches_for(config.seed)  # the same data order for every schedule
@@ -390,10 +385,8 @@ def _training_data(config: TrainConfig, device: torch.device) -> TrainingData:
             f"dataset {config.dataset!r} does not say how many classes it has; give it a "
             "`classes` or `targets` attribute so accuracy can be measured."
         )
-    training = dataclasses.replace(
-        user_data, dataset=torch.utils.data.Subset(user_data.dataset, range(total - held_out))
-    )
-    pairs = [user_data.dataset[index] for index in range(total - held_out, total)]
+    training, test_set = datasets.split_tail(user_data, held_out)
+    pairs = [test_set[index] for index in range(held_out)]
     inputs = torch.stack([torch.as_tensor(pair[0]) for pair in pairs]).to(device)
     labels = torch.as_tensor([int(pair[1]) for pair in pairs]).to(device)
     return TrainingData(

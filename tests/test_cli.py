@@ -458,14 +458,29 @@ def test_a_disk_that_fills_up_while_writing_leaves_nothing_half_written(
 
 
 def test_precision_and_accumulation_reach_the_engine_and_result(
-    mnist_dir: Path, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path
 ) -> None:
+    """Every sweep of the plan gets the flags, its model is in channels-last memory, and
+    result.json counts the steps the fp16 scaler skipped across the sweeps."""
+    seen: list[dict[str, Any]] = []
+    real_range_test = pipeline.range_test
+
+    def spy(model: torch.nn.Module, *arguments: Any, **options: Any) -> Any:
+        weight = next(parameter for parameter in model.parameters() if parameter.dim() == 4)
+        seen.append({**options, "nhwc": weight.is_contiguous(memory_format=torch.channels_last)})
+        result = real_range_test(model, *arguments, **options)
+        seen[-1]["skipped"] = result.skipped_steps
+        return result
+
+    monkeypatch.setattr(pipeline, "range_test", spy)
     out = tmp_path / "run"
     arguments = [*tiny_run_arguments(mnist_dir, out), "--repeats", "1"]
     result = invoke(*arguments, "--precision", "fp16", "--accumulate", "2", "--channels-last")
     assert result.exit_code == 0, result.output
+    assert len(seen) == 2
+    for options in seen:
+        assert (options["precision"], options["accumulate"]) == ("fp16", 2)
+        assert options["channels_last"] is True and options["nhwc"] is True
     document = json.loads((out / "result.json").read_text())
     assert document["config"]["precision"] == "fp16" and document["config"]["accumulate"] == 2
-    assert document["config"]["channels_last"] is True
-    assert document["skipped_steps"] >= 0
-    assert document["sweep"]["steps_run"] >= 10
+    assert document["skipped_steps"] == sum(options["skipped"] for options in seen)

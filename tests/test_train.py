@@ -80,7 +80,7 @@ def test_fresh_sweep_then_schedules_and_baseline(mnist_dir: Path, tmp_path: Path
     triangular = schedules["triangular"]["parameters"]
     assert triangular["step_size_up"] == 18  # 2 epochs of 18 steps: one whole cycle
     assert document["steps_per_epoch"] == 18
-    # every schedule trains with the LR its section describes: triangular ends at base_lr
+    # the baseline trains at the rate its section describes, every epoch
     constant_rows = [row for row in rows if row["schedule"] == "constant"]
     assert {float(row["lr"]) for row in constant_rows} == {readable(sweep["lr"])}
 
