@@ -164,6 +164,13 @@ def run(
     compile: Annotated[
         bool | None, Opt("--compile", help="torch.compile the model (pays on long sweeps).")
     ] = None,
+    stack_repeats: Annotated[
+        str | None,
+        Opt(
+            help="Train the repeats' model copies stacked, as one run: auto (on CUDA), on or "
+            "off. \\[default: auto]"
+        ),
+    ] = None,
     out: Annotated[
         Path | None, Opt(help="Run folder. \\[default: runs/<model>-<dataset>-<time>]")
     ] = None,
@@ -271,13 +278,18 @@ def _run_with_progress(settings: RunConfig) -> RunOutcome:
         else:
             error_console.print(f"[dim]{name}...[/]")
 
-    def on_sweep(repeat: int, sweep: SweepSettings) -> None:
+    def on_sweep(repeats: tuple[int, ...], sweep: SweepSettings) -> None:
         nonlocal task
         if progress is None:
             return
         if task is not None:  # a sweep that stopped early shows where it stopped
             progress.update(task, total=progress.tasks[task].completed)
-        name = "full sweep" if repeat == 0 else f"repeat {repeat}/{settings.repeats}"
+        if repeats == (0,):
+            name = "full sweep"
+        elif len(repeats) == 1:
+            name = f"repeat {repeats[0]}/{settings.repeats}"
+        else:
+            name = f"repeats {repeats[0]}-{repeats[-1]} stacked"
         task = progress.add_task(name, total=sweep.steps, lr=float("nan"), loss=float("nan"))
 
     def on_step(record: StepRecord) -> None:

@@ -31,6 +31,9 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Train the repeats' model copies stacked, as one (lrfind.stacked). auto: on CUDA, where
+# stacking pays; on a CPU it is slower than one copy after another (scripts/bench_speed.py).
+STACK_REPEATS = ("auto", "on", "off")
 # Focused repeats of the default plan: with five, the median moved by at most a quarter
 # decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
 REPEATS = 5
@@ -104,6 +107,7 @@ class RunConfig:
     accumulate: int = 1  # batches per optimizer step, for a larger batch than memory allows
     channels_last: bool = False  # NHWC memory for conv nets; a small, noisy win here (README)
     compile: bool = False  # torch.compile: a LeNet sweep took 22.9 s with it, 1.2 s without
+    stack_repeats: str = "auto"  # see STACK_REPEATS
     out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
     overwrite: bool = False  # never replace an existing run folder unless asked
     quiet: bool = False  # no live progress, only the summary
@@ -113,6 +117,12 @@ class RunConfig:
         check_training_setup(self)
         self.search_settings()  # validates repeats
         check_choice("precision", self.precision, PRECISIONS)
+        check_choice("stack_repeats", self.stack_repeats, STACK_REPEATS)
+        if self.stack_repeats == "on" and (conflict := self.stacking_conflict()):
+            raise ConfigError(
+                f"--stack-repeats on cannot be combined with {conflict}. Drop one of them; "
+                "--stack-repeats auto stacks only where the setup allows."
+            )
         if not 1 <= self.accumulate <= 1024:
             raise ConfigError(
                 f"accumulate must be between 1 and 1024; got {self.accumulate}. It is the "
@@ -126,6 +136,16 @@ class RunConfig:
         from lrfind.analysis import METHODS  # numpy only; deferred to keep --help fast
 
         check_choice("method", self.method, tuple(METHODS))
+
+    def stacking_conflict(self) -> str | None:
+        """The option that keeps the repeats from being stacked, or None."""
+        if self.precision == "fp16":
+            return "--precision fp16 (one GradScaler would skip a step for every copy)"
+        if self.channels_last:
+            return "--channels-last (stacked inputs have five dimensions)"
+        if self.compile:
+            return "--compile"
+        return None
 
     def sweep_settings(self) -> SweepSettings:
         return SweepSettings(

@@ -39,6 +39,7 @@ from lrfind.report import (
     sweep_document,
     write_outputs,
 )
+from lrfind.stacked import stack_problem, stacked_range_tests
 from lrfind.sweep import RangeTestResult, StepRecord, distributed_rank, range_test
 
 
@@ -83,11 +84,13 @@ def run(
     *,
     on_stage: Callable[[str], None] | None = None,
     on_step: Callable[[StepRecord], None] | None = None,
-    on_sweep: Callable[[int, SweepSettings], None] | None = None,
+    on_sweep: Callable[[tuple[int, ...], SweepSettings], None] | None = None,
     stop_requested: Callable[[], bool] | None = None,
 ) -> RunOutcome:
     """Run the plan and write the run folder. When `stop_requested` answers True mid-sweep,
     the plan stops there and what was recorded is written, marked `interrupted`.
+    `on_sweep(repeats, settings)` announces each sweep as it starts: (0,) the full sweep,
+    (2,) repeat 2, (1, 2, 3, 4, 5) the repeats stacked into one run.
 
     Under torchrun every rank runs this; rank 0 alone writes the folder (see
     `distributed_group`)."""
@@ -125,7 +128,7 @@ def _run(
     device: torch.device,
     on_stage: Callable[[str], None] | None,
     on_step: Callable[[StepRecord], None] | None,
-    on_sweep: Callable[[int, SweepSettings], None] | None,
+    on_sweep: Callable[[tuple[int, ...], SweepSettings], None] | None,
     stop_requested: Callable[[], bool] | None,
 ) -> RunOutcome:
     def stage(name: str) -> None:
@@ -166,7 +169,7 @@ def _run(
             sweep_model = _fast_model(config, sweep_model, device)
             sweep_optimizer = build_optimizer(config, sweep_model.parameters(), config.start_lr)
         if on_sweep is not None:
-            on_sweep(repeat, settings)
+            on_sweep((repeat,), settings)
         return range_test(
             sweep_model,
             sweep_optimizer,
@@ -184,14 +187,46 @@ def _run(
             channels_last=config.channels_last,
         )
 
-    outcome = search(run_sweep, config.sweep_settings(), config.search_settings(), config.method)
+    def run_stacked(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult]:
+        """All repeats in one run: the same seeds, weights and data orders as one by one."""
+        seeds = [config.seed + repeat for repeat in repeats]
+        if on_sweep is not None:
+            on_sweep(tuple(repeats), settings)
+        return stacked_range_tests(
+            [_seeded_model(config, prepared, seed) for seed in seeds],
+            lambda tensors: build_optimizer(config, tensors, config.start_lr),
+            nn.CrossEntropyLoss(),
+            [prepared.loader_for(seed) for seed in seeds],
+            settings,
+            device=device,
+            method=config.method,
+            seed=seeds[0],
+            val_batches=prepared.val_batches,
+            callback=on_step,
+            stop_requested=stop_requested,
+            precision=config.precision,
+            accumulate=config.accumulate,
+        )
+
+    stack, stack_note = _stack_choice(config, model, prepared, device)
+    outcome = search(
+        run_sweep,
+        config.sweep_settings(),
+        config.search_settings(),
+        config.method,
+        run_repeats=run_stacked if stack else None,
+    )
+    if stack_note is not None:
+        outcome = dataclasses.replace(outcome, notes=[*outcome.notes, stack_note])
     timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 
     stage("writing results")
     clock = time.perf_counter()
     if rank != 0:  # under torchrun, rank 0 writes; the others ran the same curve
         timings["total_s"] = time.perf_counter() - started
-        document = result_document(config, out, outcome, prepared, model, device, timings)
+        document = result_document(
+            config, out, outcome, prepared, model, device, timings, stacked=stack
+        )
         return RunOutcome(out=out, search=outcome, document=document)
     with staged_run_folder(out, config.overwrite) as staging:
         write_outputs(
@@ -203,7 +238,9 @@ def _run(
         )
         timings["write_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
-        document = result_document(config, out, outcome, prepared, model, device, timings)
+        document = result_document(
+            config, out, outcome, prepared, model, device, timings, stacked=stack
+        )
         write_json(staging / "result.json", document)
     return RunOutcome(out=out, search=outcome, document=document)
 
@@ -213,6 +250,30 @@ def search_curves(outcome: SearchOutcome) -> list[AnalysedCurve]:
         AnalysedCurve(sweep.repeat, sweep.result.analysis, sweep.result.val_losses)
         for sweep in outcome.sweeps
     ]
+
+
+def _stack_choice(
+    config: RunConfig, model: nn.Module, prepared: PreparedData, device: torch.device
+) -> tuple[bool, str | None]:
+    """Whether the repeats run stacked (lrfind.stacked) and, where --stack-repeats auto had a
+    GPU but could not stack them, a note saying why. `on` that cannot stack is an error."""
+    if config.repeats == 0 or config.stack_repeats == "off":
+        return False, None
+    if config.stack_repeats == "auto" and device.type != "cuda":
+        return False, None
+    problem = config.stacking_conflict()
+    if problem is None and distributed_rank()[1] > 1:
+        problem = "torchrun (every rank already trains its own shard)"
+    if problem is None:
+        problem = stack_problem(model, prepared.sample_inputs)
+    if problem is None:
+        return True, None
+    if config.stack_repeats == "on":
+        raise ConfigError(
+            f"--stack-repeats on: the repeats cannot be stacked because of {problem}. "
+            "Use --stack-repeats off to run them one after another."
+        )
+    return False, f"The repeats ran one after another, not stacked, because of {problem}."
 
 
 def _fast_model(config: RunConfig, model: nn.Module, device: torch.device) -> nn.Module:
@@ -315,7 +376,7 @@ def _held_out_count(config: RunConfig, samples: int) -> int:
 
 
 def build_optimizer(
-    config: RunConfig | TrainConfig, parameters: Iterable[nn.Parameter], lr: float
+    config: RunConfig | TrainConfig, parameters: Iterable[torch.Tensor], lr: float
 ) -> torch.optim.Optimizer:
     """The optimizer the config names, at `lr` (the sweep or the schedule then sets it)."""
     if config.optimizer == "sgd":
@@ -348,6 +409,8 @@ def result_document(
     model: nn.Module,
     device: torch.device,
     timings: dict[str, float],
+    *,
+    stacked: bool = False,
 ) -> dict[str, Any]:
     main = outcome.main
     steps_run = outcome.steps_run
@@ -374,6 +437,7 @@ def result_document(
             for sweep in outcome.sweeps[1:]
         ],
         "steps_total": steps_run,
+        "repeats_stacked": stacked,  # trained as one run (lrfind.stacked)
         "skipped_steps": sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
         "timings": {**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
         "recommendation": recommendation_document(

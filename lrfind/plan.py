@@ -37,6 +37,8 @@ AUTO_RANGE_DECADES = 2.0
 AUTO_RANGE_TRIES = 3
 
 SweepRunner = Callable[[int, SweepSettings], "RangeTestResult"]
+# Runs several repeats at once (stacked on one device): repeat numbers in, results in order.
+RepeatsRunner = Callable[[list[int], SweepSettings], list["RangeTestResult"]]
 
 
 @dataclass(frozen=True)
@@ -80,9 +82,12 @@ def search(
     settings: SweepSettings,
     search_settings: SearchSettings,
     method: str,
+    run_repeats: RepeatsRunner | None = None,
 ) -> SearchOutcome:
     """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
-    median. Without a usable full sweep the repeats are skipped, with a note saying so."""
+    median. Without a usable full sweep the repeats are skipped, with a note saying so.
+    `run_repeats`, when given, runs all the repeats in one go instead of `run_sweep` one by
+    one (lrfind.stacked); an interruption then stops all of them at the same step."""
     from lrfind.sweep import STOP_INTERRUPTED  # torch is loaded by now: run_sweep uses it
 
     notes: list[str] = []
@@ -106,14 +111,24 @@ def search(
             "reading (if any) stands."
         )
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
-    for repeat in range(1, search_settings.repeats + 1):
-        sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
-        if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
+    numbers = list(range(1, search_settings.repeats + 1))
+    if run_repeats is not None:
+        results = run_repeats(numbers, focused)
+        sweeps += [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
+        if any(sweep.result.stop_reason == STOP_INTERRUPTED for sweep in sweeps[1:]):
             notes.append(
-                f"Interrupted during repeat {repeat} of {search_settings.repeats}: the "
-                "recommendation combines the repeats that finished."
+                f"Interrupted during the {search_settings.repeats} stacked repeats: the "
+                "recommendation combines those that had stopped by themselves."
             )
-            break
+    else:
+        for repeat in numbers:
+            sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
+            if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
+                notes.append(
+                    f"Interrupted during repeat {repeat} of {search_settings.repeats}: the "
+                    "recommendation combines the repeats that finished."
+                )
+                break
     finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
     interrupted = len(finished) < len(sweeps) - 1
     if not finished:

@@ -156,7 +156,7 @@ def range_test(
     was_training = model.training
     started = time.perf_counter()
     try:
-        with _seeded(seed, device):
+        with seeded_rng(seed, device):
             records, stop_reason, skipped = _sweep(
                 model,
                 optimizer,
@@ -174,15 +174,35 @@ def range_test(
         model.load_state_dict(model_state)
         optimizer.load_state_dict(optimizer_state)
         model.train(was_training)
-    sweep_seconds = time.perf_counter() - started
+    return analysed_result(
+        records,
+        stop_reason,
+        settings,
+        method,
+        time.perf_counter() - started,
+        skipped_steps=skipped,
+        group_ratios=group_ratios,
+    )
 
+
+def analysed_result(
+    records: list[StepRecord],
+    stop_reason: str,
+    settings: SweepSettings,
+    method: str,
+    sweep_seconds: float,
+    *,
+    skipped_steps: int = 0,
+    group_ratios: tuple[float, ...] = (1.0,),
+) -> RangeTestResult:
+    """One sweep's records, analysed as every engine reports them."""
     analysis = analyze(
         [record.lr for record in records],
         [record.loss for record in records],
-        smoothing=smoothing,
-        divergence_factor=divergence_factor,
+        smoothing=settings.smoothing,
+        divergence_factor=settings.divergence_factor,
         method=method,
-        planned_steps=steps,
+        planned_steps=settings.steps,
     )
     return RangeTestResult(
         records=records,
@@ -190,7 +210,7 @@ def range_test(
         settings=settings,
         analysis=analysis,
         sweep_seconds=sweep_seconds,
-        skipped_steps=skipped,
+        skipped_steps=skipped_steps,
         group_ratios=group_ratios,
     )
 
@@ -220,19 +240,13 @@ def _sweep(
         settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
     )
     records: list[StepRecord] = []
-    batches = _endless(train_loader)
-    held_out = [_to_device(batch, device) for batch in val_batches or ()]
+    batches = endless_batches(train_loader)
+    held_out = [to_device(batch, device) for batch in val_batches or ()]
     model.train()
 
     planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
     rank, world = distributed_rank()
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(options.precision)
-
-    def forward_context() -> contextlib.AbstractContextManager[Any]:
-        if autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=autocast_dtype)
-
+    forward_context = autocast_for(options.precision, device)
     scaler = torch.amp.GradScaler(device.type) if options.precision == "fp16" else None
     skipped = skipped_in_a_row = 0
     step = 0
@@ -243,7 +257,7 @@ def _sweep(
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=device)
         for _ in range(options.accumulate):
-            inputs, targets = _to_device(next(batches), device, options.channels_last)
+            inputs, targets = to_device(next(batches), device, options.channels_last)
             if world > 1:  # every rank loads the global batch and trains on its shard
                 inputs, targets = (
                     inputs.tensor_split(world)[rank],
@@ -295,6 +309,17 @@ def _sweep(
     return records, STOP_COMPLETED, skipped
 
 
+def autocast_for(
+    precision: str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager[Any]]:
+    """The context each forward pass runs in: autocast for bf16/fp16, nothing for fp32 (so
+    fp32 steps do not enter a disabled autocast)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
 def distributed_rank() -> tuple[int, int]:
     """(rank, world size) inside an initialised torch.distributed group, else (0, 1)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -312,7 +337,7 @@ def _held_out_loss(
     return total / len(batches)
 
 
-def _endless(loader: Iterable[Any]) -> Iterator[Any]:
+def endless_batches(loader: Iterable[Any]) -> Iterator[Any]:
     """Batches forever: start the loader again whenever it runs out."""
     for epoch in itertools.count():
         produced = False
@@ -328,7 +353,7 @@ def _endless(loader: Iterable[Any]) -> Iterator[Any]:
             )
 
 
-def _to_device(batch: Any, device: torch.device, channels_last: bool = False) -> tuple[Any, Any]:
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> tuple[Any, Any]:
     if not isinstance(batch, (tuple, list)) or len(batch) < 2:
         raise SweepError(
             f"each batch must be an (inputs, targets) pair; the loader gave a "
@@ -347,7 +372,7 @@ def _move(value: Any, device: torch.device) -> Any:
 
 
 @contextlib.contextmanager
-def _seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+def seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
     if seed is None:
         yield
         return

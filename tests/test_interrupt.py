@@ -26,7 +26,7 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
         RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32,
                   steps=40, start_lr=1e-5, end_lr=100.0, out=out, device="cpu"),
         on_step=records.append,
-        on_sweep=lambda repeat, settings: sweeps.append(repeat),
+        on_sweep=lambda repeats, settings: sweeps.extend(repeats),
         stop_requested=lambda: len(sweeps) == 3 and records[-1].step == 4,
     )  # fmt: skip
     assert outcome.search.interrupted

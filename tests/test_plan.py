@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,7 +15,13 @@ from lrfind.analysis import analyze
 from lrfind.config import SweepSettings
 from lrfind.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, SearchSettings, search
 from lrfind.schedules import sweep_lrs
-from lrfind.sweep import STOP_COMPLETED, STOP_DIVERGED, RangeTestResult, StepRecord
+from lrfind.sweep import (
+    STOP_COMPLETED,
+    STOP_DIVERGED,
+    STOP_INTERRUPTED,
+    RangeTestResult,
+    StepRecord,
+)
 from tests.test_analysis import synthetic_loss
 from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
 
@@ -84,6 +91,37 @@ def test_the_recommendation_is_the_median_of_the_repeats_with_their_interval() -
     assert full is not None
     assert recommendation.base_lr == pytest.approx(min(full.base_lr, recommendation.max_lr / 4))
     assert outcome.steps_run == sum(len(sweep.result.records) for sweep in outcome.sweeps)
+
+
+def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
+    """run_repeats gets every repeat number and the focused range in one call."""
+    one_by_one = search(SyntheticSweeps(), SweepSettings(), SearchSettings(repeats=4), "bottom")
+    sweeps = SyntheticSweeps()
+    batches: list[list[int]] = []
+
+    def run_repeats(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult]:
+        batches.append(repeats)
+        return [sweeps(repeat, settings) for repeat in repeats]
+
+    together = search(sweeps, SweepSettings(), SearchSettings(repeats=4), "bottom", run_repeats)
+    assert batches == [[1, 2, 3, 4]]
+    assert together.recommendation == one_by_one.recommendation
+    assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3, 4]
+
+
+def test_repeats_run_together_and_interrupted_combine_only_those_that_stopped_alone() -> None:
+    sweeps = SyntheticSweeps()
+
+    def run_repeats(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult]:
+        results = [sweeps(repeat, settings) for repeat in repeats]
+        return [results[0]] + [
+            replace(result, stop_reason=STOP_INTERRUPTED) for result in results[1:]
+        ]
+
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom", run_repeats)
+    assert outcome.interrupted
+    assert outcome.recommendation is not None and outcome.recommendation.repeats == 1
+    assert any("Interrupted during the 3 stacked repeats" in note for note in outcome.notes)
 
 
 def test_no_repeats_is_the_single_sweep() -> None:

@@ -1,0 +1,256 @@
+"""Several range tests trained as one: K model copies stacked along a new leading dimension.
+
+    lrfind run --model lenet --dataset fashion-mnist --stack-repeats on
+
+On a GPU, one step of a small model is a few dozen kernels that each cost more to launch than
+to run. Stacked, the K copies run the same kernels on K times the data (torch.func.vmap turns
+a convolution into a grouped one and a linear layer into a batched matrix product), so K
+sweeps cost little more than one. On a CPU the arithmetic itself dominates and stacking is
+slower than running the copies one after another (scripts/bench_speed.py measures both), so
+the pipeline stacks the repeats on CUDA only, unless asked.
+
+Every copy keeps its own weights, optimizer state, batches and divergence detector; all follow
+the same LR schedule. A copy that diverges stops recording while the others go on (it keeps
+computing: its slice of every tensor is independent of the others'). One optimizer acts on the
+stacked tensors, which is exactly K optimizers for those that update each element on its own:
+SGD, Adam and AdamW, with or without momentum and weight decay, as the pipeline builds them.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from lrfind.analysis import DivergenceDetector, baseline_steps, non_finite_first_loss
+from lrfind.config import SweepSettings
+from lrfind.errors import SweepError
+from lrfind.schedules import sweep_lrs
+from lrfind.sweep import (
+    STOP_COMPLETED,
+    STOP_DIVERGED,
+    STOP_INTERRUPTED,
+    STOP_NON_FINITE,
+    LossFunction,
+    RangeTestResult,
+    StepRecord,
+    analysed_result,
+    autocast_for,
+    endless_batches,
+    seeded_rng,
+    to_device,
+)
+
+OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
+
+class StackedModels:
+    """K copies of one architecture as stacked parameters and buffers, called as one."""
+
+    def __init__(self, models: Sequence[nn.Module], device: torch.device | None = None) -> None:
+        if not models:
+            raise SweepError("stacking needs at least one model; got none.")
+        self.count = len(models)
+        params, buffers = stack_module_state(list(models))  # copies: the models stay as they are
+        self.params = {
+            name: value.detach().to(device).requires_grad_() for name, value in params.items()
+        }
+        self.buffers = {name: value.to(device) for name, value in buffers.items()}
+        template = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
+
+        def one_copy(params: dict[str, Any], buffers: dict[str, Any], inputs: Any) -> Any:
+            return functional_call(template, (params, buffers), (inputs,))
+
+        self.template = template
+        self._per_copy_inputs = vmap(one_copy, randomness="different")
+        self._shared_inputs = vmap(one_copy, in_dims=(0, 0, None), randomness="different")
+
+    def __call__(self, inputs: torch.Tensor) -> Any:
+        """Outputs of copy k for inputs[k]: inputs has a leading dimension of K."""
+        return self._per_copy_inputs(self.params, self.buffers, inputs)
+
+    def on_shared(self, inputs: torch.Tensor) -> Any:
+        """Outputs of every copy for the same inputs (held-out batches)."""
+        return self._shared_inputs(self.params, self.buffers, inputs)
+
+    def train(self, mode: bool = True) -> None:
+        self.template.train(mode)
+
+
+def stack_problem(model: nn.Module, sample_inputs: torch.Tensor) -> str | None:
+    """What keeps `model` from being stacked (a phrase for a message), or None. Two copies
+    must run one forward and backward pass under vmap; data-dependent control flow, in-place
+    updates of unstacked state and some custom operators cannot. Cheap: two copies, the
+    sample inputs."""
+    try:
+        stacked = StackedModels([copy.deepcopy(model), copy.deepcopy(model)])
+        stacked.train()
+        outputs = stacked(torch.stack([sample_inputs, sample_inputs]))
+        if not isinstance(outputs, torch.Tensor):
+            return f"the model's forward, which returns a {type(outputs).__name__}, not a tensor"
+        outputs.float().sum().backward()
+    except Exception as error:  # any failure means: run the copies one after another
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        reason = f"{type(error).__name__}: {first_line}"
+        return f"the model, which torch.func.vmap cannot run ({reason})"
+    return None
+
+
+def stacked_range_tests(
+    models: Sequence[nn.Module],
+    make_optimizer: OptimizerFactory,
+    loss_fn: LossFunction,
+    loaders: Sequence[Iterable[Any]],
+    settings: SweepSettings,
+    *,
+    device: torch.device,
+    method: str = "bottom",
+    seed: int | None = None,
+    val_batches: Sequence[Any] | None = None,
+    callback: Callable[[StepRecord], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    precision: str = "fp32",
+    accumulate: int = 1,
+) -> list[RangeTestResult]:
+    """One range test per model, all trained in the same steps; results in model order.
+
+    `models[k]` trains on `loaders[k]` (each re-iterated when it runs out; batches of every
+    loader must have the same shape). `make_optimizer(tensors)` builds the optimizer over the
+    stacked tensors at any LR; the sweep sets it. The models themselves are not changed.
+    `callback` gets one record per step: that of the first copy still recording.
+    `precision` fp16 is not offered: one GradScaler would skip a step for all copies when
+    one overflows. Each result's `sweep_seconds` is its share of the joint time.
+    """
+    if len(models) != len(loaders):
+        raise SweepError(
+            f"stacking needs one loader per model; got {len(models)} models and "
+            f"{len(loaders)} loaders."
+        )
+    if precision == "fp16":
+        raise SweepError(
+            "stacked repeats do not support fp16 (one GradScaler would skip a step "
+            "for every copy when one overflows). Use bf16 or fp32, or run the "
+            "repeats one by one."
+        )
+    started = time.perf_counter()
+    stacked = StackedModels(models, device)
+    optimizer = make_optimizer(list(stacked.params.values()))
+    with seeded_rng(seed, device):
+        all_records, stops = _joint_sweep(
+            stacked,
+            optimizer,
+            loss_fn,
+            [endless_batches(loader) for loader in loaders],
+            settings,
+            device,
+            [to_device(batch, device) for batch in val_batches or ()],
+            callback,
+            stop_requested,
+            autocast_for(precision, device),
+            accumulate,
+        )
+    share = (time.perf_counter() - started) / len(models)
+    return [
+        analysed_result(records, stop, settings, method, share)
+        for records, stop in zip(all_records, stops, strict=True)
+    ]
+
+
+def _joint_sweep(
+    stacked: StackedModels,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    batches: list[Iterator[Any]],
+    settings: SweepSettings,
+    device: torch.device,
+    held_out: list[tuple[Any, Any]],
+    callback: Callable[[StepRecord], None] | None,
+    stop_requested: Callable[[], bool] | None,
+    forward_context: Callable[[], Any],
+    accumulate: int,
+) -> tuple[list[list[StepRecord]], list[str]]:
+    count = stacked.count
+    detectors = [
+        DivergenceDetector(
+            settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
+        )
+        for _ in range(count)
+    ]
+    records: list[list[StepRecord]] = [[] for _ in range(count)]
+    stops: list[str | None] = [None] * count
+    planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
+    stacked.train()
+    for step, lr in enumerate(planned):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss_sums = torch.zeros(count, device=device)
+        for _ in range(accumulate):
+            inputs, targets = _stacked_batch(
+                [next(copy_batches) for copy_batches in batches], device
+            )
+            with forward_context():
+                outputs = stacked(inputs)
+                losses = torch.stack([loss_fn(outputs[k], targets[k]) for k in range(count)])
+            parts = losses.float() / accumulate
+            parts.sum().backward()  # copy k's loss reaches only copy k's slice of each tensor
+            loss_sums += parts.detach()
+        optimizer.step()
+
+        values = loss_sums.tolist()
+        val_losses = _held_out_losses(stacked, loss_fn, held_out) if held_out else None
+        shown: StepRecord | None = None
+        for k, value in enumerate(values):
+            if stops[k] is not None:
+                continue
+            if step == 0 and not math.isfinite(value):
+                raise non_finite_first_loss(value, lr)
+            smoothed, diverged = detectors[k].update(value)
+            record = StepRecord(step, lr, value, smoothed, val_losses[k] if val_losses else None)
+            records[k].append(record)
+            shown = shown or record
+            if diverged:
+                stops[k] = STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
+        if callback is not None and shown is not None:
+            callback(shown)
+        if all(stop is not None for stop in stops):
+            break
+        if stop_requested is not None and stop_requested():
+            stops = [stop or STOP_INTERRUPTED for stop in stops]
+            break
+    return records, [stop or STOP_COMPLETED for stop in stops]
+
+
+def _stacked_batch(batches: list[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [to_device(batch, device) for batch in batches]
+    try:
+        return torch.stack([inputs for inputs, _ in pairs]), torch.stack([t for _, t in pairs])
+    except (RuntimeError, TypeError) as error:
+        shapes = sorted(
+            {str(tuple(inputs.shape)) for inputs, _ in pairs if hasattr(inputs, "shape")}
+        )
+        raise SweepError(
+            f"stacked repeats need batches of one shape from every loader; got {', '.join(shapes)} "
+            f"({error}). Use a loader with drop_last=True, or run the repeats one by one."
+        ) from None
+
+
+def _held_out_losses(
+    stacked: StackedModels, loss_fn: LossFunction, batches: list[tuple[Any, Any]]
+) -> list[float]:
+    stacked.train(False)
+    with torch.no_grad():
+        total = torch.zeros(stacked.count)
+        for inputs, targets in batches:
+            outputs = stacked.on_shared(inputs)
+            total += torch.stack(
+                [loss_fn(outputs[k], targets).float().cpu() for k in range(stacked.count)]
+            )
+    stacked.train()
+    return (total / len(batches)).tolist()
