@@ -42,6 +42,7 @@ from lrfind.sweep import (
     StepRecord,
     analysed_result,
     autocast_for,
+    check_sweep_options,
     endless_batches,
     seeded_rng,
     to_device,
@@ -96,8 +97,8 @@ def stack_problem(model: nn.Module, sample_inputs: torch.Tensor) -> str | None:
             return f"the model's forward, which returns a {type(outputs).__name__}, not a tensor"
         outputs.float().sum().backward()
     except Exception as error:  # any failure means: run the copies one after another
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        reason = f"{type(error).__name__}: {first_line}"
+        message = str(error).strip()
+        reason = f"{type(error).__name__}: {message.splitlines()[0] if message else ''}"
         return f"the model, which torch.func.vmap cannot run ({reason})"
     return None
 
@@ -132,6 +133,7 @@ def stacked_range_tests(
             f"stacking needs one loader per model; got {len(models)} models and "
             f"{len(loaders)} loaders."
         )
+    check_sweep_options(method, precision, accumulate)
     if precision == "fp16":
         raise SweepError(
             "stacked repeats do not support fp16 (one GradScaler would skip a step "

@@ -141,10 +141,7 @@ def range_test(
         smoothing=smoothing,
         divergence_factor=divergence_factor,
     )
-    check_choice("method", method, list(METHODS))
-    check_choice("precision", precision, PRECISIONS)
-    if not isinstance(accumulate, int) or accumulate < 1:
-        raise SweepError(f"accumulate must be a positive integer; got {accumulate!r}.")
+    check_sweep_options(method, precision, accumulate)
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -213,6 +210,13 @@ def analysed_result(
         skipped_steps=skipped_steps,
         group_ratios=group_ratios,
     )
+
+
+def check_sweep_options(method: str, precision: str, accumulate: int) -> None:
+    check_choice("method", method, list(METHODS))
+    check_choice("precision", precision, PRECISIONS)
+    if not isinstance(accumulate, int) or accumulate < 1:
+        raise SweepError(f"accumulate must be a positive integer; got {accumulate!r}.")
 
 
 @dataclass(frozen=True)
