@@ -41,7 +41,7 @@ from lrfind.report import (
     sweep_document,
     write_outputs,
 )
-from lrfind.stacked import stack_problem, stacked_range_tests
+from lrfind.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.sweep import RangeTestResult, StepRecord, distributed_rank, range_test
 
 
@@ -161,6 +161,7 @@ def _run(
 
     stage("building model")
     clock = time.perf_counter()
+    memory_baseline = _start_gpu_peak(device)
     model = _seeded_model(config, prepared, config.seed).to(device)
     models.check_model_fits(model, prepared.sample_inputs, prepared.num_classes, config.model)
     model = _fast_model(config, model, device)
@@ -196,28 +197,48 @@ def _run(
             channels_last=config.channels_last,
         )
 
-    def run_stacked(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult]:
-        """All repeats in one run: the same seeds, weights and data orders as one by one."""
+    stack, stack_note = _stack_choice(config, model, prepared, device)
+    stack_notes = [] if stack_note is None else [stack_note]
+    stacked_results: list[RangeTestResult] = []
+
+    def run_stacked(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult] | None:
+        """All repeats in one run: the same seeds, weights and data orders as one by one.
+        None (run them one by one) where they would not fit in GPU memory."""
+        if memory_baseline is not None and config.stack_repeats == "auto":
+            problem = _stacked_memory_problem(len(repeats), memory_baseline, device)
+            if problem is not None:
+                stack_notes.append(f"The repeats ran one after another, not stacked: {problem}.")
+                return None
         seeds = [config.seed + repeat for repeat in repeats]
         if on_sweep is not None:
             on_sweep(tuple(repeats), settings)
-        return stacked_range_tests(
-            [_seeded_model(config, prepared, seed) for seed in seeds],
-            lambda tensors: build_optimizer(config, tensors, config.start_lr),
-            nn.CrossEntropyLoss(),
-            [prepared.loader_for(seed) for seed in seeds],
-            settings,
-            device=device,
-            method=config.method,
-            seed=seeds[0],
-            val_batches=prepared.val_batches,
-            callback=on_step,
-            stop_requested=stop_requested,
-            precision=config.precision,
-            accumulate=config.accumulate,
-        )
+        try:
+            results = stacked_range_tests(
+                [_seeded_model(config, prepared, seed) for seed in seeds],
+                lambda tensors: build_optimizer(config, tensors, config.start_lr),
+                nn.CrossEntropyLoss(),
+                [prepared.loader_for(seed) for seed in seeds],
+                settings,
+                device=device,
+                method=config.method,
+                seed=seeds[0],
+                val_batches=prepared.val_batches,
+                callback=on_step,
+                stop_requested=stop_requested,
+                precision=config.precision,
+                accumulate=config.accumulate,
+            )
+        except torch.cuda.OutOfMemoryError:
+            results = None
+        if results is None:  # out of the except block, so the failed run's tensors are free
+            torch.cuda.empty_cache()
+            stack_notes.append(
+                "The stacked repeats ran out of GPU memory; they ran one after another instead."
+            )
+            return None
+        stacked_results.extend(results)
+        return results
 
-    stack, stack_note = _stack_choice(config, model, prepared, device)
     outcome = search(
         run_sweep,
         config.sweep_settings(),
@@ -225,8 +246,8 @@ def _run(
         config.method,
         run_repeats=run_stacked if stack else None,
     )
-    if stack_note is not None:
-        outcome = dataclasses.replace(outcome, notes=[*outcome.notes, stack_note])
+    outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *stack_notes])
+    stack = bool(stacked_results)
     timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 
     stage("writing results")
@@ -302,6 +323,23 @@ def _stack_choice(
             "Use --stack-repeats off to run them one after another."
         )
     return False, f"The repeats ran one after another, not stacked, because of {problem}."
+
+
+def _start_gpu_peak(device: torch.device) -> int | None:
+    """On CUDA, start measuring the peak memory of what follows; the bytes already in use."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def _stacked_memory_problem(copies: int, baseline: int, device: torch.device) -> str | None:
+    """Whether `copies` stacked copies of what the full sweep used since `baseline` (one
+    model, its optimizer and activations) fit in the GPU memory still free."""
+    bytes_per_copy = torch.cuda.max_memory_allocated(device) - baseline
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return memory_problem(copies, bytes_per_copy, free)
 
 
 def _fast_model(config: RunConfig, model: nn.Module, device: torch.device) -> nn.Module:

@@ -37,8 +37,9 @@ AUTO_RANGE_DECADES = 2.0
 AUTO_RANGE_TRIES = 3
 
 SweepRunner = Callable[[int, SweepSettings], "RangeTestResult"]
-# Runs several repeats at once (stacked on one device): repeat numbers in, results in order.
-RepeatsRunner = Callable[[list[int], SweepSettings], list["RangeTestResult"]]
+# Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
+# or None when it declines (the repeats then run one by one).
+RepeatsRunner = Callable[[list[int], SweepSettings], list["RangeTestResult"] | None]
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,8 @@ def search(
     """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
     median. Without a usable full sweep the repeats are skipped, with a note saying so.
     `run_repeats`, when given, runs all the repeats in one go instead of `run_sweep` one by
-    one (lrfind.stacked); an interruption then stops all of them at the same step."""
+    one (lrfind.stacked); an interruption then stops all of them at the same step. When it
+    returns None, the repeats run one by one after all."""
     from lrfind.sweep import STOP_INTERRUPTED  # torch is loaded by now: run_sweep uses it
 
     notes: list[str] = []
@@ -112,8 +114,8 @@ def search(
         )
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
     numbers = list(range(1, search_settings.repeats + 1))
-    if run_repeats is not None:
-        results = run_repeats(numbers, focused)
+    results = run_repeats(numbers, focused) if run_repeats is not None else None
+    if results is not None:
         sweeps += [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
         if any(sweep.result.stop_reason == STOP_INTERRUPTED for sweep in sweeps[1:]):
             notes.append(

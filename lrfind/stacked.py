@@ -49,6 +49,9 @@ from lrfind.sweep import (
 )
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+# Stacked copies may plan on this share of the free GPU memory: the estimate per copy is one
+# sweep's peak, and the allocator needs room to fragment.
+MEMORY_SHARE = 0.8
 
 
 class StackedModels:
@@ -101,6 +104,18 @@ def stack_problem(model: nn.Module, sample_inputs: torch.Tensor) -> str | None:
         reason = f"{type(error).__name__}: {message.splitlines()[0] if message else ''}"
         return f"the model, which torch.func.vmap cannot run ({reason})"
     return None
+
+
+def memory_problem(copies: int, bytes_per_copy: int, free_bytes: int) -> str | None:
+    """Why `copies` stacked copies of `bytes_per_copy` each do not fit, or None."""
+    need = copies * bytes_per_copy
+    if need <= MEMORY_SHARE * free_bytes:
+        return None
+    return (
+        f"{copies} copies would need about {need / 2**30:.1f} GiB of GPU memory "
+        f"({bytes_per_copy / 2**30:.2f} GiB each, as the full sweep used) and "
+        f"{free_bytes / 2**30:.1f} GiB are free"
+    )
 
 
 def stacked_range_tests(

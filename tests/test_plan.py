@@ -109,6 +109,15 @@ def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
     assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3, 4]
 
 
+def test_repeats_run_one_by_one_when_the_joint_runner_declines() -> None:
+    sweeps = SyntheticSweeps()
+    outcome = search(
+        sweeps, SweepSettings(), SearchSettings(repeats=2), "bottom", lambda numbers, _: None
+    )
+    assert [repeat for repeat, _ in sweeps.calls] == [0, 1, 2]
+    assert [sweep.repeat for sweep in outcome.sweeps] == [0, 1, 2]
+
+
 def test_repeats_run_together_and_interrupted_combine_only_those_that_stopped_alone() -> None:
     sweeps = SyntheticSweeps()
 

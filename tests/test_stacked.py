@@ -16,7 +16,7 @@ from torch import nn
 from lrfind import pipeline, range_test
 from lrfind.config import RunConfig, SweepSettings
 from lrfind.errors import ConfigError, SweepError
-from lrfind.stacked import stack_problem, stacked_range_tests
+from lrfind.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.sweep import (
     STOP_COMPLETED,
     STOP_DIVERGED,
@@ -247,3 +247,51 @@ def test_stacking_conflicts_fail_before_any_work(
     out = tmp_path / "out"
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--stack-repeats", "on", *extra)
     assert_clean_failure(result, 2, message, out)
+
+
+def test_memory_problem_allows_copies_that_fit_with_headroom_only() -> None:
+    gib = 2**30
+    assert memory_problem(5, gib, 10 * gib) is None
+    problem = memory_problem(5, 2 * gib, 10 * gib)
+    assert problem == (
+        "5 copies would need about 10.0 GiB of GPU memory (2.00 GiB each, as the full sweep "
+        "used) and 10.0 GiB are free"
+    )
+
+
+def test_stacked_repeats_that_run_out_of_gpu_memory_run_one_by_one(
+    monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path
+) -> None:
+    def out_of_memory(*arguments: Any, **options: Any) -> Any:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(pipeline, "stacked_range_tests", out_of_memory)
+    out = tmp_path / "run"
+    arguments = [*tiny_run_arguments(mnist_dir, out), "--repeats", "2", "--stack-repeats", "on"]
+    result = invoke(*arguments)
+    assert result.exit_code == 0, result.output
+    document = json.loads((out / "result.json").read_text())
+    assert document["repeats_stacked"] is False
+    assert [repeat["repeat"] for repeat in document["repeats"]] == [1, 2]
+    assert "ran out of GPU memory; they ran one after another" in " ".join(
+        document["recommendation"]["diagnostics"]
+    )
+
+
+def test_the_gpu_memory_check_counts_the_allocators_cached_memory_as_free(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Peak 3 GiB above the 1 GiB baseline: 2 GiB per copy. Free: 6 GiB from the driver plus
+    4 GiB cached by torch's allocator (5 reserved, 1 allocated) = 10 GiB, 8 usable."""
+    gib = 2**30
+    for name, value in {
+        "max_memory_allocated": 3 * gib,
+        "mem_get_info": (6 * gib, 80 * gib),
+        "memory_reserved": 5 * gib,
+        "memory_allocated": gib,
+    }.items():
+        monkeypatch.setattr(torch.cuda, name, lambda device, value=value: value)
+    cuda = torch.device("cuda")
+    assert pipeline._stacked_memory_problem(4, gib, cuda) is None  # 4 x 2 = 8 GiB
+    problem = pipeline._stacked_memory_problem(5, gib, cuda)
+    assert problem is not None and "about 10.0 GiB" in problem and "10.0 GiB are free" in problem
