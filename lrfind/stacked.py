@@ -193,6 +193,7 @@ def _joint_sweep(
     accumulate: int,
 ) -> tuple[list[list[StepRecord]], list[str]]:
     count = stacked.count
+    per_copy_loss = PerCopyLoss(loss_fn)
     detectors = [
         DivergenceDetector(
             settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
@@ -214,14 +215,14 @@ def _joint_sweep(
             )
             with forward_context():
                 outputs = stacked(inputs)
-                losses = torch.stack([loss_fn(outputs[k], targets[k]) for k in range(count)])
+                losses = per_copy_loss(outputs, targets)
             parts = losses.float() / accumulate
             parts.sum().backward()  # copy k's loss reaches only copy k's slice of each tensor
             loss_sums += parts.detach()
         optimizer.step()
 
         values = loss_sums.tolist()
-        val_losses = _held_out_losses(stacked, loss_fn, held_out) if held_out else None
+        val_losses = _held_out_losses(stacked, per_copy_loss, held_out) if held_out else None
         shown: StepRecord | None = None
         for k, value in enumerate(values):
             if stops[k] is not None:
@@ -259,15 +260,32 @@ def _stacked_batch(batches: list[Any], device: torch.device) -> tuple[torch.Tens
 
 
 def _held_out_losses(
-    stacked: StackedModels, loss_fn: LossFunction, batches: list[tuple[Any, Any]]
+    stacked: StackedModels, per_copy_loss: PerCopyLoss, batches: list[tuple[Any, Any]]
 ) -> list[float]:
     stacked.train(False)
     with torch.no_grad():
-        total = torch.zeros(stacked.count)
+        total: torch.Tensor | float = 0.0
         for inputs, targets in batches:
             outputs = stacked.on_shared(inputs)
-            total += torch.stack(
-                [loss_fn(outputs[k], targets).float().cpu() for k in range(stacked.count)]
-            )
+            shared_targets = targets.expand(stacked.count, *targets.shape)
+            total = total + per_copy_loss(outputs, shared_targets).float()
     stacked.train()
-    return (total / len(batches)).tolist()
+    return (torch.as_tensor(total) / len(batches)).tolist()
+
+
+class PerCopyLoss:
+    """`loss_fn` of each copy's outputs and targets, as a tensor of K losses: one vmapped call
+    where the loss function allows it (a handful of kernels instead of a handful per copy,
+    which on a GPU is most of a small model's step), else one call per copy."""
+
+    def __init__(self, loss_fn: LossFunction) -> None:
+        self.loss_fn = loss_fn
+        self.batched: Callable[[Any, Any], torch.Tensor] | None = vmap(loss_fn)
+
+    def __call__(self, outputs: Any, targets: Any) -> torch.Tensor:
+        if self.batched is not None:
+            try:
+                return self.batched(outputs, targets)
+            except Exception:  # a loss vmap cannot run; the loop below reports real errors
+                self.batched = None
+        return torch.stack([self.loss_fn(outputs[k], targets[k]) for k in range(len(outputs))])

@@ -16,7 +16,7 @@ from torch import nn
 from lrfind import pipeline, range_test
 from lrfind.config import RunConfig, SweepSettings
 from lrfind.errors import ConfigError, SweepError
-from lrfind.stacked import memory_problem, stack_problem, stacked_range_tests
+from lrfind.stacked import PerCopyLoss, memory_problem, stack_problem, stacked_range_tests
 from lrfind.sweep import (
     STOP_COMPLETED,
     STOP_DIVERGED,
@@ -143,6 +143,34 @@ def test_held_out_losses_and_accumulation_match_the_one_by_one_sweeps() -> None:
     for joint, single in zip(together, alone, strict=True):
         assert joint.val_losses is not None and single.val_losses is not None
         np.testing.assert_allclose(joint.val_losses, single.val_losses, rtol=1e-4)
+
+
+def test_bf16_stacked_copies_follow_their_one_by_one_sweeps_to_bf16_precision() -> None:
+    models = [tiny_model(seed) for seed in range(2)]
+    together = stacked(models, OPTIMIZERS["sgd-momentum"], CALM, precision="bf16")
+    alone = one_by_one(models, OPTIMIZERS["sgd-momentum"], CALM, precision="bf16")
+    assert_same_curves(together, alone, tolerance=1e-2)  # bf16 keeps about 3 digits
+
+
+def clipped_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """A loss that reads a value out of a tensor, which vmap cannot batch."""
+    loss = nn.functional.cross_entropy(outputs, targets)
+    return loss if loss.item() < 100 else loss.clamp(max=100)
+
+
+def test_losses_are_batched_where_vmap_can_and_looped_where_it_cannot() -> None:
+    outputs, targets = torch.randn(3, 32, 3), torch.randint(0, 3, (3, 32))
+    expected = [nn.functional.cross_entropy(outputs[k], targets[k]) for k in range(3)]
+    for loss_fn, batched in ((nn.functional.cross_entropy, True), (clipped_cross_entropy, False)):
+        per_copy = PerCopyLoss(loss_fn)
+        torch.testing.assert_close(per_copy(outputs, targets), torch.stack(expected))
+        assert (per_copy.batched is not None) is batched
+    models = [tiny_model(seed) for seed in range(2)]
+    make = OPTIMIZERS["sgd-momentum"]
+    loaders = [tiny_task(seed=k) for k in range(2)]
+    together = stacked_range_tests(models, make, clipped_cross_entropy, loaders, CALM, device=CPU)
+    # the clip never acts on this task, so the curves are plain cross-entropy's
+    assert_same_curves(together, one_by_one(models, make, CALM), tolerance=1e-4)
 
 
 def test_an_interruption_stops_every_copy_at_the_same_step() -> None:
