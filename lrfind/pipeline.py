@@ -197,7 +197,7 @@ def _run(
             channels_last=config.channels_last,
         )
 
-    stack, stack_note = _stack_choice(config, model, prepared, device)
+    try_stacking, stack_note = _stack_choice(config, model, prepared, device)
     stack_notes = [] if stack_note is None else [stack_note]
     stacked_results: list[RangeTestResult] = []
 
@@ -244,10 +244,10 @@ def _run(
         config.sweep_settings(),
         config.search_settings(),
         config.method,
-        run_repeats=run_stacked if stack else None,
+        run_repeats=run_stacked if try_stacking else None,
     )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *stack_notes])
-    stack = bool(stacked_results)
+    repeats_stacked = bool(stacked_results)  # a declined stacked run left it empty
     timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 
     stage("writing results")
@@ -255,7 +255,7 @@ def _run(
     if rank != 0:  # under torchrun, rank 0 writes; the others ran the same curve
         timings["total_s"] = time.perf_counter() - started
         document = result_document(
-            config, out, outcome, prepared, model, device, timings, stacked=stack
+            config, out, outcome, prepared, model, device, timings, stacked=repeats_stacked
         )
         return RunOutcome(out=out, search=outcome, document=document)
     with staged_run_folder(out, config.overwrite) as staging:
@@ -269,7 +269,7 @@ def _run(
         timings["write_s"] = time.perf_counter() - clock
         timings["total_s"] = time.perf_counter() - started
         document = result_document(
-            config, out, outcome, prepared, model, device, timings, stacked=stack
+            config, out, outcome, prepared, model, device, timings, stacked=repeats_stacked
         )
         write_json(staging / "result.json", document)
     return RunOutcome(out=out, search=outcome, document=document)
