@@ -15,16 +15,16 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "range_test": "lrfind.sweep",
-    "find_lr": "lrfind.sweep",
-    "RangeTestResult": "lrfind.sweep",
-    "StepRecord": "lrfind.sweep",
-    "analyze": "lrfind.analysis",
-    "Analysis": "lrfind.analysis",
-    "Recommendation": "lrfind.analysis",
-    "RunConfig": "lrfind.config",
+    "range_test": "lrfind.engine.range_test",
+    "find_lr": "lrfind.engine.range_test",
+    "RangeTestResult": "lrfind.core.records",
+    "StepRecord": "lrfind.core.records",
+    "analyze": "lrfind.core.analysis",
+    "Analysis": "lrfind.core.analysis",
+    "Recommendation": "lrfind.core.analysis",
+    "RunConfig": "lrfind.settings.options",
     "LrfindError": "lrfind.errors",
-    "build_scheduler": "lrfind.schedules",
+    "build_scheduler": "lrfind.engine.schedulers",
 }
 
 __all__ = [
@@ -42,11 +42,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from lrfind.analysis import Analysis, Recommendation, analyze
-    from lrfind.config import RunConfig
+    from lrfind.core.analysis import Analysis, Recommendation, analyze
+    from lrfind.core.records import RangeTestResult, StepRecord
+    from lrfind.engine.range_test import find_lr, range_test
+    from lrfind.engine.schedulers import build_scheduler
     from lrfind.errors import LrfindError
-    from lrfind.schedules import build_scheduler
-    from lrfind.sweep import RangeTestResult, StepRecord, find_lr, range_test
+    from lrfind.settings.options import RunConfig
 
 
 def __getattr__(name: str) -> Any:

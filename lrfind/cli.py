@@ -1,13 +1,15 @@
 """The `lrfind` command line.
 
     lrfind run --model lenet --dataset fashion-mnist
+    lrfind analyze runs/<name>/sweep.csv --method valley
     lrfind apply runs/<name>/result.json train.yaml --schedule onecycle
     lrfind train --config configs/lenet-onecycle.yaml --baseline constant
     lrfind list
     lrfind env
 
-The only module that talks to the terminal. Errors of the `LrfindError` family are caught in
-one place (`_reported_errors`) and printed without a traceback; torch is imported only by the
+The only module that talks to the terminal: it parses flags, shows progress and tables, and
+hands everything else to lrfind.commands. Errors of the `LrfindError` family are caught in one
+place (`_reported_errors`) and printed without a traceback; torch is imported only by the
 commands that need it, so `lrfind --help` starts fast.
 """
 
@@ -16,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -26,15 +27,19 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from lrfind import __version__
+from lrfind.core.schedules import SCHEDULE_KINDS
 from lrfind.errors import LrfindError
+from lrfind.settings.options import RunConfig, SweepSettings, TrainConfig, describe_default
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from lrfind.config import RunConfig, SweepSettings, TrainConfig
-    from lrfind.pipeline import RunOutcome
-    from lrfind.sweep import StepRecord
-    from lrfind.train import EpochRecord, TrainingOutcome
+    from lrfind.commands.run import RunOutcome
+    from lrfind.commands.train import TrainingOutcome
+    from lrfind.core.records import StepRecord
+    from lrfind.engine.distributed import Ranks
+    from lrfind.engine.trainer import EpochRecord
 
 app = typer.Typer(
     name="lrfind",
@@ -48,6 +53,7 @@ console = Console()
 error_console = Console(stderr=True)
 
 EXIT_INTERRUPTED = 130
+KINDS_TEXT = ", ".join(SCHEDULE_KINDS)
 
 
 @contextlib.contextmanager
@@ -63,139 +69,190 @@ def _reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_INTERRUPTED) from None
 
 
-Opt = typer.Option
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"lrfind {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, metavar="", help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Learning-rate range test for PyTorch: sweep, find where the loss falls fastest and
+    where it diverges, and get base/max LR bounds for your schedule."""
+
+
+def _shown(text: str, name: str, config: type = RunConfig) -> str:
+    """Help text with the default the settings declare (not a copy of it)."""
+    return f"{text} \\[default: {describe_default(config, name)}]"
+
+
+def Opt(help: str, *names: str, metavar: str | None = None, flag: bool = False) -> Any:
+    """A Typer option; flags take no value and show none."""
+    return typer.Option(*names, help=help, metavar="" if flag else metavar, show_default=False)
+
+
+def Value(name: str, help: str, metavar: str, config: type = RunConfig) -> Any:
+    """An option whose value is checked by the settings, with their default in its help."""
+    return typer.Option(help=_shown(help, name, config), metavar=metavar, show_default=False)
 
 
 @app.command()
 def run(
     model: Annotated[
-        str | None, Opt(help="lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.")
+        str | None,
+        Value("model", "lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.", "NAME"),
     ] = None,
     dataset: Annotated[
-        str | None, Opt(help="fashion-mnist, mnist, file.py:fn or module:fn.")
+        str | None, Value("dataset", "fashion-mnist, mnist, file.py:fn or module:fn.", "NAME")
     ] = None,
-    data_dir: Annotated[Path | None, Opt(help="Folder searched first for dataset files.")] = None,
+    data_dir: Annotated[
+        Path | None, Value("data_dir", "Folder searched first for dataset files.", "PATH")
+    ] = None,
     download: Annotated[
         bool | None,
         Opt(
+            _shown("Allow torchvision to download a missing built-in dataset.", "download"),
             "--download/--no-download",
-            help="Allow torchvision to download a missing built-in dataset. \\[default: download]",
+            flag=True,
         ),
     ] = None,
-    optimizer: Annotated[str | None, Opt(help="sgd, adam or adamw. \\[default: sgd]")] = None,
-    momentum: Annotated[
-        str | None, Opt(metavar="FLOAT", help="SGD momentum. \\[default: 0]")
-    ] = None,
-    weight_decay: Annotated[
-        str | None, Opt(metavar="FLOAT", help="Weight decay. \\[default: 0]")
-    ] = None,
-    batch_size: Annotated[
-        str | None, Opt(metavar="INTEGER", help="Mini-batch size. \\[default: 256]")
-    ] = None,
-    start_lr: Annotated[
-        str | None, Opt(metavar="FLOAT", help="First LR of the sweep. \\[default: 1e-7]")
-    ] = None,
-    end_lr: Annotated[
-        str | None, Opt(metavar="FLOAT", help="Last LR of the sweep. \\[default: 10]")
-    ] = None,
+    optimizer: Annotated[str | None, Value("optimizer", "sgd, adam or adamw.", "NAME")] = None,
+    momentum: Annotated[str | None, Value("momentum", "SGD momentum.", "FLOAT")] = None,
+    weight_decay: Annotated[str | None, Value("weight_decay", "Weight decay.", "FLOAT")] = None,
+    batch_size: Annotated[str | None, Value("batch_size", "Mini-batch size.", "INTEGER")] = None,
+    start_lr: Annotated[str | None, Value("start_lr", "First LR of the sweep.", "FLOAT")] = None,
+    end_lr: Annotated[str | None, Value("end_lr", "Last LR of the sweep.", "FLOAT")] = None,
     steps: Annotated[
-        str | None,
-        Opt(metavar="INTEGER", help="Number of mini-batches (LR steps). \\[default: 100]"),
+        str | None, Value("steps", "Number of mini-batches (LR steps).", "INTEGER")
     ] = None,
-    mode: Annotated[str | None, Opt(help="exp or linear LR growth. \\[default: exp]")] = None,
+    mode: Annotated[str | None, Value("mode", "exp or linear LR growth.", "NAME")] = None,
     smoothing: Annotated[
-        str | None, Opt(metavar="FLOAT", help="EMA factor in [0, 1) for the loss. \\[default: 0.9]")
+        str | None, Value("smoothing", "EMA factor in [0, 1) for the loss.", "FLOAT")
     ] = None,
     divergence_factor: Annotated[
         str | None,
-        Opt(
-            metavar="FLOAT",
-            help="Stop when the smoothed loss exceeds this x its best. \\[default: 4]",
-        ),
+        Value("divergence_factor", "Stop when the smoothed loss exceeds this x its best.", "FLOAT"),
     ] = None,
     method: Annotated[
         str | None,
-        Opt(help="Suggestion method: bottom, steepest, valley or minimum. \\[default: bottom]"),
+        Value("method", "Suggestion method: bottom, steepest, valley or minimum.", "NAME"),
     ] = None,
     repeats: Annotated[
         str | None,
-        Opt(
-            metavar="INTEGER",
-            help="Focused sweeps after the full one; their median is recommended. \\[default: 5]",
+        Value(
+            "repeats", "Focused sweeps after the full one; their median is recommended.", "INTEGER"
         ),
     ] = None,
     refine: Annotated[
         bool | None,
         Opt(
+            _shown(
+                "Repeats sweep just below the divergence point (refine) or the full range.",
+                "refine",
+            ),
             "--refine/--no-refine",
-            help="Repeats sweep just below the divergence point (refine) or the full range.",
+            flag=True,
         ),
     ] = None,
     auto_range: Annotated[
         bool | None,
-        Opt("--auto-range", help="Widen or narrow the LR range and rerun when it was wrong."),
+        Opt(
+            _shown("Widen or narrow the LR range and rerun when it was wrong.", "auto_range"),
+            "--auto-range",
+            flag=True,
+        ),
     ] = None,
     val_batches: Annotated[
         str | None,
-        Opt(
-            metavar="INTEGER",
-            help="Held-out batches whose loss is recorded every step. \\[default: 0]",
-        ),
+        Value("val_batches", "Held-out batches whose loss is recorded every step.", "INTEGER"),
     ] = None,
     weights: Annotated[
-        Path | None, Opt(help="Start from this state dict (torch.save(model.state_dict(), path)).")
+        Path | None,
+        Value(
+            "weights", "Start from this state dict (torch.save(model.state_dict(), path)).", "PATH"
+        ),
     ] = None,
     seed: Annotated[
-        str | None,
-        Opt(metavar="INTEGER", help="Seed for model init and data order. \\[default: 0]"),
+        str | None, Value("seed", "Seed for model init and data order.", "INTEGER")
     ] = None,
-    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps. \\[default: auto]")] = None,
+    device: Annotated[str | None, Value("device", "auto, cpu, cuda or mps.", "NAME")] = None,
     precision: Annotated[
         str | None,
-        Opt(help="fp32, bf16 or fp16 (autocast; fp16 with a GradScaler). \\[default: fp32]"),
+        Value("precision", "fp32, bf16 or fp16 (autocast; fp16 with a GradScaler).", "NAME"),
     ] = None,
     accumulate: Annotated[
-        str | None,
-        Opt(metavar="INTEGER", help="Batches per optimizer step (one LR). \\[default: 1]"),
+        str | None, Value("accumulate", "Batches per optimizer step (one LR).", "INTEGER")
     ] = None,
     channels_last: Annotated[
-        bool | None, Opt("--channels-last", help="Channels-last memory for conv models.")
+        bool | None,
+        Opt(
+            _shown("Channels-last memory for conv models.", "channels_last"),
+            "--channels-last",
+            flag=True,
+        ),
     ] = None,
     compile: Annotated[
-        bool | None, Opt("--compile", help="torch.compile the model (pays on long sweeps).")
+        bool | None,
+        Opt(
+            _shown("torch.compile the model (pays on long sweeps).", "compile"),
+            "--compile",
+            flag=True,
+        ),
     ] = None,
     stack_repeats: Annotated[
         str | None,
-        Opt(
-            help="Train the repeats' model copies stacked, as one run: auto (on CUDA), on or "
-            "off. \\[default: auto]"
+        Value(
+            "stack_repeats",
+            "Train the repeats' model copies stacked, as one run: auto (on CUDA), on or off.",
+            "NAME",
         ),
     ] = None,
-    out: Annotated[
-        Path | None, Opt(help="Run folder. \\[default: runs/<model>-<dataset>-<time>]")
-    ] = None,
+    out: Annotated[Path | None, Value("out", "Run folder.", "PATH")] = None,
     overwrite: Annotated[
-        bool | None, Opt("--overwrite", help="Replace an existing run folder.")
+        bool | None,
+        Opt(_shown("Replace an existing run folder.", "overwrite"), "--overwrite", flag=True),
     ] = None,
     quiet: Annotated[
-        bool | None, Opt("--quiet", "-q", help="No live progress, only the summary.")
+        bool | None,
+        Opt(_shown("No live progress, only the summary.", "quiet"), "--quiet", "-q", flag=True),
     ] = None,
     config: Annotated[
         Path | None,
-        Opt("--config", "-c", help="YAML, TOML or JSON file of options; flags override it."),
+        Opt(
+            "YAML, TOML or JSON file of options; flags override it. \\[default: none]",
+            "--config",
+            "-c",
+            metavar="PATH",
+        ),
     ] = None,
     emit: Annotated[
         str | None,
         Opt(
-            help="Print a ready snippet of the --schedule to stdout: yaml, toml, json or "
-            "python (the scheduler lines). The summary then goes to stderr."
+            "Print a ready snippet of the --schedule to stdout: yaml, toml, json or python "
+            "(the scheduler lines). The summary then goes to stderr. \\[default: none]",
+            metavar="NAME",
         ),
     ] = None,
     schedule: Annotated[
-        str, Opt(help="Schedule kind for --emit (see `lrfind apply --help`).")
+        str,
+        Opt(
+            "Schedule kind for --emit (see `lrfind apply --help`). \\[default: onecycle]",
+            metavar="NAME",
+        ),
     ] = "onecycle",
     tensorboard: Annotated[
-        Path | None, Opt(help="Also write each sweep's loss and LR as TensorBoard scalars here.")
+        Path | None,
+        Opt(
+            "Also write each sweep's loss and LR as TensorBoard scalars here. \\[default: none]",
+            metavar="PATH",
+        ),
     ] = None,
 ) -> None:
     """Sweep the LR, analyse the curve and write sweep.csv, sweep.png and result.json."""
@@ -206,115 +263,134 @@ def run(
         if key not in ("config", "emit", "schedule", "tensorboard") and value is not None
     }
     with _reported_errors():
-        from lrfind.config import check_choice, load_config_file, resolve_config
-        from lrfind.schedules import check_kind
+        _run(flags, config, emit, schedule, tensorboard)
 
-        if emit is not None:
-            check_choice("--emit format", emit, EMIT_FORMATS)
-        check_kind(schedule)
-        if tensorboard is not None:
-            from lrfind.tensorboard import check_tensorboard
 
-            check_tensorboard()
-        file_values = load_config_file(config) if config is not None else None
-        settings = resolve_config(
-            file_values, flags, source=str(config) if config else "config file"
+def _run(
+    flags: dict[str, Any],
+    config: Path | None,
+    emit: str | None,
+    schedule: str,
+    tensorboard: Path | None,
+) -> None:
+    from lrfind.commands.apply import EMIT_FORMATS, snippet
+    from lrfind.core.schedules import check_kind
+    from lrfind.engine.distributed import Ranks
+    from lrfind.settings.options import check_choice, load_config_file, resolve_config
+
+    if emit is not None:
+        check_choice("--emit format", emit, EMIT_FORMATS)
+    check_kind(schedule)
+    if tensorboard is not None:
+        from lrfind.outputs.tensorboard import check_tensorboard
+
+        check_tensorboard()
+    file_values = load_config_file(config) if config is not None else None
+    settings = resolve_config(file_values, flags, source=str(config) if config else "config file")
+    ranks = Ranks.from_environment()
+    if ranks.rank:  # under torchrun, rank 0 alone reports
+        settings = dataclasses.replace(settings, quiet=True)
+    outcome = _run_with_progress(settings, ranks)
+    if ranks.rank:
+        return
+    _print_summary(outcome, error_console if emit else console)
+    if tensorboard is not None:
+        from lrfind.outputs.tensorboard import write_sweep_scalars
+
+        summary = json.dumps(outcome.document["recommendation"], indent=2, default=str)
+        write_sweep_scalars(tensorboard / outcome.out.name, outcome.search, summary)
+    if emit is not None and outcome.search.recommendation is not None:
+        print(snippet(outcome.document, schedule, emit), end="")
+    if outcome.search.interrupted:
+        error_console.print(
+            f"[yellow]Interrupted:[/] the steps recorded so far were analysed and written "
+            f"to {escape(str(outcome.out))}/ (result.json says interrupted)."
         )
-        rank = int(os.environ.get("RANK", "0"))  # under torchrun, rank 0 alone reports
-        if rank:
-            settings = dataclasses.replace(settings, quiet=True)
-        outcome = _run_with_progress(settings)
-        if rank:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if outcome.search.recommendation is None:
+        error_console.print(
+            "[bold red]No recommendation:[/] the curve holds no usable descent. "
+            "See the diagnostics above; the curve was saved for inspection."
+        )
+        raise typer.Exit(1)
+
+
+class _SweepProgress:
+    """A live bar per sweep, on stderr, fed by the run's hooks."""
+
+    def __init__(self, settings: RunConfig) -> None:
+        self.settings = settings
+        self.progress: Progress | None = None
+        self.task: TaskID | None = None
+
+    def on_stage(self, name: str) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        if self.settings.quiet:
             return
-        _print_summary(outcome, error_console if emit else console)
-        if tensorboard is not None:
-            from lrfind.tensorboard import write_sweep_scalars
-
-            summary = json.dumps(outcome.document["recommendation"], indent=2, default=str)
-            write_sweep_scalars(tensorboard / outcome.out.name, outcome.search, summary)
-        if emit is not None and outcome.search.recommendation is not None:
-            print(_snippet(outcome.document, schedule, emit), end="")
-        if outcome.search.interrupted:
-            error_console.print(
-                f"[yellow]Interrupted:[/] the steps recorded so far were analysed and written "
-                f"to {escape(str(outcome.out))}/ (result.json says interrupted)."
-            )
-            raise typer.Exit(EXIT_INTERRUPTED)
-        if outcome.search.recommendation is None:
-            error_console.print(
-                "[bold red]No recommendation:[/] the curve holds no usable descent. "
-                "See the diagnostics above; the curve was saved for inspection."
-            )
-            raise typer.Exit(1)
-
-
-def _run_with_progress(settings: RunConfig) -> RunOutcome:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from lrfind.pipeline import run as run_pipeline
-
-    progress: Progress | None = None
-    task: TaskID | None = None
-
-    def on_stage(name: str) -> None:
-        nonlocal progress
-        if settings.quiet:
-            return
-        if progress is not None:
-            progress.stop()
-            progress = None
-        if name == "sweeping":
-            progress = Progress(
-                TextColumn("[bold]{task.description:>10}[/]"),
-                BarColumn(),
-                TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
-                TextColumn("lr {task.fields[lr]:>9.3g}"),
-                TextColumn("loss {task.fields[loss]:>8.4g}"),
-                TimeElapsedColumn(),
-                console=error_console,
-                transient=False,
-            )
-            progress.start()
-        else:
+        self.stop()
+        if name != "sweeping":
             error_console.print(f"[dim]{name}...[/]")
+            return
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:>10}[/]"),
+            BarColumn(),
+            TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
+            TextColumn("lr {task.fields[lr]:>9.3g}"),
+            TextColumn("loss {task.fields[loss]:>8.4g}"),
+            TimeElapsedColumn(),
+            console=error_console,
+            transient=False,
+        )
+        self.progress.start()
 
-    def on_sweep(repeats: tuple[int, ...], sweep: SweepSettings) -> None:
-        nonlocal task
+    def on_sweep(self, repeats: tuple[int, ...], sweep: SweepSettings) -> None:
+        progress = self.progress
         if progress is None:
             return
-        if task is not None:  # a sweep that stopped early shows where it stopped
-            progress.update(task, total=progress.tasks[task].completed)
+        if self.task is not None:  # a sweep that stopped early shows where it stopped
+            progress.update(self.task, total=progress.tasks[self.task].completed)
         if repeats == (0,):
             name = "full sweep"
         elif len(repeats) == 1:
-            name = f"repeat {repeats[0]}/{settings.repeats}"
+            name = f"repeat {repeats[0]}/{self.settings.repeats}"
         else:
             name = f"repeats {repeats[0]}-{repeats[-1]} stacked"
-        task = progress.add_task(name, total=sweep.steps, lr=float("nan"), loss=float("nan"))
+        self.task = progress.add_task(name, total=sweep.steps, lr=float("nan"), loss=float("nan"))
 
-    def on_step(record: StepRecord) -> None:
-        if progress is not None and task is not None:
-            progress.update(
-                task, completed=record.step + 1, lr=record.lr, loss=record.smoothed_loss
+    def on_step(self, record: StepRecord) -> None:
+        if self.progress is not None and self.task is not None:
+            self.progress.update(
+                self.task, completed=record.step + 1, lr=record.lr, loss=record.smoothed_loss
             )
 
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+def _run_with_progress(settings: RunConfig, ranks: Ranks) -> RunOutcome:
+    from lrfind.commands import run as run_command
+
+    shown = _SweepProgress(settings)
     with _graceful_stop() as stop:
 
-        def on_stage_and_stop(name: str) -> None:
+        def on_stage(name: str) -> None:
             stop.sweeping = name == "sweeping"
-            on_stage(name)
+            shown.on_stage(name)
 
         try:
-            return run_pipeline(
+            return run_command.run(
                 settings,
-                on_stage=on_stage_and_stop,
-                on_step=on_step,
-                on_sweep=on_sweep,
+                on_stage=on_stage,
+                on_step=shown.on_step,
+                on_sweep=shown.on_sweep,
                 stop_requested=stop.requested,
+                ranks=ranks,
             )
         finally:
-            if progress is not None:
-                progress.stop()
+            shown.stop()
 
 
 class _StopSignal:
@@ -358,37 +434,11 @@ def _graceful_stop() -> Iterator[_StopSignal]:
             signal.signal(number, handler)
 
 
-EMIT_FORMATS = ("yaml", "toml", "json", "python")
-
-
-def _snippet(document: dict[str, Any], kind: str, fmt: str) -> str:
-    """The `kind` schedule of a result as text to paste: a config block or Python lines."""
-    from lrfind.schedules import Bounds, python_snippet, schedule_section
-
-    steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
-    section = schedule_section(kind, Bounds.of(document), steps_per_epoch)
-    if fmt == "python":
-        return python_snippet(section, steps_per_epoch or 1)
-    from lrfind.configedit import render_snippet
-
-    return render_snippet(section, fmt)
-
-
 def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     document = outcome.document
     recommendation = document["recommendation"]
     sweep = document["sweep"]
-    table = Table(title="lrfind recommendation", show_header=True, header_style="bold")
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    table.add_column("meaning")
-    for key, meaning in (
-        ("base_lr", "low bound of a cyclical schedule"),
-        ("max_lr", "peak of a cyclical / one-cycle schedule"),
-        ("lr", "a single constant rate"),
-    ):
-        value = recommendation[key]
-        table.add_row(key, "-" if value is None else f"{value:.3g}", meaning)
+    table = _rates_table("lrfind recommendation", recommendation, with_meaning=True)
     interval = recommendation.get("interval")
     if interval:
         table.add_row(
@@ -419,64 +469,86 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     )
 
 
+RATE_MEANINGS = {
+    "base_lr": "low bound of a cyclical schedule",
+    "max_lr": "peak of a cyclical / one-cycle schedule",
+    "lr": "a single constant rate",
+}
+
+
+def _rates_table(title: str, recommendation: dict[str, Any], *, with_meaning: bool) -> Table:
+    table = Table(title=title, show_header=True, header_style="bold")
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    if with_meaning:
+        table.add_column("meaning")
+    for key, meaning in RATE_MEANINGS.items():
+        value = recommendation[key]
+        shown = "-" if value is None else f"{value:.3g}"
+        table.add_row(key, shown, *([meaning] if with_meaning else []))
+    return table
+
+
 def _print_diagnostics(messages: list[str], console: Console = console) -> None:
     for message in messages:
         console.print(f"[yellow]![/] {escape(message)}", soft_wrap=True)
 
 
+# The kinds whose one-line constructor the summary shows; the rest are a command away.
+SUMMARY_KINDS = ("onecycle", "triangular")
+
+
 def _print_snippets(schedules: dict[str, Any] | None, console: Console = console) -> None:
-    if schedules:
-        onecycle = schedules["onecycle"]
-        triangular = schedules["triangular"]
-        step_size = triangular.get("step_size_up") or (
-            f"{triangular.get('step_size_up_epochs')} * steps_per_epoch"
-        )
-        console.print("[bold]Paste into your training script:[/]")
+    if not schedules:
+        return
+    from lrfind.core.schedules import KINDS
+
+    console.print("[bold]Paste into your training script:[/]")
+    for kind in SUMMARY_KINDS:
         console.print(
-            f"  OneCycleLR(optimizer, max_lr={onecycle['max_lr']!r}, "
-            f"div_factor={onecycle['div_factor']!r}, pct_start={onecycle['pct_start']}, "
-            "total_steps=..., cycle_momentum=False)",
-            soft_wrap=True,
-            highlight=False,
+            f"  {KINDS[kind].paste_line(schedules[kind])}", soft_wrap=True, highlight=False
         )
-        console.print(
-            f"  CyclicLR(optimizer, base_lr={triangular['base_lr']!r}, "
-            f"max_lr={triangular['max_lr']!r}, step_size_up={step_size}, mode='triangular', "
-            "cycle_momentum=False)",
-            soft_wrap=True,
-            highlight=False,
-        )
-        console.print(
-            "[dim]More kinds: `lrfind apply RESULT CONFIG --schedule KIND` or "
-            "`lrfind run --emit yaml|toml|json|python --schedule KIND`.[/]"
-        )
+    console.print(
+        "[dim]More kinds: `lrfind apply RESULT CONFIG --schedule KIND` or "
+        "`lrfind run --emit yaml|toml|json|python --schedule KIND`.[/]"
+    )
 
 
 @app.command()
 def analyze(
     csv_file: Annotated[
-        Path, typer.Argument(help="sweep.csv of a run, or any CSV with lr and loss columns.")
+        Path,
+        typer.Argument(
+            metavar="CSV_FILE", help="sweep.csv of a run, or any CSV with lr and loss columns."
+        ),
     ],
     method: Annotated[
-        str, Opt(help="Suggestion method: bottom, steepest, valley or minimum.")
-    ] = "bottom",
-    smoothing: Annotated[float, Opt(help="EMA factor in [0, 1) for the loss.")] = 0.9,
+        str,
+        typer.Option(
+            metavar="NAME", help="Suggestion method: bottom, steepest, valley or minimum."
+        ),
+    ] = RunConfig.method,
+    smoothing: Annotated[
+        float, typer.Option(metavar="FLOAT", help="EMA factor in [0, 1) for the loss.")
+    ] = SweepSettings.smoothing,
     divergence_factor: Annotated[
-        float, Opt(help="Diverged once the smoothed loss exceeds this x its best.")
-    ] = 4.0,
+        float,
+        typer.Option(
+            metavar="FLOAT", help="Diverged once the smoothed loss exceeds this x its best."
+        ),
+    ] = SweepSettings.divergence_factor,
     out: Annotated[
-        Path | None, Opt(help="Output folder. \\[default: reanalysed-<method> beside the CSV]")
+        Path | None,
+        Opt("Output folder. \\[default: reanalysed-<method> beside the CSV]", metavar="PATH"),
     ] = None,
-    overwrite: Annotated[bool, Opt("--overwrite", help="Replace an existing folder.")] = False,
+    overwrite: Annotated[
+        bool, Opt("Replace an existing folder. \\[default: off]", "--overwrite", flag=True)
+    ] = False,
 ) -> None:
     """Re-analyse a saved curve and write sweep.csv, sweep.png and result.json for it."""
     with _reported_errors():
-        from lrfind.analysis import METHODS
-        from lrfind.config import SweepSettings, check_choice
-        from lrfind.report import analyze_file
+        from lrfind.commands.analyze import analyze_file
 
-        check_choice("method", method, list(METHODS))
-        SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates
         reanalysis = analyze_file(
             csv_file,
             method=method,
@@ -486,12 +558,7 @@ def analyze(
             overwrite=overwrite,
         )
         recommendation = reanalysis.document["recommendation"]
-        table = Table(title=f"lrfind analyze ({method})", show_header=True, header_style="bold")
-        table.add_column("quantity")
-        table.add_column("value", justify="right")
-        for key in ("base_lr", "max_lr", "lr"):
-            value = recommendation[key]
-            table.add_row(key, "-" if value is None else f"{value:.3g}")
+        table = _rates_table(f"lrfind analyze ({method})", recommendation, with_meaning=False)
         table.add_row("confidence", recommendation["confidence"])
         console.print(table)
         _print_diagnostics(recommendation["confidence_reasons"] + recommendation["diagnostics"])
@@ -501,107 +568,142 @@ def analyze(
             raise typer.Exit(1)
 
 
-KIND_HELP = (
-    "Schedule kind: onecycle, triangular, triangular2, exp_range, warmup-cosine, "
-    "warmup-multistep or constant."
-)
-
-
 @app.command()
 def apply(
-    result_file: Annotated[Path, typer.Argument(help="result.json of `lrfind run`.")],
+    result_file: Annotated[
+        Path, typer.Argument(metavar="RESULT_FILE", help="result.json of `lrfind run`.")
+    ],
     train_config: Annotated[
-        Path, typer.Argument(help="Training config to write into: YAML, TOML or JSON.")
+        Path,
+        typer.Argument(
+            metavar="TRAIN_CONFIG", help="Training config to write into: YAML, TOML or JSON."
+        ),
     ],
     schedule: Annotated[
-        str | None, Opt(help=KIND_HELP + " \\[default: the config's kind, else onecycle]")
+        str | None,
+        Opt(
+            f"Schedule kind: {KINDS_TEXT}. \\[default: the config's kind, else onecycle]",
+            metavar="NAME",
+        ),
     ] = None,
     key: Annotated[
-        str, Opt(help="Dotted path of the mapping to write, e.g. train.scheduler.")
+        str,
+        Opt(
+            "Dotted path of the mapping to write, e.g. train.scheduler. \\[default: scheduler]",
+            metavar="NAME",
+        ),
     ] = "scheduler",
     epochs: Annotated[
         int | None,
-        Opt(help="Training length, to fit whole cycles. \\[default: the config's `epochs`]"),
+        Opt(
+            "Training length, to fit whole cycles. \\[default: the config's `epochs`]",
+            metavar="INTEGER",
+        ),
     ] = None,
-    dry_run: Annotated[bool, Opt("--dry-run", help="Show the diff; write nothing.")] = False,
+    dry_run: Annotated[
+        bool, Opt("Show the diff; write nothing. \\[default: off]", "--dry-run", flag=True)
+    ] = False,
     force: Annotated[
-        bool, Opt("--force", help="Write even if the result was measured on another setup.")
+        bool,
+        Opt(
+            "Write even if the result was measured on another setup. \\[default: off]",
+            "--force",
+            flag=True,
+        ),
     ] = False,
 ) -> None:
     """Write a recommended schedule into a training config, keeping its comments and order."""
     from rich.syntax import Syntax
 
     with _reported_errors():
-        from lrfind.config import check_result_matches
-        from lrfind.configedit import lookup, plan_change, read_config, split_key
-        from lrfind.export import read_result
-        from lrfind.schedules import Bounds, check_kind, schedule_section
+        from lrfind.commands.apply import plan_apply
 
-        document = read_result(result_file)
-        bounds = Bounds.of(document)
-        keys = split_key(key)
-        before, current = read_config(train_config)
-        existing = lookup(current, keys)
-        kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
-        kind = kind or "onecycle"
-        check_kind(kind)
-        # the setup is read from the top level and from the mapping that holds the schedule
-        parent = lookup(current, keys[:-1]) if len(keys) > 1 else None
-        setup = {**current, **(parent if isinstance(parent, dict) else {})}
-        if epochs is None and isinstance(setup.get("epochs"), int):
-            epochs = setup["epochs"]
-        if not force and isinstance(document.get("config"), dict):
-            check_result_matches(document["config"], setup, result_file, str(train_config))
-        steps_per_epoch = document.get("data", {}).get("steps_per_epoch")
-        section = schedule_section(kind, bounds, steps_per_epoch, epochs)
-        change = plan_change(train_config, before, current, key, section)
+        planned = plan_apply(
+            result_file, train_config, schedule=schedule, key=key, epochs=epochs, force=force
+        )
+        change, shown = planned.change, escape(str(train_config))
         if not change.changed:
-            console.print(f"{escape(str(train_config))} already holds this {kind} schedule.")
+            console.print(f"{shown} already holds this {planned.kind} schedule.")
             return
         console.print(Syntax(change.diff(), "diff", theme="ansi_dark", background_color="default"))
         if dry_run:
-            console.print(f"[yellow]Dry run:[/] {escape(str(train_config))} was not changed.")
+            console.print(f"[yellow]Dry run:[/] {shown} was not changed.")
             return
         change.write()
-        console.print(f"Wrote the {kind} schedule into {escape(str(train_config))} ({key}).")
+        console.print(f"Wrote the {planned.kind} schedule into {shown} ({planned.key}).")
 
 
 @app.command()
 def train(
     config: Annotated[
         Path | None,
-        Opt("--config", "-c", help="Training config (YAML, TOML or JSON); see configs/."),
+        Opt(
+            "Training config (YAML, TOML or JSON); see configs/. \\[default: none]",
+            "--config",
+            "-c",
+            metavar="PATH",
+        ),
     ] = None,
     schedule: Annotated[
         list[str] | None,
-        Opt(help=KIND_HELP + " Repeat to compare several. \\[default: the config's kind]"),
+        Opt(
+            f"Schedule kind: {KINDS_TEXT}. Repeat to compare several. "
+            "\\[default: the config's kind, else onecycle]",
+            metavar="NAME",
+        ),
     ] = None,
     epochs: Annotated[
-        str | None, Opt(metavar="INTEGER", help="Epochs per schedule. \\[default: 5]")
+        str | None, Value("epochs", "Epochs per schedule.", "INTEGER", TrainConfig)
     ] = None,
     baseline: Annotated[
         str | None,
-        Opt(help="Also train a constant-LR baseline at the recommended lr: `constant`."),
+        Opt(
+            "Also train a constant-LR baseline at the recommended lr: `constant`. "
+            "\\[default: none]",
+            metavar="NAME",
+        ),
     ] = None,
     result: Annotated[
         Path | None,
-        Opt(help="Take the bounds from this result.json. \\[default: sweep first]"),
+        Value("result", "Take the bounds from this result.json.", "PATH", TrainConfig),
     ] = None,
-    seed: Annotated[str | None, Opt(metavar="INTEGER", help="\\[default: 0]")] = None,
-    device: Annotated[str | None, Opt(help="auto, cpu, cuda or mps.")] = None,
+    seed: Annotated[
+        str | None, Value("seed", "Seed for model init and data order.", "INTEGER", TrainConfig)
+    ] = None,
+    device: Annotated[
+        str | None, Value("device", "auto, cpu, cuda or mps.", "NAME", TrainConfig)
+    ] = None,
     out: Annotated[
-        Path | None, Opt(help="Run folder. \\[default: runs/train-<model>-<dataset>-<time>]")
+        Path | None,
+        Opt("Run folder. \\[default: runs/train-<model>-<dataset>-<time>]", metavar="PATH"),
     ] = None,
     overwrite: Annotated[
-        bool | None, Opt("--overwrite", help="Replace an existing run folder.")
+        bool | None,
+        Opt(
+            _shown("Replace an existing run folder.", "overwrite", TrainConfig),
+            "--overwrite",
+            flag=True,
+        ),
     ] = None,
     force: Annotated[
-        bool, Opt("--force", help="Use a result measured on another setup anyway.")
+        bool,
+        Opt(
+            "Use a result measured on another setup anyway. \\[default: off]",
+            "--force",
+            flag=True,
+        ),
     ] = False,
     tensorboard: Annotated[
-        Path | None, Opt(help="Also write LR, loss and accuracy as TensorBoard scalars here.")
+        Path | None,
+        Opt(
+            "Also write LR, loss and accuracy as TensorBoard scalars here. \\[default: none]",
+            metavar="PATH",
+        ),
     ] = None,
-    quiet: Annotated[bool | None, Opt("--quiet", "-q", help="No live progress.")] = None,
+    quiet: Annotated[
+        bool | None,
+        Opt(_shown("No live progress.", "quiet", TrainConfig), "--quiet", "-q", flag=True),
+    ] = None,
 ) -> None:
     """Train with the recommended schedule(s), and a constant baseline, and compare them."""
     flags = {
@@ -618,8 +720,8 @@ def train(
         if value is not None
     }
     with _reported_errors():
-        from lrfind.config import TrainConfig, check_choice, load_config_file, merge_options
-        from lrfind.train import BASELINE
+        from lrfind.commands.train import BASELINE
+        from lrfind.settings.options import check_choice, load_config_file, merge_options
 
         if baseline is not None:
             check_choice("baseline", baseline, (BASELINE,))
@@ -643,7 +745,7 @@ def _train_with_progress(
 ) -> TrainingOutcome:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from lrfind.train import run_training
+    from lrfind.commands.train import run_training
 
     progress = Progress(
         TextColumn("[bold]{task.description:>16}[/]"),
@@ -721,8 +823,8 @@ def _print_training_table(outcome: TrainingOutcome) -> None:
 @app.command("list")
 def list_specs() -> None:
     """List built-in models and datasets, and the other spec forms."""
-    from lrfind.data import BUILTIN_DATASETS
-    from lrfind.models import BUILTIN_MODELS
+    from lrfind.setup.data import BUILTIN_DATASETS
+    from lrfind.setup.models import BUILTIN_MODELS
 
     models = Table(title="models", show_header=True, header_style="bold")
     models.add_column("name")
@@ -750,8 +852,8 @@ def list_specs() -> None:
 @app.command()
 def env() -> None:
     """Print versions, devices and where datasets were found, for bug reports."""
-    from lrfind.data import BUILTIN_DATASETS, cache_dir, locate
-    from lrfind.environment import (
+    from lrfind.setup.data import BUILTIN_DATASETS, cache_dir, locate
+    from lrfind.setup.devices import (
         device_report,
         environment_summary,
         package_versions,

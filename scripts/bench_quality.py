@@ -32,14 +32,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from lrfind import data as datasets
-from lrfind.analysis import Recommendation, analyze
-from lrfind.config import SweepSettings
-from lrfind.export import write_atomic
-from lrfind.models import build_model
-from lrfind.plan import SearchSettings, search
-from lrfind.sweep import RangeTestResult, range_test
-from lrfind.train import EvaluationSet, train_epochs
+from lrfind.core.analysis import Recommendation, analyze
+from lrfind.core.plan import search
+from lrfind.core.records import RangeTestResult
+from lrfind.engine.range_test import range_test
+from lrfind.engine.trainer import EvaluationSet, train_epochs
+from lrfind.outputs.files import write_atomic
+from lrfind.settings.options import SearchSettings, SweepSettings
+from lrfind.setup import data as datasets
+from lrfind.setup.models import build_model
 
 GRID_FILE = Path(__file__).with_name("quality_grid.json")
 GRID_STEP_DECADES = 0.25

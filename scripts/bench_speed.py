@@ -55,7 +55,7 @@ from torch_lr_finder import LRFinder
 import matplotlib
 matplotlib.use("Agg")
 sys.path.insert(0, {root!r})
-from lrfind.models import lenet
+from lrfind.setup.models import lenet
 
 torch.manual_seed(0)
 dataset = datasets.FashionMNIST({data!r}, train=True, download=False,
@@ -78,8 +78,8 @@ FLOOR_SCRIPT = """
 import sys, time
 import torch
 sys.path.insert(0, {root!r})
-from lrfind import data
-from lrfind.models import lenet
+from lrfind.setup import data
+from lrfind.setup.models import lenet
 
 device = torch.device({device!r})
 loaded = data.load_builtin("fashion-mnist", {data!r}, allow_download=False)
@@ -109,10 +109,10 @@ import dataclasses, sys
 import torch
 sys.path.insert(0, {root!r})
 from torch import nn
-from lrfind import data, models
-from lrfind.config import SweepSettings
-from lrfind.stacked import stacked_range_tests
-from lrfind.sweep import range_test
+from lrfind.setup import data, models
+from lrfind.settings.options import SweepSettings
+from lrfind.engine.stacked import stacked_range_tests
+from lrfind.engine.range_test import range_test
 
 device = torch.device({device!r})
 loaded = data.load_builtin("fashion-mnist", {data!r}, allow_download=False)

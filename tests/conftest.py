@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lrfind import data
+from lrfind.setup import data
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}

@@ -15,7 +15,7 @@ import yaml
 from typer.testing import CliRunner
 
 from lrfind.cli import app
-from lrfind.schedules import Bounds, schedule_section
+from lrfind.core.schedules import Bounds, schedule_section
 
 runner = CliRunner()
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from lrfind import models, pipeline
 from lrfind.cli import app
-from lrfind.config import RunConfig
+from lrfind.commands import run as pipeline
+from lrfind.settings.options import RunConfig
+from lrfind.setup import models
 from tests.conftest import write_python
 
 runner = CliRunner()

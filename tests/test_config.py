@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrfind.config import RunConfig, load_config_file, resolve_config
 from lrfind.errors import ConfigError
+from lrfind.settings.options import RunConfig, load_config_file, resolve_config
 
 
 def test_defaults_are_the_documented_ones() -> None:

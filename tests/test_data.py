@@ -15,8 +15,8 @@ import pytest
 import torch
 import torchvision.datasets
 
-from lrfind import data
 from lrfind.errors import DataError, SpecError
+from lrfind.setup import data
 from tests.conftest import (
     idx_bytes,
     learnable_images,

@@ -16,8 +16,9 @@ import pytest
 import torch
 from torch import nn
 
-from lrfind import data, range_test
-from lrfind.models import build_model
+from lrfind import range_test
+from lrfind.setup import data
+from lrfind.setup.models import build_model
 
 pytestmark = pytest.mark.realdata
 

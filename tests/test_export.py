@@ -11,14 +11,9 @@ import numpy as np
 import pytest
 
 from lrfind.errors import CurveFileError, OutputError
-from lrfind.export import (
-    CurveRows,
-    read_curve_csv,
-    staged_run_folder,
-    write_atomic,
-    write_json,
-    write_sweep_csv,
-)
+from lrfind.outputs.curves import read_curve_csv, write_sweep_csv
+from lrfind.outputs.files import staged_run_folder, write_atomic, write_json
+from lrfind.outputs.plots import CurveLines
 
 
 def test_a_failure_while_writing_removes_the_staging_folder(tmp_path: Path) -> None:
@@ -64,10 +59,10 @@ def test_failed_atomic_write_leaves_the_target_and_no_temporary_file(tmp_path: P
 
 def test_csv_writes_non_finite_values_as_empty_cells(tmp_path: Path) -> None:
     path = tmp_path / "sweep.csv"
-    curve = CurveRows(
+    curve = CurveLines(
         0, np.array([1e-3, 1e-2]), np.array([2.3, math.inf]), np.array([2.3, math.nan])
     )
-    repeat = CurveRows(1, np.array([1e-2]), np.array([2.2]), np.array([2.2]), np.array([2.4]))
+    repeat = CurveLines(1, np.array([1e-2]), np.array([2.2]), np.array([2.2]), np.array([2.4]))
     write_sweep_csv(path, [curve, repeat])
     with path.open() as handle:
         rows = list(csv.DictReader(handle))
@@ -107,9 +102,9 @@ def test_a_foreign_csv_with_lr_and_loss_columns_is_read(tmp_path: Path) -> None:
 
 def test_our_own_sweep_csv_reads_back_with_its_repeats(tmp_path: Path) -> None:
     lrs = np.geomspace(1e-4, 1.0, 12)
-    full = CurveRows(0, lrs, np.linspace(2.3, 1.0, 12), np.full(12, np.nan))
+    full = CurveLines(0, lrs, np.linspace(2.3, 1.0, 12), np.full(12, np.nan))
     losses = np.append(np.linspace(2.0, 1.0, 11), np.inf)  # ended on a non-finite loss
-    repeat = CurveRows(1, lrs, losses, np.full(12, np.nan), np.linspace(2.1, 1.1, 12))
+    repeat = CurveLines(1, lrs, losses, np.full(12, np.nan), np.linspace(2.1, 1.1, 12))
     write_sweep_csv(tmp_path / "sweep.csv", [full, repeat])
     first, second = read_curve_csv(tmp_path / "sweep.csv")
     np.testing.assert_allclose(first.lrs, lrs)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lrfind import pipeline
-from lrfind.config import RunConfig
-from lrfind.sweep import StepRecord
+from lrfind.commands import run as pipeline
+from lrfind.core.records import StepRecord
+from lrfind.settings.options import RunConfig
 
 
 def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_path: Path) -> None:

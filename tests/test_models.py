@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from lrfind import models
 from lrfind.errors import SpecError
+from lrfind.setup import models
 from tests.conftest import write_python
 
 MNIST_SHAPE = (1, 28, 28)

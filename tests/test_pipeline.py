@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lrfind import pipeline
+from lrfind.commands import run as pipeline
 from tests.conftest import write_python
 
 

@@ -11,17 +11,17 @@ import torch
 from torch import nn
 
 from lrfind import find_lr
-from lrfind.analysis import analyze
-from lrfind.config import SweepSettings
-from lrfind.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, SearchSettings, search
-from lrfind.schedules import sweep_lrs
-from lrfind.sweep import (
+from lrfind.core.analysis import analyze
+from lrfind.core.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, search
+from lrfind.core.ramp import sweep_lrs
+from lrfind.core.records import (
     STOP_COMPLETED,
     STOP_DIVERGED,
     STOP_INTERRUPTED,
     RangeTestResult,
     StepRecord,
 )
+from lrfind.settings.options import SearchSettings, SweepSettings
 from tests.test_analysis import synthetic_loss
 from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
 

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from lrfind.analysis import Recommendation
-from lrfind.errors import ConfigError
-from lrfind.schedules import (
+from lrfind.core.analysis import Recommendation
+from lrfind.core.ramp import sweep_lrs
+from lrfind.core.schedules import (
     CYCLE_HALF_EPOCHS,
     SCHEDULE_KINDS,
     Bounds,
-    build_scheduler,
     check_section,
     python_snippet,
     schedule_parameters,
     schedule_section,
-    scheduler_from_section,
-    sweep_lrs,
 )
+from lrfind.engine.schedulers import build_scheduler, scheduler_from_section
+from lrfind.errors import ConfigError
+from lrfind.outputs.documents import read_result
 
 BOUNDS = Bounds(base_lr=0.01, max_lr=0.3, lr=0.1)
 
@@ -50,7 +50,7 @@ def test_linear_ramp_follows_the_closed_form() -> None:
 
 
 def test_unknown_mode_is_rejected() -> None:
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ConfigError, match="unknown mode 'cosine'"):
         sweep_lrs(1e-3, 1.0, 10, "cosine")
 
 
@@ -190,15 +190,19 @@ def test_recommendation_comes_from_an_object_a_mapping_or_a_result_file(tmp_path
     )
     path = tmp_path / "result.json"
     path.write_text(json.dumps({"recommendation": recommendation.to_dict()}))
-    for source in (recommendation, recommendation.to_dict(), path, str(path)):
+    for source in (recommendation, recommendation.to_dict(), read_result(path)):
         assert Bounds.of(source) == BOUNDS
+    optimizer = optimizer_with(1.0)
+    for source in (path, str(path)):  # build_scheduler also takes the result file itself
+        build_scheduler(optimizer, source, "constant", 10, 2)
+        assert optimizer.param_groups[0]["lr"] == BOUNDS.lr
 
 
 def test_a_result_without_a_recommendation_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no usable max_lr"):
         Bounds.of({"recommendation": {"base_lr": 0.1, "max_lr": None, "lr": 0.1}})
     with pytest.raises(ConfigError, match="does not exist"):
-        Bounds.of(tmp_path / "missing.json")
+        build_scheduler(optimizer_with(1.0), tmp_path / "missing.json", "onecycle", 10, 2)
 
 
 def test_unknown_kind_suggests_the_closest() -> None:
@@ -246,7 +250,7 @@ def test_python_snippet_builds_the_same_schedule(kind: str) -> None:
 
 
 def test_result_json_lists_every_kind_with_iterations() -> None:
-    parameters = schedule_parameters(base_lr=0.01, max_lr=0.3, lr=0.1, steps_per_epoch=50)
+    parameters = schedule_parameters(Bounds(base_lr=0.01, max_lr=0.3, lr=0.1), steps_per_epoch=50)
     assert list(parameters) == list(SCHEDULE_KINDS)
     assert parameters["triangular"]["step_size_up"] == CYCLE_HALF_EPOCHS * 50
     assert parameters["warmup-cosine"]["warmup_iters"] == 50
@@ -255,7 +259,7 @@ def test_result_json_lists_every_kind_with_iterations() -> None:
 
 
 def test_without_steps_per_epoch_lengths_are_given_in_epochs() -> None:
-    parameters = schedule_parameters(base_lr=0.01, max_lr=0.3, lr=0.1, steps_per_epoch=None)
+    parameters = schedule_parameters(Bounds(base_lr=0.01, max_lr=0.3, lr=0.1), steps_per_epoch=None)
     assert "step_size_up" not in parameters["triangular"]
     assert parameters["triangular"]["step_size_up_epochs"] == CYCLE_HALF_EPOCHS
     assert parameters["warmup-multistep"]["warmup_epochs"] == 1

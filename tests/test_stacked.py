@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -13,17 +12,19 @@ import pytest
 import torch
 from torch import nn
 
-from lrfind import pipeline, range_test
-from lrfind.config import RunConfig, SweepSettings
-from lrfind.errors import ConfigError, SweepError
-from lrfind.stacked import PerCopyLoss, memory_problem, stack_problem, stacked_range_tests
-from lrfind.sweep import (
+from lrfind import range_test
+from lrfind.commands import run as pipeline
+from lrfind.core.records import (
     STOP_COMPLETED,
     STOP_DIVERGED,
     STOP_INTERRUPTED,
     RangeTestResult,
     StepRecord,
 )
+from lrfind.engine.distributed import Ranks
+from lrfind.engine.stacked import PerCopyLoss, memory_problem, stack_problem, stacked_range_tests
+from lrfind.errors import ConfigError, SweepError
+from lrfind.settings.options import RunConfig, SweepSettings
 from tests.test_cli import assert_clean_failure, invoke, tiny_run_arguments
 from tests.test_sweep import tiny_model, tiny_task
 
@@ -190,9 +191,9 @@ def test_an_interruption_stops_every_copy_at_the_same_step() -> None:
 def test_bad_inputs_are_clear_errors() -> None:
     models = [tiny_model(seed) for seed in range(2)]
     make = OPTIMIZERS["sgd-momentum"]
-    with pytest.raises(SweepError, match="stacked repeats do not support fp16"):
+    with pytest.raises(ConfigError, match="stacked repeats do not support fp16"):
         stacked(models, make, CALM, precision="fp16")
-    with pytest.raises(SweepError, match="one loader per model; got 2 models and 1 loaders"):
+    with pytest.raises(ConfigError, match="one loader per model; got 2 models and 1 loaders"):
         stacked_range_tests(models, make, nn.functional.cross_entropy, [tiny_task()], CALM,
                             device=CPU)  # fmt: skip
     ragged = [tiny_task(seed=0), tiny_task(seed=1, batch_size=16)]
@@ -224,8 +225,7 @@ def test_stack_problem_names_what_vmap_cannot_run() -> None:
 
 def stack_choice(stack_repeats: str, model: nn.Module, device: str, **options: Any) -> Any:
     config = RunConfig(stack_repeats=stack_repeats, **options)
-    prepared = SimpleNamespace(sample_inputs=torch.randn(2, 8))
-    return pipeline._stack_choice(config, model, prepared, torch.device(device))  # type: ignore[arg-type]
+    return pipeline.stack_choice(config, model, torch.randn(2, 8), torch.device(device), Ranks())
 
 
 def test_auto_stacks_on_cuda_only_and_says_why_when_it_cannot() -> None:
@@ -323,3 +323,42 @@ def test_the_gpu_memory_check_counts_the_allocators_cached_memory_as_free(
     assert pipeline._stacked_memory_problem(4, gib, cuda) is None  # 4 x 2 = 8 GiB
     problem = pipeline._stacked_memory_problem(5, gib, cuda)
     assert problem is not None and "about 10.0 GiB" in problem and "10.0 GiB are free" in problem
+
+
+def test_both_paths_keep_the_ratios_of_parameter_groups() -> None:
+    """One case through the one sweep loop twice: a model alone and stacked copies. The
+    optimizer has two groups, the second at a tenth of the first's rate; both paths record the
+    first group's LR and set the second to a tenth of it at every step."""
+    optimizers: list[torch.optim.Optimizer] = []
+
+    def grouped(tensors: Any) -> torch.optim.Optimizer:
+        first, *rest = list(tensors)
+        optimizer = torch.optim.SGD(
+            [{"params": [first], "lr": 1e-3}, {"params": rest, "lr": 1e-4}], momentum=0.9
+        )
+        optimizers.append(optimizer)
+        return optimizer
+
+    seen: dict[str, list[list[float]]] = {"alone": [], "stacked": []}
+
+    def watcher(path: str) -> Callable[[StepRecord], None]:
+        def watch(record: StepRecord) -> None:
+            rates = [group["lr"] for group in optimizers[-1].param_groups]
+            assert rates[0] == record.lr
+            seen[path].append(rates)
+
+        return watch
+
+    models = [tiny_model(seed) for seed in range(2)]
+    alone = []
+    for model, loader in zip(models, [tiny_task(seed=0), tiny_task(seed=1)], strict=True):
+        alone.append(
+            range_test(model, grouped(model.parameters()), nn.functional.cross_entropy, loader,
+                       **vars(CALM), seed=0, callback=watcher("alone"))
+        )  # fmt: skip
+    together = stacked(models, grouped, CALM, callback=watcher("stacked"))
+    assert_same_curves(together, alone, tolerance=1e-4)
+    for path, rates in seen.items():
+        assert len(rates) >= CALM.steps, path
+        assert all(second == pytest.approx(first / 10, rel=1e-12) for first, second in rates)
+    assert [result.group_ratios for result in (*alone, *together)] == [(1.0, 0.1)] * 4

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from lrfind import range_test
+from lrfind.core.ramp import sweep_lrs
+from lrfind.core.records import STOP_COMPLETED, STOP_DIVERGED, STOP_NON_FINITE, StepRecord
 from lrfind.errors import ConfigError, SweepError
-from lrfind.schedules import sweep_lrs
-from lrfind.sweep import STOP_COMPLETED, STOP_DIVERGED, STOP_NON_FINITE, StepRecord
 
 
 def tiny_task(seed: int = 0, size: int = 512, batch_size: int = 32) -> list[tuple[Any, Any]]:
@@ -359,7 +359,7 @@ def test_bad_precision_and_accumulate_are_refused(options: dict, message: str) -
 
 
 def test_run_config_checks_precision_and_accumulate() -> None:
-    from lrfind.config import RunConfig
+    from lrfind.settings.options import RunConfig
 
     with pytest.raises(ConfigError, match="unknown precision 'fp8'"):
         RunConfig(precision="fp8")

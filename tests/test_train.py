@@ -14,9 +14,10 @@ import yaml
 from typer.testing import CliRunner
 
 from lrfind.cli import app
+from lrfind.core.schedules import Bounds, readable, schedule_section
 from lrfind.errors import LrfindError
-from lrfind.schedules import Bounds, readable, schedule_section
-from lrfind.tensorboard import check_tensorboard
+from lrfind.outputs.documents import read_result
+from lrfind.outputs.tensorboard import check_tensorboard
 from tests.conftest import write_python
 
 runner = CliRunner()
@@ -94,7 +95,7 @@ def test_bounds_from_a_result_file_skip_the_sweep(mnist_dir: Path, tmp_path: Pat
     assert not (out / "sweep").exists()
     document = json.loads((out / "train.json").read_text())
     assert document["bounds_source"] == str(result_file)
-    expected = schedule_section("onecycle", Bounds.of(result_file), 18, 1)
+    expected = schedule_section("onecycle", Bounds.of(read_result(result_file)), 18, 1)
     assert document["schedules"]["onecycle"]["parameters"] == expected
 
 

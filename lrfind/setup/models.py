@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lrfind.errors import SpecError
-from lrfind.factories import call_factory, is_factory_spec, load_factory
+from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
 
 TORCHVISION_PREFIX = "torchvision:"
 

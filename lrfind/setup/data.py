@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from lrfind.errors import DataError, SpecError
-from lrfind.factories import call_factory, is_factory_spec, load_factory
+from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
 
 IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import math
-import tomllib
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,9 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from lrfind.errors import ConfigError
-
-if typing.TYPE_CHECKING:
-    from lrfind.plan import SearchSettings
+from lrfind.settings.formats import parse_document, read_text
 
 Config = TypeVar("Config")
 
@@ -37,6 +33,12 @@ STACK_REPEATS = ("auto", "on", "off")
 # Focused repeats of the default plan: with five, the median moved by at most a quarter
 # decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
 REPEATS = 5
+# Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
+# the shortest curve `lrfind analyze` reads, and the least a sweep must keep to be focused on.
+MIN_USABLE_POINTS = 10
+# The suggestion methods a user can choose (implemented in lrfind.core.analysis.METHODS).
+METHOD_NAMES = ("bottom", "steepest", "valley", "minimum")
+DEFAULT_METHOD = "bottom"  # chosen by scripts/bench_quality.py; see lrfind.core.analysis
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,11 @@ class SweepSettings:
                 f"start_lr must be below end_lr; got {self.start_lr:g} >= {self.end_lr:g}. "
                 "Swap them or widen the range (e.g. --start-lr 1e-7 --end-lr 10)."
             )
-        if not 10 <= self.steps <= 1_000_000:
+        if not MIN_USABLE_POINTS <= self.steps <= 1_000_000:
             raise ConfigError(
-                f"steps must be between 10 and 1000000; got {self.steps}. A curve needs at "
-                "least 10 points to analyse; 100 is a good default (--steps 100)."
+                f"steps must be between {MIN_USABLE_POINTS} and 1000000; got {self.steps}. A "
+                f"curve needs at least {MIN_USABLE_POINTS} points to analyse; 100 is a good "
+                "default (--steps 100)."
             )
         check_choice("mode", self.mode, MODES)
         if not 0.0 <= self.smoothing < 1.0:
@@ -78,8 +81,26 @@ class SweepSettings:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """Everything `lrfind run` needs. Construction validates every field."""
+class SearchSettings:
+    """How many sweeps one recommendation takes (lrfind.core.plan)."""
+
+    repeats: int = REPEATS  # see REPEATS
+    refine: bool = True  # repeats sweep just below the divergence point; False: full range
+    auto_range: bool = False  # widen or narrow the range and retry when it was wrong
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.repeats <= 100:
+            raise ConfigError(
+                f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
+                "single sweep, or 3 to 5 for a stable median."
+            )
+
+
+@dataclass(frozen=True)
+class SetupSettings:
+    """What a sweep and a training run share: the model, the data and the optimizer.
+
+    Declared once; `RunConfig` and `TrainConfig` add their own fields after these."""
 
     model: str = "lenet"  # the network of the Fashion-MNIST chapter this tool grew from
     dataset: str = "fashion-mnist"  # real, small, and packaged offline by Debian
@@ -89,33 +110,78 @@ class RunConfig:
     momentum: float = 0.0  # plain SGD by default; 0.9 is the usual choice with momentum
     weight_decay: float = 0.0  # no regularisation: the sweep is about optimisation speed
     batch_size: int = 256  # what the chapter used; large enough for a low-noise curve
+    seed: int = 0  # model init and data order; the same seed gives the same run
+    device: str = "auto"  # cuda, then mps, then cpu
+    out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
+    overwrite: bool = False  # never replace an existing run folder unless asked
+    quiet: bool = False  # no live progress, only the summary
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("device", self.device, DEVICES)
+        if self.batch_size < 1:
+            raise ConfigError(
+                f"batch_size must be a positive integer; got {self.batch_size}. "
+                "Try --batch-size 256."
+            )
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(
+                f"momentum must be in [0, 1); got {self.momentum:g}. Use 0 for plain SGD "
+                "or 0.9 for the usual momentum SGD."
+            )
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(
+                f"momentum applies to --optimizer sgd only; got momentum {self.momentum:g} "
+                f"with {self.optimizer}, whose momentum lives in its betas. Drop --momentum."
+            )
+        if not self.weight_decay >= 0.0 or not math.isfinite(self.weight_decay):
+            raise ConfigError(
+                f"weight_decay must be zero or positive; got {self.weight_decay:g}. "
+                "Try --weight-decay 0 or 5e-4."
+            )
+        if self.seed < 0:
+            raise ConfigError(f"seed must be zero or positive; got {self.seed}. Try --seed 0.")
+        if not self.model.strip():
+            raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
+        if not self.dataset.strip():
+            raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready values, paths as strings, in field order."""
+        return {
+            field.name: (str(value) if isinstance(value, Path) else value)
+            for field in dataclasses.fields(self)
+            for value in [getattr(self, field.name)]
+        }
+
+
+@dataclass(frozen=True)
+class RunConfig(SetupSettings):
+    """Everything `lrfind run` needs. Construction validates every field."""
+
     start_lr: float = SweepSettings.start_lr
     end_lr: float = SweepSettings.end_lr
     steps: int = SweepSettings.steps
     mode: str = SweepSettings.mode
     smoothing: float = SweepSettings.smoothing
     divergence_factor: float = SweepSettings.divergence_factor
-    method: str = "bottom"  # how a curve becomes a suggestion; chosen by scripts/bench_quality.py
-    repeats: int = REPEATS  # focused sweeps after the full one; their median is recommended
-    refine: bool = True  # repeats sweep just below the divergence point; off: the full range
-    auto_range: bool = False  # rerun with a wider/narrower range when the range was wrong
+    method: str = DEFAULT_METHOD  # how a curve becomes a suggestion
+    repeats: int = SearchSettings.repeats
+    refine: bool = SearchSettings.refine
+    auto_range: bool = SearchSettings.auto_range
     val_batches: int = 0  # held-out batches whose loss is recorded at every step
     weights: Path | None = None  # start from this state dict (fine-tuning); default: fresh init
-    seed: int = 0  # the sweep is deterministic for a given seed; recorded in result.json
-    device: str = "auto"  # cuda, then mps, then cpu
     precision: str = "fp32"  # bf16/fp16 autocast pays on GPUs; fp32 is exact everywhere
     accumulate: int = 1  # batches per optimizer step, for a larger batch than memory allows
-    channels_last: bool = False  # NHWC memory for conv nets; a small, noisy win here (README)
+    channels_last: bool = False  # NHWC memory for conv nets; a small, noisy win here (docs)
     compile: bool = False  # torch.compile: a LeNet sweep took 22.9 s with it, 1.2 s without
     stack_repeats: str = "auto"  # see STACK_REPEATS
-    out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
-    overwrite: bool = False  # never replace an existing run folder unless asked
-    quiet: bool = False  # no live progress, only the summary
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         self.sweep_settings()  # validates the sweep fields
-        check_training_setup(self)
         self.search_settings()  # validates repeats
+        check_choice("method", self.method, METHOD_NAMES)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("stack_repeats", self.stack_repeats, STACK_REPEATS)
         if self.stack_repeats == "on" and (conflict := self.stacking_conflict()):
@@ -133,9 +199,6 @@ class RunConfig:
                 f"val_batches must be between 0 and 1000; got {self.val_batches}. A few "
                 "batches (e.g. --val-batches 4) give a smooth validation curve cheaply."
             )
-        from lrfind.analysis import METHODS  # numpy only; deferred to keep --help fast
-
-        check_choice("method", self.method, tuple(METHODS))
 
     def stacking_conflict(self) -> str | None:
         """The option that keeps the repeats from being stacked, or None."""
@@ -149,79 +212,44 @@ class RunConfig:
 
     def sweep_settings(self) -> SweepSettings:
         return SweepSettings(
-            start_lr=self.start_lr,
-            end_lr=self.end_lr,
-            steps=self.steps,
-            mode=self.mode,
-            smoothing=self.smoothing,
-            divergence_factor=self.divergence_factor,
+            **{field.name: getattr(self, field.name) for field in dataclasses.fields(SweepSettings)}
         )
 
     def search_settings(self) -> SearchSettings:
-        from lrfind.plan import SearchSettings  # deferred: the plan imports the engine
-
-        return SearchSettings(repeats=self.repeats, refine=self.refine, auto_range=self.auto_range)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
-
-
-def _plain_fields(config: Any) -> dict[str, Any]:
-    """JSON-ready values, paths as strings, in field order."""
-    return {
-        field.name: (str(value) if isinstance(value, Path) else value)
-        for field in dataclasses.fields(config)
-        for value in [getattr(config, field.name)]
-    }
+        return SearchSettings(
+            **{
+                field.name: getattr(self, field.name)
+                for field in dataclasses.fields(SearchSettings)
+            }
+        )
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything `lrfind train` needs. Shared fields mean what they mean in `RunConfig`."""
+class TrainConfig(SetupSettings):
+    """Everything `lrfind train` needs. The schedule's kind is checked against
+    lrfind.core.schedules.KINDS when training starts."""
 
-    model: str = RunConfig.model
-    dataset: str = RunConfig.dataset
-    data_dir: Path | None = None
-    download: bool = True
-    optimizer: str = RunConfig.optimizer
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    batch_size: int = RunConfig.batch_size
-    epochs: int = 5  # enough to tell schedules apart on Fashion-MNIST (README table)
+    epochs: int = 5  # enough to tell schedules apart on Fashion-MNIST (docs/train.md)
     lr: float | None = None  # the constant schedule and baseline; default: the recommended lr
     scheduler: dict[str, Any] | None = None  # a schedule, as `lrfind apply` writes it
     result: Path | None = None  # result.json to take the bounds from; default: sweep first
-    seed: int = 0  # the same initial weights and data order for every schedule compared
-    device: str = "auto"
-    out: Path | None = None  # default runs/train-<model>-<dataset>-<timestamp>
-    overwrite: bool = False
-    quiet: bool = False
 
     def __post_init__(self) -> None:
-        check_training_setup(self)
+        super().__post_init__()
         if not 1 <= self.epochs <= 100_000:
             raise ConfigError(f"epochs must be a positive integer; got {self.epochs}. Try 5.")
         if self.lr is not None:
             _check_positive("lr", self.lr)
-        if self.scheduler is not None:
-            from lrfind.schedules import check_kind  # kind only: bounds may come later
-
-            kind = self.scheduler.get("kind")
-            if not isinstance(kind, str):
-                raise ConfigError(
-                    "scheduler in the training config has no `kind`; add e.g. "
-                    "`kind: onecycle`, or pass --schedule."
-                )
-            check_kind(kind)
+        if self.scheduler is not None and not isinstance(self.scheduler.get("kind"), str):
+            raise ConfigError(
+                "scheduler in the training config has no `kind`; add e.g. "
+                "`kind: onecycle`, or pass --schedule."
+            )
 
     def sweep_config(self, out: Path) -> RunConfig:
         """The `lrfind run` that measures this training setup's bounds."""
-        shared = {field.name for field in dataclasses.fields(RunConfig)} - {"out", "overwrite"}
-        values = {name: getattr(self, name) for name in shared if hasattr(self, name)}
-        return RunConfig(**values, out=out)
-
-    def to_dict(self) -> dict[str, Any]:
-        return _plain_fields(self)
+        shared = {field.name for field in dataclasses.fields(SetupSettings)} - {"out", "overwrite"}
+        return RunConfig(**{name: getattr(self, name) for name in shared}, out=out)
 
 
 # What an LR range depends on: a result measured on another setup does not transfer.
@@ -263,37 +291,6 @@ def check_result_matches(
         )
 
 
-def check_training_setup(config: RunConfig | TrainConfig) -> None:
-    """The checks of the fields a sweep and a training run share."""
-    check_choice("optimizer", config.optimizer, OPTIMIZERS)
-    check_choice("device", config.device, DEVICES)
-    if config.batch_size < 1:
-        raise ConfigError(
-            f"batch_size must be a positive integer; got {config.batch_size}. Try --batch-size 256."
-        )
-    if not 0.0 <= config.momentum < 1.0:
-        raise ConfigError(
-            f"momentum must be in [0, 1); got {config.momentum:g}. Use 0 for plain SGD "
-            "or 0.9 for the usual momentum SGD."
-        )
-    if config.momentum and config.optimizer != "sgd":
-        raise ConfigError(
-            f"momentum applies to --optimizer sgd only; got momentum {config.momentum:g} "
-            f"with {config.optimizer}, whose momentum lives in its betas. Drop --momentum."
-        )
-    if not config.weight_decay >= 0.0 or not math.isfinite(config.weight_decay):
-        raise ConfigError(
-            f"weight_decay must be zero or positive; got {config.weight_decay:g}. "
-            "Try --weight-decay 0 or 5e-4."
-        )
-    if config.seed < 0:
-        raise ConfigError(f"seed must be zero or positive; got {config.seed}. Try --seed 0.")
-    if not config.model.strip():
-        raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
-    if not config.dataset.strip():
-        raise ConfigError("dataset is empty. Pass --dataset fashion-mnist.")
-
-
 def _check_positive(name: str, value: float) -> None:
     if not (value > 0 and math.isfinite(value)):
         flag = "--" + name.replace("_", "-")
@@ -305,6 +302,30 @@ def _check_positive(name: str, value: float) -> None:
 def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
+
+
+# What an option left unset means, where its default is no value: shown in --help.
+UNSET_MEANS = {
+    "data_dir": "none: $LRFIND_DATA_DIR, the cache, system folders",
+    "out": "runs/<model>-<dataset>-<time>",
+    "weights": "fresh initial weights",
+    "lr": "the recommended lr",
+    "scheduler": "none",
+    "result": "sweep first",
+}
+
+
+def describe_default(config_class: type, name: str) -> str:
+    """The default of `config_class.name` as --help shows it: the value, on/off for a
+    switch, or what leaving it unset means."""
+    value = next(field.default for field in dataclasses.fields(config_class) if field.name == name)
+    if value is None:
+        return UNSET_MEANS[name]
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,25 +341,7 @@ def load_config_file(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist. Check the path given to --config.")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read config file {path}: {error}.") from None
-    suffix = path.suffix.lower()
-    if suffix in (".yaml", ".yml"):
-        document = _parse_yaml(path, text)
-    elif suffix == ".toml":
-        try:
-            document = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"config file {path} is not valid TOML: {error}.") from None
-    elif suffix == ".json":
-        document = parse_json(text, path, "config file")
-    else:
-        raise ConfigError(
-            f"config file {path} has an unknown extension {suffix!r}; "
-            "use .yaml, .yml, .toml or .json."
-        )
+    document = parse_document(read_text(path, "config file"), path, "config file")
     if document is None:
         return {}
     if not isinstance(document, dict):
@@ -347,42 +350,6 @@ def load_config_file(path: Path) -> dict[str, Any]:
             f"(e.g. `steps: 100`); it holds a {type(document).__name__}."
         )
     return document
-
-
-def parse_json(text: str, path: Path, what: str) -> Any:
-    """JSON, or a ConfigError naming `what` file, the line and the column."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise ConfigError(
-            f"{what} {path} is not valid JSON: {error.msg} at line {error.lineno}, "
-            f"column {error.colno}."
-        ) from None
-
-
-def _parse_yaml(path: Path, text: str) -> Any:
-    import yaml
-
-    try:
-        for event in yaml.parse(text, Loader=yaml.SafeLoader):
-            if isinstance(event, yaml.AliasEvent):
-                line = event.start_mark.line + 1 if event.start_mark else "?"
-                raise ConfigError(
-                    f"config file {path} uses a YAML alias (*{event.anchor}) at line {line}. "
-                    "Anchors and aliases are not accepted in config files (they can expand "
-                    "into huge documents); write the value out."
-                )
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        where = ""
-        mark = getattr(error, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(
-            f"config file {path} is not valid YAML{where}: {problem}. Only plain YAML is "
-            "accepted (no custom tags)."
-        ) from None
 
 
 def resolve_config(

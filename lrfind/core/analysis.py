@@ -1,6 +1,6 @@
 """Turn a loss-vs-LR curve into a recommendation. Pure numpy: no torch, no plotting.
 
-    from lrfind.analysis import analyze
+    from lrfind.core.analysis import analyze
     analysis = analyze(lrs, losses, smoothing=0.9, divergence_factor=4.0, method="bottom")
     analysis.recommendation.max_lr
 
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from lrfind.config import SweepSettings
-from lrfind.errors import SweepError
+from lrfind.errors import ConfigError, SweepError
+from lrfind.settings.options import DEFAULT_METHOD, MIN_USABLE_POINTS, SweepSettings
 
 # A cycle needs amplitude: base_lr is never above this fraction of max_lr.
 MAX_BASE_FRACTION = 0.25
@@ -41,8 +41,6 @@ AGREEMENT_DECADES = 0.25
 BOTTOM_DIVISOR = 3.0
 # A fall of at most this many batch-noise deviations is no descent at all.
 NO_DESCENT_NOISE_RATIO = 3.0
-# Fewer usable points than this and the curve is too coarse to trust.
-MIN_USABLE_POINTS = 10
 
 
 class OnlineEMA:
@@ -202,6 +200,12 @@ SuggestionMethod = Callable[[Curve], "Suggestion | None"]
 METHODS: dict[str, SuggestionMethod] = {}
 
 
+def check_method(name: str) -> None:
+    """Refuse a method name that is not registered, listing those that are."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
+
+
 def register(name: str) -> Callable[[SuggestionMethod], SuggestionMethod]:
     def decorate(method: SuggestionMethod) -> SuggestionMethod:
         METHODS[name] = method
@@ -345,7 +349,7 @@ def analyze(
     *,
     smoothing: float = SweepSettings.smoothing,
     divergence_factor: float = SweepSettings.divergence_factor,
-    method: str = "bottom",
+    method: str = DEFAULT_METHOD,
     planned_steps: int | None = None,
 ) -> Analysis:
     """Analyse one sweep. Raises `SweepError` when the first loss is already not finite.
@@ -353,12 +357,14 @@ def analyze(
     `planned_steps` is the length the sweep was planned with (it sets the starting-level
     window of the divergence rule); it defaults to the number of points given.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    check_method(method)
     lrs = np.asarray(lrs, dtype=float)
     losses = np.asarray(losses, dtype=float)
     if len(lrs) != len(losses) or len(lrs) == 0:
-        raise ValueError("lrs and losses must be non-empty and of equal length")
+        raise ConfigError(
+            f"analyze needs as many learning rates as losses, at least one of each; got "
+            f"{len(lrs)} rates and {len(losses)} losses. Pass the two columns of one sweep."
+        )
     if not math.isfinite(losses[0]):
         raise non_finite_first_loss(float(losses[0]), float(lrs[0]))
 

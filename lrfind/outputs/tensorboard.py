@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from lrfind.core.plan import SearchOutcome
 from lrfind.errors import LrfindError
-
-if TYPE_CHECKING:
-    from lrfind.plan import SearchOutcome
-    from lrfind.train import ScheduleRun
+from lrfind.outputs.plots import HistoryLines
 
 MISSING = (
     "--tensorboard needs the tensorboard package, which is not installed. Install it with "
@@ -61,17 +59,16 @@ def write_sweep_scalars(folder: Path, outcome: SearchOutcome, summary: str) -> N
             writer.close()
 
 
-def write_training_scalars(folder: Path, run: ScheduleRun) -> None:
+def write_training_scalars(folder: Path, run: HistoryLines, steps_per_epoch: int) -> None:
     """LR per step; losses and accuracies per epoch, at the epoch's last step."""
     writer = open_writer(folder)
     try:
         for step, lr in enumerate(run.step_lrs):
             writer.add_scalar("lr", lr, step)
-        for record in run.history:
-            step = record.epoch * run.steps_per_epoch
+        for index, epoch in enumerate(run.epochs):
             for tag in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
-                value = getattr(record, tag)
+                value = getattr(run, tag)[index]
                 if value is not None and math.isfinite(value):
-                    writer.add_scalar(tag, value, step)
+                    writer.add_scalar(tag, value, epoch * steps_per_epoch)
     finally:
         writer.close()

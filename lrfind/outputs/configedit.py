@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrfind.config import parse_json
+from lrfind.core.schedules import SCHEDULE_KEYS
 from lrfind.errors import ConfigError
-from lrfind.export import write_atomic
-from lrfind.schedules import SCHEDULE_KEYS
+from lrfind.outputs.files import write_atomic
+from lrfind.settings.formats import format_of, parse_document, read_text, yaml_parser
 
-FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 DEFAULT_KEY = "scheduler"
+WHAT = "training config"
 
 
 @dataclass(frozen=True)
@@ -51,16 +51,6 @@ class ConfigChange:
         write_atomic(self.path, self.after.encode("utf-8"))
 
 
-def config_format(path: Path) -> str:
-    fmt = FORMATS.get(Path(path).suffix.lower())
-    if fmt is None:
-        raise ConfigError(
-            f"{path} has an unknown extension {Path(path).suffix!r}; training configs must "
-            "be .yaml, .yml, .toml or .json."
-        )
-    return fmt
-
-
 def split_key(key: str) -> list[str]:
     parts = key.split(".")
     if not key or any(not part.strip() for part in parts):
@@ -74,16 +64,13 @@ def split_key(key: str) -> list[str]:
 def read_config(path: Path) -> tuple[str, Any]:
     """The text of the training config at `path` and its round-trip document."""
     path = Path(path)
-    fmt = config_format(path)
+    fmt = format_of(path, WHAT)
     if not path.is_file():
         raise ConfigError(
             f"training config {path} does not exist. Check the path, or create the file "
             "first (an empty file is fine) to have lrfind fill it."
         )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read training config {path}: {error}.") from None
+    text = read_text(path, WHAT)
     return text, EDITORS[fmt].parse(text, path)
 
 
@@ -92,7 +79,7 @@ def plan_change(
 ) -> ConfigChange:
     """`document` (read from `path` by `read_config`) with `section` written under `key`, and
     its new text; nothing is written yet. `document` is edited in place."""
-    editor = EDITORS[config_format(path)]
+    editor = EDITORS[format_of(path, WHAT)]
     set_section(document, split_key(key), section, editor.new_mapping, path)
     return ConfigChange(Path(path), before, editor.render(document, before))
 
@@ -162,12 +149,14 @@ def _root_mapping(document: Any, path: Path, empty: Callable[[], Any]) -> Any:
     return document
 
 
-def _yaml() -> Any:
-    from ruamel.yaml import YAML
+def _parse_yaml(text: str, path: Path) -> Any:
+    from ruamel.yaml.comments import CommentedMap
 
-    yaml = YAML()  # round-trip mode
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap the user's long lines
+    return _root_mapping(parse_document(text, path, WHAT, round_trip=True), path, CommentedMap)
+
+
+def _yaml_writer() -> Any:
+    yaml = yaml_parser(round_trip=True)
 
     def represent_float(representer: Any, value: float) -> Any:
         # YAML 1.1 readers (PyYAML) read `1e-05` as text; `1.0e-05` is a float to both.
@@ -181,22 +170,10 @@ def _yaml() -> Any:
     return yaml
 
 
-def _parse_yaml(text: str, path: Path) -> Any:
-    from ruamel.yaml import YAMLError
-
-    try:
-        document = _yaml().load(text)
-    except YAMLError as error:
-        raise ConfigError(f"training config {path} is not valid YAML: {error}".strip()) from None
-    from ruamel.yaml.comments import CommentedMap
-
-    return _root_mapping(document, path, CommentedMap)
-
-
 def _render_yaml(document: Any, original: str) -> str:
     from ruamel.yaml.util import load_yaml_guess_indent
 
-    yaml = _yaml()
+    yaml = _yaml_writer()
     if original.strip():
         _, indent, sequence_offset = load_yaml_guess_indent(original)
         yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=sequence_offset or 0)
@@ -212,13 +189,7 @@ def _new_yaml_mapping() -> MutableMapping[str, Any]:
 
 
 def _parse_toml(text: str, path: Path) -> Any:
-    import tomlkit
-    from tomlkit.exceptions import ParseError
-
-    try:
-        return tomlkit.parse(text)
-    except ParseError as error:
-        raise ConfigError(f"training config {path} is not valid TOML: {error}.") from None
+    return parse_document(text, path, WHAT, round_trip=True)
 
 
 def _render_toml(document: Any, original: str) -> str:
@@ -236,7 +207,7 @@ def _new_toml_mapping() -> MutableMapping[str, Any]:
 def _parse_json(text: str, path: Path) -> Any:
     if not text.strip():
         return {}
-    return _root_mapping(parse_json(text, path, "training config"), path, dict)
+    return _root_mapping(parse_document(text, path, WHAT), path, dict)
 
 
 def _render_json(document: Any, original: str) -> str:

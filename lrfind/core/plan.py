@@ -1,6 +1,6 @@
 """Which sweeps one recommendation needs: a full sweep, then short focused repeats.
 
-    from lrfind.plan import SearchSettings, search
+    from lrfind.core.plan import search
     outcome = search(run_sweep, SweepSettings(), SearchSettings(repeats=3), method="bottom")
 
 One sweep over eight decades spends most of its steps where nothing happens, and what it
@@ -18,14 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from lrfind.analysis import Analysis, Recommendation, combine
-from lrfind.config import REPEATS, SweepSettings
-from lrfind.errors import ConfigError
-
-if TYPE_CHECKING:  # the plan itself never touches torch
-    from lrfind.sweep import RangeTestResult
+from lrfind.core.analysis import Analysis, Recommendation, combine
+from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
+from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
 # this many above it (a short sweep from a fresh model diverges somewhat later).
@@ -36,24 +32,10 @@ FOCUS_MIN_STEPS = 15  # a curve shorter than this is too coarse to read
 AUTO_RANGE_DECADES = 2.0
 AUTO_RANGE_TRIES = 3
 
-SweepRunner = Callable[[int, SweepSettings], "RangeTestResult"]
+SweepRunner = Callable[[int, SweepSettings], RangeTestResult]
 # Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
 # or None when it declines (the repeats then run one by one).
-RepeatsRunner = Callable[[list[int], SweepSettings], list["RangeTestResult"] | None]
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    repeats: int = REPEATS  # see lrfind.config.REPEATS
-    refine: bool = True  # repeats sweep just below the divergence point; False: full range
-    auto_range: bool = False  # widen or narrow the range and retry when it was wrong
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.repeats <= 100:
-            raise ConfigError(
-                f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
-                "single sweep, or 3 to 5 for a stable median."
-            )
+RepeatsRunner = Callable[[list[int], SweepSettings], list[RangeTestResult] | None]
 
 
 @dataclass(frozen=True)
@@ -90,8 +72,6 @@ def search(
     `run_repeats`, when given, runs all the repeats in one go instead of `run_sweep` one by
     one (lrfind.stacked); an interruption then stops all of them at the same step. When it
     returns None, the repeats run one by one after all."""
-    from lrfind.sweep import STOP_INTERRUPTED  # torch is loaded by now: run_sweep uses it
-
     notes: list[str] = []
     main = run_sweep(0, settings)
     if search_settings.auto_range and main.stop_reason != STOP_INTERRUPTED:
@@ -149,7 +129,7 @@ def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | 
     None when the full sweep has no usable descent, or diverged at once (its range is wrong,
     and the diagnostics say so).
     """
-    if analysis.recommendation is None or analysis.usable_points < 10:
+    if analysis.recommendation is None or analysis.usable_points < MIN_USABLE_POINTS:
         return None
     if not analysis.clear_descent:
         return None
@@ -178,7 +158,7 @@ def _auto_range(
                 f"--auto-range: the loss never diverged up to {settings.end_lr:g}; "
                 f"swept again up to {wider.end_lr:g}."
             )
-        elif analysis.diverged_at_once or analysis.usable_points < 10:
+        elif analysis.diverged_at_once or analysis.usable_points < MIN_USABLE_POINTS:
             wider = replace(settings, start_lr=settings.start_lr / factor)
             notes.append(
                 f"--auto-range: the loss diverged almost at once from {settings.start_lr:g}; "

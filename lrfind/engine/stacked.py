@@ -10,43 +10,36 @@ another (scripts/bench_speed.py times both), so the pipeline stacks the repeats 
 unless asked.
 
 Every copy keeps its own weights, optimizer state, batches and divergence detector; all follow
-the same LR schedule. A copy that diverges stops recording while the others go on (it keeps
-computing: its slice of every tensor is independent of the others'). One optimizer acts on the
-stacked tensors, which is exactly K optimizers for those that update each element on its own:
-SGD, Adam and AdamW, with or without momentum and weight decay, as the pipeline builds them.
+the same LR schedule, in the one sweep loop a single model uses (lrfind.engine.loop). A copy
+that diverges stops recording while the others go on (it keeps computing: its slice of every
+tensor is independent of the others'). One optimizer acts on the stacked tensors, which is
+exactly K optimizers for those that update each element on its own: SGD, Adam and AdamW, with
+or without momentum and weight decay, as lrfind builds them.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from lrfind.analysis import DivergenceDetector, baseline_steps, non_finite_first_loss
-from lrfind.config import SweepSettings
-from lrfind.errors import SweepError
-from lrfind.schedules import sweep_lrs
-from lrfind.sweep import (
-    STOP_COMPLETED,
-    STOP_DIVERGED,
-    STOP_INTERRUPTED,
-    STOP_NON_FINITE,
+from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
+from lrfind.engine.loop import (
+    LoopOptions,
     LossFunction,
-    RangeTestResult,
-    StepRecord,
-    analysed_result,
-    autocast_for,
-    check_sweep_options,
     endless_batches,
     seeded_rng,
+    sweep_loop,
     to_device,
 )
+from lrfind.engine.range_test import check_sweep_options
+from lrfind.errors import ConfigError, SweepError
+from lrfind.settings.options import DEFAULT_METHOD, SweepSettings
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 # Stacked copies may plan on this share of the free GPU memory: the estimate per copy is one
@@ -59,7 +52,7 @@ class StackedModels:
 
     def __init__(self, models: Sequence[nn.Module], device: torch.device | None = None) -> None:
         if not models:
-            raise SweepError("stacking needs at least one model; got none.")
+            raise ConfigError("stacking needs at least one model; got none.")
         self.count = len(models)
         params, buffers = stack_module_state(list(models))  # copies: the models stay as they are
         self.params = {
@@ -118,6 +111,51 @@ def memory_problem(copies: int, bytes_per_copy: int, free_bytes: int) -> str | N
     )
 
 
+class StackedTrainee:
+    """K stacked copies as the sweep loop's trainee."""
+
+    def __init__(
+        self,
+        stacked: StackedModels,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFunction,
+        device: torch.device,
+        val_batches: Sequence[Any] | None,
+    ) -> None:
+        self.stacked = stacked
+        self.copies = stacked.count
+        self.optimizer = optimizer
+        self.per_copy_loss = PerCopyLoss(loss_fn)
+        self.device = device
+        self.held_out = [to_device(batch, device) for batch in val_batches or ()]
+
+    def train(self, mode: bool = True) -> None:
+        self.stacked.train(mode)
+
+    def losses(self, batches: list[Any]) -> torch.Tensor:
+        inputs, targets = _stacked_batch(batches, self.device)
+        return self.per_copy_loss(self.stacked(inputs), targets)
+
+    def held_out_losses(self) -> list[float] | None:
+        """Each copy's mean loss over the fixed held-out batches (eval mode, no gradients)."""
+        if not self.held_out:
+            return None
+        stacked = self.stacked
+        stacked.train(False)
+        with torch.no_grad():
+            losses = torch.stack(
+                [
+                    self.per_copy_loss(
+                        stacked.on_shared(inputs), targets.expand(stacked.count, *targets.shape)
+                    ).float()
+                    for inputs, targets in self.held_out
+                ]
+            )
+        stacked.train()
+        result: list[float] = losses.mean(dim=0).tolist()
+        return result
+
+
 def stacked_range_tests(
     models: Sequence[nn.Module],
     make_optimizer: OptimizerFactory,
@@ -126,7 +164,7 @@ def stacked_range_tests(
     settings: SweepSettings,
     *,
     device: torch.device,
-    method: str = "bottom",
+    method: str = DEFAULT_METHOD,
     seed: int | None = None,
     val_batches: Sequence[Any] | None = None,
     callback: Callable[[StepRecord], None] | None = None,
@@ -138,19 +176,20 @@ def stacked_range_tests(
 
     `models[k]` trains on `loaders[k]` (each re-iterated when it runs out; batches of every
     loader must have the same shape). `make_optimizer(tensors)` builds the optimizer over the
-    stacked tensors at any LR; the sweep sets it. The models themselves are not changed.
+    stacked tensors (in the order of `named_parameters`) at any LR; the sweep sets it, keeping
+    the ratios of several parameter groups to the first. The models themselves are not changed.
     `callback` gets one record per step: that of the first copy still recording.
     `precision` fp16 is not offered: one GradScaler would skip a step for all copies when
     one overflows. Each result's `sweep_seconds` is its share of the joint time.
     """
     if len(models) != len(loaders):
-        raise SweepError(
+        raise ConfigError(
             f"stacking needs one loader per model; got {len(models)} models and "
             f"{len(loaders)} loaders."
         )
     check_sweep_options(method, precision, accumulate)
     if precision == "fp16":
-        raise SweepError(
+        raise ConfigError(
             "stacked repeats do not support fp16 (one GradScaler would skip a step "
             "for every copy when one overflows). Use bf16 or fp32, or run the "
             "repeats one by one."
@@ -158,91 +197,17 @@ def stacked_range_tests(
     started = time.perf_counter()
     stacked = StackedModels(models, device)
     optimizer = make_optimizer(list(stacked.params.values()))
+    trainee = StackedTrainee(stacked, optimizer, loss_fn, device, val_batches)
+    options = LoopOptions(precision, accumulate, callback, stop_requested)
     with seeded_rng(seed, device):
-        all_records, stops = _joint_sweep(
-            stacked,
-            optimizer,
-            loss_fn,
-            [endless_batches(loader) for loader in loaders],
-            settings,
-            device,
-            [to_device(batch, device) for batch in val_batches or ()],
-            callback,
-            stop_requested,
-            autocast_for(precision, device),
-            accumulate,
+        outcome = sweep_loop(
+            trainee, [endless_batches(loader) for loader in loaders], settings, device, options
         )
     share = (time.perf_counter() - started) / len(models)
     return [
-        analysed_result(records, stop, settings, method, share)
-        for records, stop in zip(all_records, stops, strict=True)
+        analysed_result(records, stop, settings, method, share, group_ratios=outcome.group_ratios)
+        for records, stop in zip(outcome.records, outcome.stops, strict=True)
     ]
-
-
-def _joint_sweep(
-    stacked: StackedModels,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: LossFunction,
-    batches: list[Iterator[Any]],
-    settings: SweepSettings,
-    device: torch.device,
-    held_out: list[tuple[Any, Any]],
-    callback: Callable[[StepRecord], None] | None,
-    stop_requested: Callable[[], bool] | None,
-    forward_context: Callable[[], Any],
-    accumulate: int,
-) -> tuple[list[list[StepRecord]], list[str]]:
-    count = stacked.count
-    per_copy_loss = PerCopyLoss(loss_fn)
-    detectors = [
-        DivergenceDetector(
-            settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
-        )
-        for _ in range(count)
-    ]
-    records: list[list[StepRecord]] = [[] for _ in range(count)]
-    stops: list[str | None] = [None] * count
-    planned = sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, settings.mode)
-    stacked.train()
-    for step, lr in enumerate(planned):
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss_sums = torch.zeros(count, device=device)
-        for _ in range(accumulate):
-            inputs, targets = _stacked_batch(
-                [next(copy_batches) for copy_batches in batches], device
-            )
-            with forward_context():
-                outputs = stacked(inputs)
-                losses = per_copy_loss(outputs, targets)
-            parts = losses.float() / accumulate
-            parts.sum().backward()  # copy k's loss reaches only copy k's slice of each tensor
-            loss_sums += parts.detach()
-        optimizer.step()
-
-        values = loss_sums.tolist()
-        val_losses = _held_out_losses(stacked, per_copy_loss, held_out) if held_out else None
-        shown: StepRecord | None = None
-        for k, value in enumerate(values):
-            if stops[k] is not None:
-                continue
-            if step == 0 and not math.isfinite(value):
-                raise non_finite_first_loss(value, lr)
-            smoothed, diverged = detectors[k].update(value)
-            record = StepRecord(step, lr, value, smoothed, val_losses[k] if val_losses else None)
-            records[k].append(record)
-            shown = shown or record
-            if diverged:
-                stops[k] = STOP_NON_FINITE if not math.isfinite(value) else STOP_DIVERGED
-        if callback is not None and shown is not None:
-            callback(shown)
-        if all(stop is not None for stop in stops):
-            break
-        if stop_requested is not None and stop_requested():
-            stops = [stop or STOP_INTERRUPTED for stop in stops]
-            break
-    return records, [stop or STOP_COMPLETED for stop in stops]
 
 
 def _stacked_batch(batches: list[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -257,24 +222,6 @@ def _stacked_batch(batches: list[Any], device: torch.device) -> tuple[torch.Tens
             f"stacked repeats need batches of one shape from every loader; got {', '.join(shapes)} "
             f"({error}). Use a loader with drop_last=True, or run the repeats one by one."
         ) from None
-
-
-def _held_out_losses(
-    stacked: StackedModels, per_copy_loss: PerCopyLoss, batches: list[tuple[Any, Any]]
-) -> list[float]:
-    """Each copy's mean loss over the fixed held-out batches (eval mode, no gradients)."""
-    stacked.train(False)
-    with torch.no_grad():
-        losses = torch.stack(
-            [
-                per_copy_loss(
-                    stacked.on_shared(inputs), targets.expand(stacked.count, *targets.shape)
-                ).float()
-                for inputs, targets in batches
-            ]
-        )
-    stacked.train()
-    return losses.mean(dim=0).tolist()
 
 
 class PerCopyLoss:

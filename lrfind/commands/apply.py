@@ -1,0 +1,85 @@
+"""A result's bounds as one schedule: written into a training config (`lrfind apply`) or
+printed to paste (`lrfind run --emit`).
+
+    planned = plan_apply(Path("runs/lenet/result.json"), Path("train.yaml"), schedule="onecycle")
+    print(planned.change.diff()); planned.change.write()
+
+Nothing is written until the caller writes the returned change (the CLI shows its diff first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrfind.core.schedules import Bounds, check_kind, python_snippet, schedule_section
+from lrfind.outputs.configedit import (
+    DEFAULT_KEY,
+    ConfigChange,
+    lookup,
+    plan_change,
+    read_config,
+    render_snippet,
+    split_key,
+)
+from lrfind.outputs.documents import read_result
+from lrfind.settings.options import check_choice, check_result_matches
+
+DEFAULT_KIND = "onecycle"  # the schedule most users train with after a range test
+EMIT_FORMATS = ("yaml", "toml", "json", "python")  # what `lrfind run --emit` prints
+
+
+@dataclass(frozen=True)
+class PlannedApply:
+    kind: str  # the schedule kind written
+    key: str  # where in the config
+    change: ConfigChange
+
+
+def plan_apply(
+    result_file: Path,
+    train_config: Path,
+    *,
+    schedule: str | None = None,
+    key: str = DEFAULT_KEY,
+    epochs: int | None = None,
+    force: bool = False,
+) -> PlannedApply:
+    """The edit that writes the result's `schedule` (default: the kind the config already
+    has, else DEFAULT_KIND) under `key`. The training length comes from `epochs` or the
+    config's own `epochs`; a result measured on another setup is refused unless `force`."""
+    result = read_result(result_file)
+    bounds = Bounds.of(result)
+    keys = split_key(key)
+    before, current = read_config(train_config)
+    existing = lookup(current, keys)
+    kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
+    kind = kind or DEFAULT_KIND
+    check_kind(kind)
+    setup = _setup_of(current, keys)
+    if epochs is None and isinstance(setup.get("epochs"), int):
+        epochs = setup["epochs"]
+    if not force and isinstance(result.get("config"), dict):
+        check_result_matches(result["config"], setup, result_file, str(train_config))
+    steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
+    section = schedule_section(kind, bounds, steps_per_epoch, epochs)
+    change = plan_change(train_config, before, current, key, section)
+    return PlannedApply(kind=kind, key=key, change=change)
+
+
+def _setup_of(document: Any, keys: list[str]) -> dict[str, Any]:
+    """The setup is read from the top level and from the mapping that holds the schedule."""
+    parent = lookup(document, keys[:-1]) if len(keys) > 1 else None
+    return {**document, **(parent if isinstance(parent, dict) else {})}
+
+
+def snippet(result: dict[str, Any], kind: str, fmt: str) -> str:
+    """The `kind` schedule of a result as text to paste: a config block in `fmt`, or the
+    Python lines that build the scheduler (`python`)."""
+    check_choice("--emit format", fmt, EMIT_FORMATS)
+    steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
+    section = schedule_section(kind, Bounds.of(result), steps_per_epoch)
+    if fmt == "python":
+        return python_snippet(section, steps_per_epoch or 1)
+    return render_snippet(section, fmt)

@@ -1,0 +1,408 @@
+"""`lrfind run` as a function: config in, run folder and result out.
+
+    from lrfind.settings.options import RunConfig
+    from lrfind.commands.run import run
+    outcome = run(RunConfig(model="mlp", steps=200))
+
+Stages, each a plain value to the next: resolve specs -> load data -> build model and
+optimizer -> the plan's sweeps (lrfind.core.plan over lrfind.engine) -> write the run folder
+(lrfind.outputs). Everything that can be checked without work (options, specs, the run
+folder) is checked first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from lrfind.core.plan import SearchOutcome, search
+from lrfind.core.records import RangeTestResult, StepRecord
+from lrfind.engine.distributed import Ranks, distributed_group
+from lrfind.engine.range_test import range_test
+from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
+from lrfind.errors import ConfigError, SpecError
+from lrfind.outputs.curves import AnalysedCurve, write_curve_files
+from lrfind.outputs.documents import document, recommendation_document, search_blocks
+from lrfind.outputs.files import check_run_folder, staged_run_folder, write_json
+from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
+from lrfind.setup import data as datasets
+from lrfind.setup import models
+from lrfind.setup.devices import environment_summary, resolve_device
+from lrfind.setup.optimizers import build_optimizer
+from lrfind.setup.prepare import PreparedData, check_specs, prepare_data, seeded_model
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    out: Path
+    search: SearchOutcome
+    document: dict[str, Any]  # the content of result.json
+
+    @property
+    def result(self) -> RangeTestResult:
+        """The full sweep."""
+        return self.search.main
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How a caller follows a run. `on_sweep(repeats, settings)` announces each sweep as it
+    starts: (0,) the full sweep, (2,) repeat 2, (1, 2, 3, 4, 5) the repeats stacked in one."""
+
+    on_stage: Callable[[str], None] | None = None
+    on_step: Callable[[StepRecord], None] | None = None
+    on_sweep: Callable[[tuple[int, ...], SweepSettings], None] | None = None
+    stop_requested: Callable[[], bool] | None = None
+
+    def stage(self, name: str) -> None:
+        if self.on_stage is not None:
+            self.on_stage(name)
+
+    def sweep(self, repeats: tuple[int, ...], settings: SweepSettings) -> None:
+        if self.on_sweep is not None:
+            self.on_sweep(repeats, settings)
+
+
+def default_out(setup: SetupSettings, now: datetime | None = None, prefix: str = "") -> Path:
+    """runs/<prefix><model>-<dataset>-<timestamp>: a new folder for every run."""
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{prefix}{_slug(setup.model)}-{_slug(setup.dataset)}-{stamp}"
+
+
+def _slug(spec: str) -> str:
+    name = spec.rpartition(":")[2] if ":" in spec else spec
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem or name).strip("-") or "run"
+
+
+def run(
+    config: RunConfig,
+    *,
+    on_stage: Callable[[str], None] | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+    on_sweep: Callable[[tuple[int, ...], SweepSettings], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    ranks: Ranks | None = None,
+) -> RunOutcome:
+    """Run the plan and write the run folder. When `stop_requested` answers True mid-sweep,
+    the plan stops there and what was recorded is written, marked `interrupted`.
+
+    Under torchrun every rank runs this (`ranks`, by default from torchrun's environment);
+    rank 0 alone writes the folder."""
+    ranks = ranks or Ranks.from_environment()
+    hooks = RunHooks(on_stage, on_step, on_sweep, stop_requested)
+    with distributed_group(ranks, resolve_device(config.device), config.batch_size) as device:
+        return _run(config, device, ranks, hooks)
+
+
+def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks) -> RunOutcome:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    check_specs(config)
+    if config.weights is not None and not config.weights.is_file():
+        raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
+    out = config.out or default_out(config)
+    check_run_folder(out, config.overwrite)
+
+    hooks.stage("loading data")
+    clock = time.perf_counter()
+    prepared = _load_data(config, device)
+    timings["load_data_s"] = time.perf_counter() - clock
+
+    hooks.stage("building model")
+    clock = time.perf_counter()
+    sweeper = Sweeper(config, prepared, device, ranks, hooks)
+    timings["build_model_s"] = time.perf_counter() - clock
+
+    hooks.stage("sweeping")
+    outcome = search(
+        sweeper.one,
+        config.sweep_settings(),
+        config.search_settings(),
+        config.method,
+        run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
+    )
+    outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
+    timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
+
+    hooks.stage("writing results")
+    clock = time.perf_counter()
+
+    def result_document() -> dict[str, Any]:
+        timings["total_s"] = time.perf_counter() - started
+        return _result_document(config, out, outcome, prepared, sweeper, device, timings)
+
+    if ranks.rank != 0:  # under torchrun, rank 0 writes; the others ran the same curve
+        return RunOutcome(out=out, search=outcome, document=result_document())
+    with staged_run_folder(out, config.overwrite) as staging:
+        curves = [
+            AnalysedCurve(sweep.repeat, sweep.result.analysis, sweep.result.val_losses)
+            for sweep in outcome.sweeps
+        ]
+        write_curve_files(
+            staging, curves, outcome.recommendation, _plot_title(config), config.mode == "exp"
+        )
+        timings["write_s"] = time.perf_counter() - clock
+        written = result_document()
+        write_json(staging / "result.json", written)
+    return RunOutcome(out=out, search=outcome, document=written)
+
+
+def _load_data(config: RunConfig, device: torch.device) -> PreparedData:
+    """The sweep's data, with --val-batches held out. The first optimizer imports
+    torch._dynamo (about 1 s here), which reading and decompressing local files leaves time
+    for; not beside user code or a torchvision download, whose own imports could deadlock."""
+    local_files = config.dataset in datasets.BUILTIN_DATASETS and datasets.locate(
+        datasets.BUILTIN_DATASETS[config.dataset], config.data_dir
+    )
+    with _importing_meanwhile("torch._dynamo") if local_files else contextlib.nullcontext():
+        return prepare_data(
+            config, device, held_out_samples=lambda total: _held_out_count(config, total)
+        )
+
+
+def _held_out_count(config: RunConfig, samples: int) -> int:
+    """Samples set aside for --val-batches, from the end of the training split."""
+    held_out = config.val_batches * config.batch_size
+    if held_out and samples - held_out < config.batch_size:
+        raise ConfigError(
+            f"--val-batches {config.val_batches} holds out {held_out} of the dataset's "
+            f"{samples} samples, leaving less than one training batch of {config.batch_size}. "
+            "Use fewer --val-batches or a smaller --batch-size."
+        )
+    return held_out
+
+
+@contextlib.contextmanager
+def _importing_meanwhile(module: str) -> Iterator[None]:
+    """Import `module` in a background thread while the block runs, and wait for it at the
+    end of the block (so no import is left racing the code after it). A failure is left for
+    the code that imports it for real to report. This pays only beside work that releases
+    the GIL: beside the sweeps, importing matplotlib slowed them by as much as it saved."""
+    worker = threading.Thread(target=_import_quietly, args=(module,), daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        worker.join()
+
+
+def _import_quietly(module: str) -> None:
+    with contextlib.suppress(Exception):
+        importlib.import_module(module)
+
+
+class Sweeper:
+    """The sweeps of one run, as the plan asks for them: the full sweep and the repeats one
+    by one (`one`), or the repeats stacked into one run (`stacked_repeats`). Each repeat draws
+    new weights and a new data order from its seed. `notes` says where stacking gave way."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        prepared: PreparedData,
+        device: torch.device,
+        ranks: Ranks,
+        hooks: RunHooks,
+    ) -> None:
+        self.config, self.prepared, self.device, self.ranks, self.hooks = (
+            config,
+            prepared,
+            device,
+            ranks,
+            hooks,
+        )
+        self.notes: list[str] = []
+        self.stacked = False  # whether the repeats did run stacked
+        self.memory_baseline = _start_gpu_peak(device)
+        plain = self.plain_model(config.seed)
+        models.check_model_fits(plain, prepared.sample_inputs, prepared.num_classes, config.model)
+        self.plain = plain
+        self.model = self.fast_model(plain)
+        self.optimizer = build_optimizer(config, self.model.parameters(), config.start_lr)
+
+    def plain_model(self, seed: int) -> nn.Module:
+        return seeded_model(self.config, self.prepared, seed, self.config.weights).to(self.device)
+
+    def fast_model(self, model: nn.Module) -> nn.Module:
+        """--channels-last, --compile and, under torchrun, DistributedDataParallel; applied
+        after the fit check on the plain model."""
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        if self.ranks.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        return model
+
+    def one(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        """Repeat 0 is the full sweep, on the model built first."""
+        config, seed = self.config, self.config.seed + repeat
+        model, optimizer = self.model, self.optimizer
+        if repeat:
+            model = self.fast_model(self.plain_model(seed))
+            optimizer = build_optimizer(config, model.parameters(), config.start_lr)
+        self.hooks.sweep((repeat,), settings)
+        return range_test(
+            model,
+            optimizer,
+            nn.CrossEntropyLoss(),
+            self.prepared.loader_for(seed),
+            **dataclasses.asdict(settings),
+            method=config.method,
+            seed=seed,
+            device=self.device,
+            val_batches=self.prepared.held_out_batches(config.batch_size),
+            callback=self.hooks.on_step,
+            stop_requested=self.hooks.stop_requested,
+            precision=config.precision,
+            accumulate=config.accumulate,
+            channels_last=config.channels_last,
+            ranks=self.ranks,
+        )
+
+    def try_stacking(self) -> bool:
+        """Whether the repeats run stacked; a note where they could not."""
+        stack, note = stack_choice(
+            self.config, self.plain, self.prepared.sample_inputs, self.device, self.ranks
+        )
+        self.notes.extend([note] if note else [])
+        return stack
+
+    def stacked_repeats(
+        self, repeats: list[int], settings: SweepSettings
+    ) -> list[RangeTestResult] | None:
+        """All repeats in one run: the same seeds, weights and data orders as one by one.
+        None (run them one by one) where they would not fit in GPU memory."""
+        config = self.config
+        if self.memory_baseline is not None and config.stack_repeats == "auto":
+            problem = _stacked_memory_problem(len(repeats), self.memory_baseline, self.device)
+            if problem is not None:
+                self.notes.append(f"The repeats ran one after another, not stacked: {problem}.")
+                return None
+        seeds = [config.seed + repeat for repeat in repeats]
+        self.hooks.sweep(tuple(repeats), settings)
+        try:
+            results = stacked_range_tests(
+                [seeded_model(config, self.prepared, seed, config.weights) for seed in seeds],
+                lambda tensors: build_optimizer(config, tensors, config.start_lr),
+                nn.CrossEntropyLoss(),
+                [self.prepared.loader_for(seed) for seed in seeds],
+                settings,
+                device=self.device,
+                method=config.method,
+                seed=seeds[0],
+                val_batches=self.prepared.held_out_batches(config.batch_size),
+                callback=self.hooks.on_step,
+                stop_requested=self.hooks.stop_requested,
+                precision=config.precision,
+                accumulate=config.accumulate,
+            )
+        except torch.cuda.OutOfMemoryError:
+            results = None
+        if results is None:  # out of the except block, so the failed run's tensors are free
+            torch.cuda.empty_cache()
+            self.notes.append(
+                "The stacked repeats ran out of GPU memory; they ran one after another instead."
+            )
+            return None
+        self.stacked = True
+        return results
+
+
+def stack_choice(
+    config: RunConfig,
+    model: nn.Module,
+    sample_inputs: torch.Tensor,
+    device: torch.device,
+    ranks: Ranks,
+) -> tuple[bool, str | None]:
+    """Whether the repeats run stacked (lrfind.engine.stacked) and, where --stack-repeats auto
+    had a GPU but could not stack them, a note saying why. `on` that cannot is an error."""
+    if config.repeats == 0 or config.stack_repeats == "off":
+        return False, None
+    if config.stack_repeats == "auto" and device.type != "cuda":
+        return False, None
+    problem = config.stacking_conflict()
+    if problem is None and ranks.distributed:
+        problem = "torchrun (every rank already trains its own shard)"
+    if problem is None:
+        problem = stack_problem(model, sample_inputs)
+    if problem is None:
+        return True, None
+    if config.stack_repeats == "on":
+        raise ConfigError(
+            f"--stack-repeats on: the repeats cannot be stacked because of {problem}. "
+            "Use --stack-repeats off to run them one after another."
+        )
+    return False, f"The repeats ran one after another, not stacked, because of {problem}."
+
+
+def _start_gpu_peak(device: torch.device) -> int | None:
+    """On CUDA, start measuring the peak memory of what follows; the bytes already in use."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device)
+
+
+def _stacked_memory_problem(copies: int, baseline: int, device: torch.device) -> str | None:
+    """Whether `copies` stacked copies of what the full sweep used since `baseline` (one
+    model, its optimizer and activations) fit in the GPU memory still free."""
+    bytes_per_copy = torch.cuda.max_memory_allocated(device) - baseline
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return memory_problem(copies, bytes_per_copy, free)
+
+
+def _plot_title(config: RunConfig) -> str:
+    optimizer = config.optimizer
+    if config.momentum:
+        optimizer += f" (momentum {config.momentum:g})"
+    return (
+        f"LR range test: {config.model} on {config.dataset}\n"
+        f"{optimizer}, batch {config.batch_size}, seed {config.seed}"
+    )
+
+
+def _result_document(
+    config: RunConfig,
+    out: Path,
+    outcome: SearchOutcome,
+    prepared: PreparedData,
+    sweeper: Sweeper,
+    device: torch.device,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    steps_run = outcome.steps_run
+    return document(
+        interrupted=outcome.interrupted,
+        config={**config.to_dict(), "out": str(out)},
+        environment=environment_summary(device),
+        data={**prepared.description, "steps_per_epoch": prepared.steps_per_epoch},
+        model={
+            "spec": config.model,
+            "parameters": sum(parameter.numel() for parameter in sweeper.model.parameters()),
+        },
+        **search_blocks(outcome, config.seed),
+        repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)
+        skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
+        timings={**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
+        recommendation=recommendation_document(
+            outcome.recommendation,
+            outcome.notes + outcome.main.analysis.diagnostics,
+            prepared.steps_per_epoch,
+        ),
+    )

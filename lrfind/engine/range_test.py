@@ -1,0 +1,230 @@
+"""The LR range test on your objects: any model, optimizer, loss and loader.
+
+    from lrfind import range_test
+    result = range_test(model, optimizer, torch.nn.functional.cross_entropy, loader)
+    result.recommendation.max_lr
+
+The LR grows every mini-batch from start_lr to end_lr while the loss of each batch is
+recorded (lrfind.engine.loop); the sweep stops early once the loss diverges. The model's and
+optimizer's state are restored afterwards (also on error), so the caller can train the same
+objects next. The engine never prints: progress goes to `callback`, one `StepRecord` per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+
+from lrfind.core.analysis import check_method
+from lrfind.core.plan import SearchOutcome, search
+from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
+from lrfind.engine.distributed import Ranks
+from lrfind.engine.loop import (
+    LoopOptions,
+    LossFunction,
+    endless_batches,
+    seeded_rng,
+    sweep_loop,
+    to_device,
+)
+from lrfind.errors import ConfigError
+from lrfind.settings.options import (
+    DEFAULT_METHOD,
+    PRECISIONS,
+    REPEATS,
+    SearchSettings,
+    SweepSettings,
+    check_choice,
+)
+
+
+class SingleModel:
+    """One model as the sweep loop's trainee; under torchrun, each rank takes its shard of
+    every global batch."""
+
+    copies = 1
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFunction,
+        device: torch.device,
+        val_batches: Sequence[Any] | None,
+        channels_last: bool,
+        ranks: Ranks,
+    ) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.device = device
+        self.held_out = [to_device(batch, device) for batch in val_batches or ()]
+        self.channels_last = channels_last
+        self.ranks = ranks
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def losses(self, batches: list[Any]) -> torch.Tensor:
+        inputs, targets = to_device(batches[0], self.device, self.channels_last)
+        if self.ranks.distributed:  # every rank loads the global batch and trains on its shard
+            inputs = inputs.tensor_split(self.ranks.world)[self.ranks.rank]
+            targets = targets.tensor_split(self.ranks.world)[self.ranks.rank]
+        return self.loss_fn(self.model(inputs), targets).reshape(1)
+
+    def held_out_losses(self) -> list[float] | None:
+        if not self.held_out:
+            return None
+        self.model.eval()
+        with torch.no_grad():
+            total = sum(
+                float(self.loss_fn(self.model(inputs), targets))
+                for inputs, targets in self.held_out
+            )
+        self.model.train()
+        return [total / len(self.held_out)]
+
+
+def range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    train_loader: Iterable[Any],
+    *,
+    start_lr: float = SweepSettings.start_lr,
+    end_lr: float = SweepSettings.end_lr,
+    steps: int = SweepSettings.steps,
+    mode: str = SweepSettings.mode,
+    smoothing: float = SweepSettings.smoothing,
+    divergence_factor: float = SweepSettings.divergence_factor,
+    method: str = DEFAULT_METHOD,
+    seed: int | None = None,
+    device: torch.device | str | None = None,
+    val_batches: Sequence[Any] | None = None,
+    callback: Callable[[StepRecord], None] | None = None,
+    stop_requested: Callable[[], bool] | None = None,
+    precision: str = "fp32",
+    accumulate: int = 1,
+    channels_last: bool = False,
+    ranks: Ranks | None = None,
+) -> RangeTestResult:
+    """Run one LR range test and analyse it.
+
+    `train_loader` yields `(inputs, targets)` batches and is re-iterated when it runs out.
+    `val_batches`, a few fixed `(inputs, targets)` batches, are evaluated after every step
+    (in eval mode, without gradients) to record a validation curve; the analysis stays on
+    the training loss, which is what the rate acts on.
+    `stop_requested` is asked after every step; when it answers True the sweep ends there
+    (stop reason "interrupted") and what was recorded is analysed as usual.
+    Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
+    `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
+    `device` defaults to the device of the model's first parameter.
+    `precision` bf16 or fp16 runs forward and loss under autocast; fp16 adds a GradScaler, and
+    a step it skips (overflowing gradients) does not advance the LR or record a point.
+    `accumulate` N: each optimizer step (one LR) sums gradients over N batches, and the loss
+    recorded is their mean. `channels_last` moves 4-D inputs to channels-last memory (the
+    model should be converted too: `model.to(memory_format=torch.channels_last)`).
+    Under torch.distributed (torchrun, the model wrapped in DistributedDataParallel), every
+    rank takes its shard of each global batch and the recorded loss is the mean over ranks;
+    `ranks` defaults to those of the initialised process group.
+    """
+    settings = SweepSettings(
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        mode=mode,
+        smoothing=smoothing,
+        divergence_factor=divergence_factor,
+    )
+    check_sweep_options(method, precision, accumulate)
+    if device is None:
+        first = next(model.parameters(), None)
+        device = first.device if first is not None else torch.device("cpu")
+    device = torch.device(device)
+    ranks = ranks or Ranks.of_group()
+    options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
+    trainee = SingleModel(model, optimizer, loss_fn, device, val_batches, channels_last, ranks)
+
+    model_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
+    optimizer_state = copy.deepcopy(optimizer.state_dict())
+    was_training = model.training
+    started = time.perf_counter()
+    try:
+        with seeded_rng(seed, device):
+            outcome = sweep_loop(
+                trainee, [endless_batches(train_loader)], settings, device, options
+            )
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)
+        model.train(was_training)
+    return analysed_result(
+        outcome.records[0],
+        outcome.stops[0],
+        settings,
+        method,
+        time.perf_counter() - started,
+        skipped_steps=outcome.skipped_steps,
+        group_ratios=outcome.group_ratios,
+    )
+
+
+def check_sweep_options(method: str, precision: str, accumulate: int) -> None:
+    """The engine's own arguments, checked before any work (the sweep's by SweepSettings)."""
+    check_method(method)
+    check_choice("precision", precision, PRECISIONS)
+    if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
+        raise ConfigError(f"accumulate must be a positive integer; got {accumulate!r}.")
+
+
+SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFunction,
+    train_loader: Iterable[Any],
+    *,
+    repeats: int = REPEATS,
+    refine: bool = True,
+    auto_range: bool = False,
+    method: str = DEFAULT_METHOD,
+    seed: int = 0,
+    **sweep_options: Any,
+) -> SearchOutcome:
+    """lrfind's default plan (lrfind.core.plan) on your objects: the full sweep, then
+    `repeats` focused sweeps, each from the same starting weights with a new seed (data
+    order, dropout and other randomness), and the median of their suggestions.
+
+        outcome = find_lr(model, optimizer, loss_fn, loader)
+        outcome.recommendation.max_lr, outcome.recommendation.interval
+
+    `sweep_options` are `range_test`'s (start_lr, end_lr, steps, ...). A loader with its own
+    fixed order sees the same batches in every repeat; shuffle it to get the benefit.
+    """
+    base = {name: sweep_options.pop(name) for name in SWEEP_FIELDS if name in sweep_options}
+
+    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        return range_test(
+            model,
+            optimizer,
+            loss_fn,
+            train_loader,
+            **dataclasses.asdict(settings),
+            method=method,
+            seed=seed + repeat,
+            **sweep_options,
+        )
+
+    return search(
+        run_sweep,
+        SweepSettings(**base),
+        SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range),
+        method,
+    )

@@ -1,0 +1,71 @@
+"""torch schedulers from lrfind's schedule sections (lrfind.core.schedules has the kinds).
+
+    from lrfind.engine.schedulers import build_scheduler
+    scheduler = build_scheduler(optimizer, "runs/lenet/result.json", "onecycle",
+                                steps_per_epoch=234, epochs=5)
+
+Step the scheduler once per optimizer step (every kind here counts iterations, not epochs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.optim import lr_scheduler
+
+from lrfind.core.analysis import Recommendation
+from lrfind.core.ramp import rate_ratios
+from lrfind.core.schedules import Bounds, Training, check_kind, check_section, schedule_section
+from lrfind.errors import ConfigError
+from lrfind.outputs.documents import read_result
+
+
+def scheduler_from_section(
+    optimizer: torch.optim.Optimizer,
+    section: Mapping[str, Any],
+    steps_per_epoch: int,
+    epochs: int,
+) -> lr_scheduler.LRScheduler:
+    """The torch scheduler a section describes, for `epochs` of `steps_per_epoch` iterations.
+
+    Several parameter groups keep the ratio of their current LRs to the first group's: the
+    section's rates are those of the first group.
+    """
+    section = check_section(section, "schedule")
+    training = Training(optimizer, steps_per_epoch, epochs, _group_ratios(optimizer))
+    scheduler: lr_scheduler.LRScheduler = check_kind(section["kind"]).scheduler(
+        lr_scheduler, section, training
+    )
+    return scheduler
+
+
+def _group_ratios(optimizer: torch.optim.Optimizer) -> tuple[float, ...]:
+    """The groups' ratios (from `initial_lr` when a scheduler set one), clearing `initial_lr`
+    so that the new scheduler starts from the rates it is given."""
+    return rate_ratios(
+        [float(group.pop("initial_lr", group["lr"])) for group in optimizer.param_groups]
+    )
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    recommendation: Recommendation | Mapping[str, Any] | str | Path,
+    kind: str,
+    steps_per_epoch: int,
+    epochs: int,
+) -> lr_scheduler.LRScheduler:
+    """A torch scheduler of `kind` from lrfind's recommendation, for the whole training run.
+
+    `recommendation`: a `Recommendation`, a result.json path or its loaded content. Cyclic
+    kinds fit whole cycles into the run; step the scheduler after every optimizer step.
+    """
+    for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs)):
+        if not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
+    if isinstance(recommendation, (str, Path)):
+        recommendation = read_result(Path(recommendation))
+    section = schedule_section(kind, Bounds.of(recommendation), steps_per_epoch, epochs)
+    return scheduler_from_section(optimizer, section, steps_per_epoch, epochs)

@@ -1,0 +1,121 @@
+"""The JSON documents lrfind writes (result.json, train.json) and the reader that checks them.
+
+    document = read_result(Path("runs/lenet/result.json"))
+    document["recommendation"]["max_lr"]
+
+Every document opens with `format_version` and `created`; the blocks that `lrfind run` and
+`lrfind analyze` share (one sweep, the recommendation with its schedules) are built here
+once. `read_result` refuses what is not an lrfind result, or one of a newer format.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from lrfind.core.analysis import Analysis, Recommendation
+from lrfind.core.plan import SearchOutcome
+from lrfind.core.schedules import Bounds, schedule_parameters
+from lrfind.errors import ConfigError
+
+# Raised when a reader of the previous version would misread a document.
+RESULT_FORMAT_VERSION = 1
+
+
+def document(**blocks: Any) -> dict[str, Any]:
+    """A document: the format version and creation time, then `blocks` in order."""
+    return {
+        "format_version": RESULT_FORMAT_VERSION,
+        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
+        **blocks,
+    }
+
+
+def recommendation_document(
+    recommendation: Recommendation | None, diagnostics: list[str], steps_per_epoch: int | None
+) -> dict[str, Any]:
+    """The `recommendation` block of result.json, with schedules and diagnostics."""
+    if recommendation is None:
+        return {
+            "base_lr": None,
+            "max_lr": None,
+            "lr": None,
+            "method": None,
+            "confidence": "none",
+            "confidence_reasons": ["the curve holds no usable descent to read a rate from"],
+            "schedules": None,
+            "diagnostics": diagnostics,
+        }
+    return {
+        **recommendation.to_dict(),
+        "schedules": schedule_parameters(Bounds.of(recommendation), steps_per_epoch),
+        "diagnostics": diagnostics,
+    }
+
+
+def sweep_document(
+    analysis: Analysis, steps_planned: int, stop_reason: str = "as recorded"
+) -> dict[str, Any]:
+    """What one sweep did, for result.json."""
+    return {
+        "steps_planned": steps_planned,
+        "steps_run": len(analysis.lrs),
+        "stop_reason": stop_reason,
+        "first_lr": float(analysis.lrs[0]),
+        "last_lr": float(analysis.lrs[-1]),
+        "divergence_step": analysis.divergence_index,
+        "divergence_lr": analysis.divergence_lr,
+        "min_smoothed_loss": float(analysis.smoothed[analysis.min_index]),
+        "min_smoothed_loss_lr": float(analysis.lrs[analysis.min_index]),
+        "first_loss": float(analysis.losses[0]),
+        "usable_points": analysis.usable_points,
+        "suggestion": None if analysis.recommendation is None else analysis.recommendation.max_lr,
+    }
+
+
+def search_blocks(outcome: SearchOutcome, seed: int) -> dict[str, Any]:
+    """The blocks of result.json that describe the plan's sweeps and what they recommend."""
+    main = outcome.main
+    return {
+        "sweep": sweep_document(main.analysis, main.settings.steps, main.stop_reason),
+        "repeats": [
+            {
+                "repeat": sweep.repeat,
+                "seed": seed + sweep.repeat,
+                **sweep_document(
+                    sweep.result.analysis, sweep.result.settings.steps, sweep.result.stop_reason
+                ),
+            }
+            for sweep in outcome.sweeps[1:]
+        ],
+        "steps_total": outcome.steps_run,
+    }
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A result.json of `lrfind run` or `lrfind analyze` (the latter has no `config` block),
+    checked: a JSON object of a known format version with a `recommendation` block."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"result file {path} does not exist. Give the result.json of a run "
+            "(e.g. runs/<name>/result.json), written by `lrfind run`."
+        )
+    try:
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ConfigError(f"result file {path} is not readable JSON ({error}).") from None
+    if not (isinstance(loaded, dict) and isinstance(loaded.get("recommendation"), dict)):
+        raise ConfigError(
+            f"{path} is not an lrfind result: it has no `recommendation` block. Pass the "
+            "result.json written by `lrfind run` or `lrfind analyze`."
+        )
+    version = loaded.get("format_version", RESULT_FORMAT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_FORMAT_VERSION:
+        raise ConfigError(
+            f"{path} has format_version {version!r}; this lrfind reads up to version "
+            f"{RESULT_FORMAT_VERSION}. Upgrade lrfind, or rerun the sweep with this one."
+        )
+    return loaded

@@ -1,0 +1,147 @@
+"""Writing files: atomically, into run folders that appear only when complete.
+
+    with staged_run_folder(Path("runs/lenet-sgd"), overwrite=False) as staging:
+        write_json(staging / "result.json", document)
+
+A run folder is assembled in a hidden sibling folder and renamed into place only when every
+file is complete, so an interrupted or failing run never leaves a half-written folder, and an
+existing run is replaced only with `overwrite=True`. CSV and JSON are written here, so every
+file lrfind makes has one cell format and one JSON form.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lrfind.errors import OutputError
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+    path = Path(path)
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise OutputError(_write_failure(path, error)) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp creates 0600; a replaced file keeps its permissions, a new one gets the umask's
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o7777)
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise OutputError(_write_failure(path, error)) from None
+
+
+def _write_failure(path: Path, error: OSError) -> str:
+    return (
+        f"cannot write {path}: {error.strerror or error}. Check that the folder is writable "
+        "and the disk has space, or choose another folder with --out."
+    )
+
+
+def check_run_folder(out: Path, overwrite: bool) -> None:
+    """Fail before any work when the run folder exists and may not be replaced."""
+    if out.exists() and not overwrite:
+        raise OutputError(
+            f"run folder {out} already exists. Pass --overwrite to replace it, or choose "
+            "another folder with --out."
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder. Choose another path with --out.")
+    existing = next(parent for parent in Path(out).absolute().parents if parent.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"cannot create run folder {out}: {existing} is not a writable folder. "
+            "Choose another folder with --out."
+        )
+
+
+@contextlib.contextmanager
+def staged_run_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Yield an empty staging folder; on success it becomes `out`, on error it is removed."""
+    out = Path(out)
+    check_run_folder(out, overwrite)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as error:
+        raise OutputError(_write_failure(out, error)) from None
+    try:
+        yield staging
+        if out.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, retired / out.name)
+            os.replace(staging, out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(_write_failure(out, error)) from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell: empty for a missing or non-finite number, else the value's exact repr."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return repr(int(value))
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value)) if math.isfinite(value) else ""
+    return str(value)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A header and one line per row (cells by `csv_cell`), written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([csv_cell(value) for value in row] for row in rows)
+    write_atomic(path, buffer.getvalue().encode())
+
+
+def json_ready(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN/inf to null, paths to strings."""
+    if isinstance(value, dict):
+        return {str(key): json_ready(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, np.generic):
+        return json_ready(value.item())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    text = json.dumps(json_ready(document), indent=2, allow_nan=False)
+    write_atomic(path, (text + "\n").encode())

@@ -1,0 +1,191 @@
+"""Pictures of curves: sweep.png for a sweep, history.png for `lrfind train`.
+
+matplotlib's object API on an Agg canvas: no pyplot, no global backend, no window, and
+matplotlib is imported only when a picture is drawn.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrfind.outputs.files import write_atomic
+
+
+@dataclass(frozen=True)
+class CurveLines:
+    """One sweep as written to sweep.csv and drawn in sweep.png."""
+
+    repeat: int  # 0: the full sweep; 1..: repeats
+    lrs: np.ndarray
+    losses: np.ndarray
+    smoothed: np.ndarray  # NaN where the analysis has no smoothed value (after divergence)
+    val_losses: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class PlotMarks:
+    base_lr: float | None
+    max_lr: float | None
+    divergence_lr: float | None
+    divergence_loss: float | None
+
+
+def render_plot(
+    path: Path,
+    curves: Sequence[CurveLines],
+    marks: PlotMarks,
+    title: str,
+    log_x: bool = True,
+) -> None:
+    """Loss vs LR: the full sweep (raw and smoothed), every repeat's smoothed curve, the
+    validation loss when recorded, the recommended bounds and the divergence point.
+
+    Uses matplotlib's object API on an Agg canvas: no pyplot, no global backend, no window.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    main, repeats = curves[0], curves[1:]
+    lrs, losses, smoothed = main.lrs, main.losses, main.smoothed
+    figure = Figure(figsize=(8, 5), dpi=110)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    finite = np.isfinite(losses)
+    axes.plot(lrs[finite], losses[finite], color="#9ab", linewidth=0.9, label="loss per batch")
+    has_smooth = np.isfinite(smoothed)
+    axes.plot(
+        lrs[has_smooth], smoothed[has_smooth], color="#1f4e99", linewidth=2.2, label="smoothed loss"
+    )
+    for index, repeat in enumerate(repeats):
+        shown = np.isfinite(repeat.smoothed)
+        axes.plot(
+            repeat.lrs[shown],
+            repeat.smoothed[shown],
+            color="#7b4fa0",
+            linewidth=1.0,
+            alpha=0.7,
+            label=f"{len(repeats)} focused repeats (smoothed)" if index == 0 else None,
+        )
+    for index, curve in enumerate(curves):
+        if curve.val_losses is None:
+            continue
+        shown = np.isfinite(curve.val_losses)
+        axes.plot(
+            curve.lrs[shown],
+            curve.val_losses[shown],
+            color="#2a9d8f",
+            linewidth=1.0 if index else 1.6,
+            linestyle=":",
+            label="held-out loss" if index == 0 else None,
+        )
+    if log_x:
+        axes.set_xscale("log")
+    low, high = _loss_limits(losses, smoothed)
+    axes.set_ylim(low, high)
+    if marks.base_lr is not None:
+        axes.axvline(
+            marks.base_lr,
+            color="#2a9d3f",
+            linestyle="--",
+            linewidth=1.4,
+            label=f"base_lr {marks.base_lr:.2g}",
+        )
+    if marks.max_lr is not None:
+        axes.axvline(
+            marks.max_lr,
+            color="#d9822b",
+            linestyle="--",
+            linewidth=1.4,
+            label=f"max_lr {marks.max_lr:.2g}",
+        )
+    if marks.divergence_lr is not None:
+        loss = marks.divergence_loss
+        shown = high if loss is None or not math.isfinite(loss) else min(loss, high)
+        axes.plot(
+            [marks.divergence_lr],
+            [shown],
+            marker="x",
+            markersize=10,
+            color="#c0392b",
+            linestyle="none",
+            label=f"diverged at {marks.divergence_lr:.2g}",
+        )
+    axes.set_xlabel("learning rate" + (" (log scale)" if log_x else ""))
+    axes.set_ylabel("training loss")
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(loc="best", fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+
+
+def _loss_limits(losses: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:
+    """Y range that shows the usable curve, not the exploded tail after divergence."""
+    usable = smoothed[np.isfinite(smoothed)]
+    finite = losses[np.isfinite(losses)]
+    if len(usable) == 0:
+        usable = finite
+    bottom = float(min(usable.min(), np.percentile(finite, 2)))
+    top = float(max(usable.max(), finite[0]))
+    span = (top - bottom) or abs(top) or 1.0
+    return bottom - 0.08 * span, top + 0.25 * span
+
+
+@dataclass(frozen=True)
+class HistoryLines:
+    """One trained schedule, as `render_history` draws it."""
+
+    name: str
+    epochs: list[int]
+    train_loss: list[float]
+    test_loss: list[float | None]
+    train_accuracy: list[float]
+    test_accuracy: list[float | None]
+    step_lrs: list[float]
+
+
+def render_history(path: Path, runs: Sequence[HistoryLines], title: str) -> None:
+    """Three panels: loss and accuracy per epoch (test solid, train dashed) and the LR over
+    steps, one colour per schedule, so schedules and the baseline compare at a glance."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(13, 4.2), dpi=110)
+    FigureCanvasAgg(figure)
+    loss_axes, accuracy_axes, lr_axes = figure.subplots(1, 3)
+    colours = ["#1f4e99", "#d9822b", "#2a9d3f", "#7b4fa0", "#c0392b", "#2a9d8f", "#555555"]
+
+    def shown(values: Sequence[float | None]) -> list[float]:
+        return [math.nan if value is None else value for value in values]
+
+    for run, colour in zip(runs, itertools.cycle(colours), strict=False):
+        loss_axes.plot(run.epochs, shown(run.test_loss), color=colour, marker="o", label=run.name)
+        loss_axes.plot(run.epochs, shown(run.train_loss), color=colour, linestyle="--", marker=".")
+        accuracy_axes.plot(
+            run.epochs, shown(run.test_accuracy), color=colour, marker="o", label=run.name
+        )
+        accuracy_axes.plot(run.epochs, run.train_accuracy, color=colour, linestyle="--", marker=".")
+        lr_axes.plot(range(len(run.step_lrs)), run.step_lrs, color=colour, label=run.name)
+    loss_axes.set_ylabel("loss (test solid, train dashed)")
+    accuracy_axes.set_ylabel("accuracy (test solid, train dashed)")
+    for axes in (loss_axes, accuracy_axes):
+        axes.set_xlabel("epoch")
+    lr_axes.set_xlabel("step")
+    lr_axes.set_ylabel("learning rate")
+    for axes in (loss_axes, accuracy_axes, lr_axes):
+        axes.grid(True, alpha=0.3)
+        axes.legend(loc="best", fontsize=8)
+    figure.suptitle(title)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())

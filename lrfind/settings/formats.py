@@ -1,0 +1,121 @@
+"""Reading YAML, TOML and JSON documents: the one place lrfind parses a config file.
+
+    from lrfind.settings.formats import parse_document
+    document = parse_document(text, Path("train.yaml"), "training config", round_trip=True)
+
+Option files (`--config`) are read as plain values; training configs that `lrfind apply`
+edits are read round-trip (ruamel.yaml, tomlkit), so comments, order and quoting survive.
+Every failure is a `ConfigError` that names the file, the place and what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from lrfind.errors import ConfigError
+
+FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
+
+
+def format_of(path: Path, what: str) -> str:
+    """yaml, toml or json, from the file's extension."""
+    suffix = Path(path).suffix.lower()
+    fmt = FORMATS.get(suffix)
+    if fmt is None:
+        raise ConfigError(
+            f"{what} {path} has an unknown extension {suffix!r}; use .yaml, .yml, .toml or .json."
+        )
+    return fmt
+
+
+def read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of `path`, or a ConfigError saying why it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {what} {path}: {error}.") from None
+
+
+def parse_document(text: str, path: Path, what: str, *, round_trip: bool = False) -> Any:
+    """The document `text` holds, in the format of `path`'s extension.
+
+    `round_trip` keeps what an editor needs to write the file back unchanged elsewhere
+    (ruamel's and tomlkit's own mapping types); plain reads give dicts, lists and scalars.
+    """
+    fmt = format_of(path, what)
+    if fmt == "yaml":
+        return parse_yaml(text, path, what, round_trip=round_trip)
+    if fmt == "toml":
+        return parse_toml(text, path, what, round_trip=round_trip)
+    return parse_json(text, path, what)
+
+
+def parse_json(text: str, path: Path, what: str) -> Any:
+    """JSON, or a ConfigError naming `what` file, the line and the column."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(
+            f"{what} {path} is not valid JSON: {error.msg} at line {error.lineno}, "
+            f"column {error.colno}."
+        ) from None
+
+
+def parse_toml(text: str, path: Path, what: str, *, round_trip: bool = False) -> Any:
+    if round_trip:
+        import tomlkit
+        from tomlkit.exceptions import ParseError
+
+        try:
+            return tomlkit.parse(text)
+        except ParseError as error:
+            raise ConfigError(f"{what} {path} is not valid TOML: {error}.") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{what} {path} is not valid TOML: {error}.") from None
+
+
+def yaml_parser(*, round_trip: bool) -> Any:
+    """ruamel.yaml, round-trip (keeps comments and quotes, never re-wraps lines) or plain."""
+    from ruamel.yaml import YAML
+
+    if not round_trip:
+        return YAML(typ="safe", pure=True)
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096  # never re-wrap the user's long lines
+    return yaml
+
+
+def parse_yaml(text: str, path: Path, what: str, *, round_trip: bool = False) -> Any:
+    """YAML 1.2. Plain reads refuse anchors and aliases, which can expand into huge documents;
+    round-trip reads keep them, as the file has them."""
+    from ruamel.yaml import YAMLError
+    from ruamel.yaml.events import AliasEvent
+
+    yaml = yaml_parser(round_trip=round_trip)
+    try:
+        if not round_trip:
+            for event in yaml.parse(text):
+                if isinstance(event, AliasEvent):
+                    line = event.start_mark.line + 1 if event.start_mark else "?"
+                    raise ConfigError(
+                        f"{what} {path} uses a YAML alias (*{event.anchor}) at line {line}. "
+                        "Anchors and aliases are not accepted in option files (they can "
+                        "expand into huge documents); write the value out."
+                    )
+        return yaml.load(text)
+    except YAMLError as error:
+        where = ""
+        mark = getattr(error, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+        raise ConfigError(
+            f"{what} {path} is not valid YAML{where}: {problem}. Only plain YAML is accepted "
+            "(no custom tags)."
+        ) from None

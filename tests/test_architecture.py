@@ -1,0 +1,80 @@
+"""The structure the layers promise: the core stays free of heavy imports, and every error a
+user can cause belongs to lrfind's one exception family."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lrfind
+import lrfind.core
+
+PACKAGE = Path(lrfind.__file__).parent
+
+
+def test_the_core_imports_neither_torch_nor_matplotlib_nor_rich() -> None:
+    modules = [f"lrfind.core.{info.name}" for info in pkgutil.iter_modules(lrfind.core.__path__)]
+    assert {"lrfind.core.analysis", "lrfind.core.plan", "lrfind.core.schedules"} <= set(modules)
+    code = (
+        f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
+        "bad = [m for m in ('torch', 'matplotlib', 'rich', 'pandas') if m in sys.modules]; "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+
+
+def test_lrfind_help_imports_no_torch() -> None:
+    code = (
+        "import sys, lrfind.cli; "
+        "bad = [m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules]; "
+        "sys.exit(f'imported {bad}' if bad else 0)"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+
+
+# Exceptions a user's input must never surface as: they escape the CLI's one handler as a
+# traceback. lrfind raises LrfindError subclasses instead, and never checks input by assert.
+FOREIGN = {"ValueError", "TypeError", "KeyError", "IndexError", "RuntimeError", "Exception"}
+
+
+def foreign_raises(source: str, filename: str) -> list[str]:
+    """`raise X(...)` of a foreign class and `assert` statements, as file:line entries."""
+    found = []
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Assert):
+            found.append(f"{filename}:{node.lineno}: assert")
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            raised = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(raised, ast.Name) and raised.id in FOREIGN:
+                found.append(f"{filename}:{node.lineno}: raise {raised.id}")
+    return sorted(found, key=lambda entry: int(entry.split(":")[1]))
+
+
+def test_the_package_raises_only_its_own_errors() -> None:
+    found = [
+        entry
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for entry in foreign_raises(path.read_text(), str(path.relative_to(PACKAGE)))
+    ]
+    assert found == []
+
+
+def test_the_scan_finds_what_it_looks_for() -> None:
+    source = (
+        "def f(x):\n"
+        "    assert x > 0\n"
+        "    if x == 1:\n"
+        "        raise ValueError('one')\n"
+        "    raise TypeError\n"
+        "    raise LrfindError('fine')\n"
+    )
+    assert foreign_raises(source, "m.py") == [
+        "m.py:2: assert",
+        "m.py:4: raise ValueError",
+        "m.py:5: raise TypeError",
+    ]
