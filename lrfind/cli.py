@@ -41,8 +41,28 @@ if TYPE_CHECKING:
     from lrfind.engine.distributed import Ranks
     from lrfind.engine.trainer import EpochRecord
 
+
+class _FlagHelp:
+    """Typer renders its own --help flag with a `<bool>` value; lrfind's flags show none."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_FlagHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Group(_FlagHelp, typer.core.TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="lrfind",
+    cls=_Group,
     help="Learning-rate range test for PyTorch: sweep, find where the loss falls fastest and "
     "where it diverges, and get base/max LR bounds for your schedule.",
     no_args_is_help=True,
@@ -103,7 +123,7 @@ def Value(name: str, help: str, metavar: str, config: type = RunConfig) -> Any:
     return typer.Option(help=_shown(help, name, config), metavar=metavar, show_default=False)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     model: Annotated[
         str | None,
@@ -514,7 +534,7 @@ def _print_snippets(schedules: dict[str, Any] | None, console: Console = console
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def analyze(
     csv_file: Annotated[
         Path,
@@ -568,7 +588,7 @@ def analyze(
             raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=_Command)
 def apply(
     result_file: Annotated[
         Path, typer.Argument(metavar="RESULT_FILE", help="result.json of `lrfind run`.")
@@ -633,7 +653,7 @@ def apply(
         console.print(f"Wrote the {planned.kind} schedule into {shown} ({planned.key}).")
 
 
-@app.command()
+@app.command(cls=_Command)
 def train(
     config: Annotated[
         Path | None,
@@ -820,7 +840,7 @@ def _print_training_table(outcome: TrainingOutcome) -> None:
     )
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 def list_specs() -> None:
     """List built-in models and datasets, and the other spec forms."""
     from lrfind.setup.data import BUILTIN_DATASETS
@@ -849,7 +869,7 @@ def list_specs() -> None:
     console.print(datasets)
 
 
-@app.command()
+@app.command(cls=_Command)
 def env() -> None:
     """Print versions, devices and where datasets were found, for bug reports."""
     from lrfind.setup.data import BUILTIN_DATASETS, cache_dir, locate

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,16 +53,41 @@ def render_plot(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    main, repeats = curves[0], curves[1:]
-    lrs, losses, smoothed = main.lrs, main.losses, main.smoothed
+    main = curves[0]
     figure = Figure(figsize=(8, 5), dpi=110)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    finite = np.isfinite(losses)
-    axes.plot(lrs[finite], losses[finite], color="#9ab", linewidth=0.9, label="loss per batch")
-    has_smooth = np.isfinite(smoothed)
+    _draw_curves(axes, curves)
+    if log_x:
+        axes.set_xscale("log")
+    low, high = _loss_limits(main.losses, main.smoothed)
+    axes.set_ylim(low, high)
+    _draw_marks(axes, marks, high)
+    axes.set_xlabel("learning rate" + (" (log scale)" if log_x else ""))
+    axes.set_ylabel("training loss")
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(loc="best", fontsize=9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+
+
+def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
+    """The full sweep raw and smoothed, every repeat smoothed, held-out losses dotted."""
+    main, repeats = curves[0], curves[1:]
+    finite = np.isfinite(main.losses)
     axes.plot(
-        lrs[has_smooth], smoothed[has_smooth], color="#1f4e99", linewidth=2.2, label="smoothed loss"
+        main.lrs[finite], main.losses[finite], color="#9ab", linewidth=0.9, label="loss per batch"
+    )
+    has_smooth = np.isfinite(main.smoothed)
+    axes.plot(
+        main.lrs[has_smooth],
+        main.smoothed[has_smooth],
+        color="#1f4e99",
+        linewidth=2.2,
+        label="smoothed loss",
     )
     for index, repeat in enumerate(repeats):
         shown = np.isfinite(repeat.smoothed)
@@ -85,29 +111,22 @@ def render_plot(
             linestyle=":",
             label="held-out loss" if index == 0 else None,
         )
-    if log_x:
-        axes.set_xscale("log")
-    low, high = _loss_limits(losses, smoothed)
-    axes.set_ylim(low, high)
-    if marks.base_lr is not None:
-        axes.axvline(
-            marks.base_lr,
-            color="#2a9d3f",
-            linestyle="--",
-            linewidth=1.4,
-            label=f"base_lr {marks.base_lr:.2g}",
-        )
-    if marks.max_lr is not None:
-        axes.axvline(
-            marks.max_lr,
-            color="#d9822b",
-            linestyle="--",
-            linewidth=1.4,
-            label=f"max_lr {marks.max_lr:.2g}",
-        )
+
+
+def _draw_marks(axes: Any, marks: PlotMarks, top: float) -> None:
+    """The recommended bounds as vertical lines, the divergence point as a cross (drawn at
+    `top` when its loss is off the chart)."""
+    for rate, colour, name in (
+        (marks.base_lr, "#2a9d3f", "base_lr"),
+        (marks.max_lr, "#d9822b", "max_lr"),
+    ):
+        if rate is not None:
+            axes.axvline(
+                rate, color=colour, linestyle="--", linewidth=1.4, label=f"{name} {rate:.2g}"
+            )
     if marks.divergence_lr is not None:
         loss = marks.divergence_loss
-        shown = high if loss is None or not math.isfinite(loss) else min(loss, high)
+        shown = top if loss is None or not math.isfinite(loss) else min(loss, top)
         axes.plot(
             [marks.divergence_lr],
             [shown],
@@ -117,15 +136,6 @@ def render_plot(
             linestyle="none",
             label=f"diverged at {marks.divergence_lr:.2g}",
         )
-    axes.set_xlabel("learning rate" + (" (log scale)" if log_x else ""))
-    axes.set_ylabel("training loss")
-    axes.set_title(title)
-    axes.grid(True, which="major", alpha=0.3)
-    axes.legend(loc="best", fontsize=9)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_atomic(path, buffer.getvalue())
 
 
 def _loss_limits(losses: np.ndarray, smoothed: np.ndarray) -> tuple[float, float]:

@@ -235,10 +235,10 @@ class ImageData:
         return int(self.images.shape[0])
 
 
-def load_builtin(
-    name: str, data_dir: Path | None = None, allow_download: bool = True, split: str = "train"
-) -> ImageData:
-    dataset = BUILTIN_DATASETS[name]
+def _find_or_download(
+    dataset: BuiltinDataset, data_dir: Path | None, allow_download: bool, split: str
+) -> tuple[Path, Path]:
+    """The split's files on disk, downloaded first when nowhere and allowed."""
     found = locate(dataset, data_dir, split)
     if found is None:
         if not allow_download:
@@ -260,7 +260,15 @@ def load_builtin(
         found = locate(dataset, data_dir, split)
         if found is None:
             raise DataError(_missing_message(dataset, data_dir, "was downloaded but not found"))
-    images_path, labels_path = found
+    return found
+
+
+def load_builtin(
+    name: str, data_dir: Path | None = None, allow_download: bool = True, split: str = "train"
+) -> ImageData:
+    """A split of a built-in dataset in memory, every file checked against the others."""
+    dataset = BUILTIN_DATASETS[name]
+    images_path, labels_path = _find_or_download(dataset, data_dir, allow_download, split)
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3:
