@@ -28,7 +28,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrfind import __version__
-from lrfind.core.schedules import SCHEDULE_KINDS
+from lrfind.core.schedules import DEFAULT_KIND, SCHEDULE_KINDS
 from lrfind.errors import LrfindError
 from lrfind.settings.options import RunConfig, SweepSettings, TrainConfig, describe_default
 
@@ -263,10 +263,10 @@ def run(
     schedule: Annotated[
         str,
         Opt(
-            "Schedule kind for --emit (see `lrfind apply --help`). \\[default: onecycle]",
+            f"Schedule kind for --emit (see `lrfind apply --help`). \\[default: {DEFAULT_KIND}]",
             metavar="NAME",
         ),
-    ] = "onecycle",
+    ] = DEFAULT_KIND,
     tensorboard: Annotated[
         Path | None,
         Opt(
@@ -543,18 +543,18 @@ def analyze(
         ),
     ],
     method: Annotated[
-        str,
-        typer.Option(
-            metavar="NAME", help="Suggestion method: bottom, steepest, valley or minimum."
-        ),
+        str, Value("method", "Suggestion method: bottom, steepest, valley or minimum.", "NAME")
     ] = RunConfig.method,
     smoothing: Annotated[
-        float, typer.Option(metavar="FLOAT", help="EMA factor in [0, 1) for the loss.")
+        float, Value("smoothing", "EMA factor in [0, 1) for the loss.", "FLOAT", SweepSettings)
     ] = SweepSettings.smoothing,
     divergence_factor: Annotated[
         float,
-        typer.Option(
-            metavar="FLOAT", help="Diverged once the smoothed loss exceeds this x its best."
+        Value(
+            "divergence_factor",
+            "Diverged once the smoothed loss exceeds this x its best.",
+            "FLOAT",
+            SweepSettings,
         ),
     ] = SweepSettings.divergence_factor,
     out: Annotated[
@@ -602,7 +602,7 @@ def apply(
     schedule: Annotated[
         str | None,
         Opt(
-            f"Schedule kind: {KINDS_TEXT}. \\[default: the config's kind, else onecycle]",
+            f"Schedule kind: {KINDS_TEXT}. \\[default: the config's kind, else {DEFAULT_KIND}]",
             metavar="NAME",
         ),
     ] = None,
@@ -668,7 +668,7 @@ def train(
         list[str] | None,
         Opt(
             f"Schedule kind: {KINDS_TEXT}. Repeat to compare several. "
-            "\\[default: the config's kind, else onecycle]",
+            f"\\[default: the config's kind, else {DEFAULT_KIND}]",
             metavar="NAME",
         ),
     ] = None,
@@ -751,7 +751,7 @@ def train(
         )
         kinds = list(schedule or [])
         if not kinds:
-            kinds = [settings.scheduler["kind"] if settings.scheduler else "onecycle"]
+            kinds = [settings.scheduler["kind"] if settings.scheduler else DEFAULT_KIND]
         outcome = _train_with_progress(settings, kinds, baseline is not None, force, tensorboard)
         _print_training_table(outcome)
 

@@ -229,7 +229,11 @@ def test_bad_result_files_and_paths_are_refused(tmp_path: Path) -> None:
         tmp_path / "not-json.json": "is not readable JSON",
         tmp_path / "other.json": "has no `recommendation` block",
         write_result(tmp_path, max_lr=None): "no usable max_lr",
+        tmp_path / "future.json": "has format_version 2; this lrfind reads up to version 1",
     }
+    (tmp_path / "good").mkdir()
+    future = json.loads(write_result(tmp_path / "good").read_text())
+    (tmp_path / "future.json").write_text(json.dumps({**future, "format_version": 2}))
     (tmp_path / "not-json.json").write_text("{")
     (tmp_path / "other.json").write_text("[1, 2]")
     for result_file, message in cases.items():

@@ -78,3 +78,11 @@ def test_the_scan_finds_what_it_looks_for() -> None:
         "m.py:4: raise ValueError",
         "m.py:5: raise TypeError",
     ]
+
+
+def test_the_method_names_users_may_choose_are_the_methods_the_core_has() -> None:
+    from lrfind.core.analysis import METHODS
+    from lrfind.settings.options import DEFAULT_METHOD, METHOD_NAMES
+
+    assert tuple(METHODS) == METHOD_NAMES
+    assert DEFAULT_METHOD in METHOD_NAMES

@@ -485,3 +485,40 @@ def test_precision_and_accumulation_reach_the_engine_and_result(
     document = json.loads((out / "result.json").read_text())
     assert document["config"]["precision"] == "fp16" and document["config"]["accumulate"] == 2
     assert document["skipped_steps"] == sum(options["skipped"] for options in seen)
+
+
+def test_version_prints_the_package_version() -> None:
+    from lrfind import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"lrfind {__version__}"
+
+
+def command_options(command: str) -> dict[str, Any]:
+    """The options of one command, by their long name, as Typer built them."""
+    import typer.main
+
+    group: Any = typer.main.get_command(app)
+    params = group.commands[command].params
+    return {param.opts[0]: param for param in params if param.param_type_name == "option"}
+
+
+@pytest.mark.parametrize("command", ["run", "analyze", "apply", "train"])
+def test_every_option_says_its_default_and_no_flag_asks_for_a_value(command: str) -> None:
+    """Each option's help ends with its default; flags show no `<bool>` value to type."""
+    options = command_options(command)
+    assert len(options) >= 5
+    for name, option in options.items():
+        assert option.help and "[default: " in option.help, name
+        if option.is_flag:
+            assert option.metavar == "", name
+    output = " ".join(invoke(command, "--help").output.split())
+    assert "<bool>" not in output
+
+
+def test_run_help_shows_the_defaults_the_settings_declare() -> None:
+    options = command_options("run")
+    for flag, value in (("--batch-size", RunConfig.batch_size), ("--steps", RunConfig.steps)):
+        assert options[flag].help.endswith(f"[default: {value}]")
+    assert options["--model"].help.endswith(f"[default: {RunConfig.model}]")

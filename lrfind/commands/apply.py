@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lrfind.core.schedules import Bounds, check_kind, python_snippet, schedule_section
+from lrfind.core.schedules import (
+    DEFAULT_KIND,
+    Bounds,
+    check_kind,
+    python_snippet,
+    schedule_section,
+)
 from lrfind.outputs.configedit import (
     DEFAULT_KEY,
     ConfigChange,
@@ -26,7 +32,6 @@ from lrfind.outputs.configedit import (
 from lrfind.outputs.documents import read_result
 from lrfind.settings.options import check_choice, check_result_matches
 
-DEFAULT_KIND = "onecycle"  # the schedule most users train with after a range test
 EMIT_FORMATS = ("yaml", "toml", "json", "python")  # what `lrfind run --emit` prints
 
 

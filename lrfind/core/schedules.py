@@ -429,6 +429,7 @@ KINDS: dict[str, ScheduleKind] = {
     )
 }
 SCHEDULE_KINDS = tuple(KINDS)
+DEFAULT_KIND = "onecycle"  # the schedule most users train with after a range test
 # Every key a schedule section may hold, of any kind: what `lrfind apply` replaces.
 SCHEDULE_KEYS = frozenset(
     {"kind"} | {key for kind in KINDS.values() for key in (*kind.required, *kind.optional)}
