@@ -14,7 +14,7 @@ planned steps from 1e-7 to 10, every contender in a fresh process, the median of
 plus lrfind's default plan (`--repeats 5`, repeats one after another and stacked) and
 `lrfind --help` start-up.
 
-Stacked repeats (lrfind.stacked) are also timed in one process, on the sweep engines alone:
+Stacked repeats (lrfind.engine.stacked) are also timed in one process, on the sweep engines alone:
 one sweep (K=1), five sweeps one after another, and five stacked into one run, all over the
 same 40 calm steps (no divergence, so every copy runs every step). The target is stacked K=5
 <= 1.5 x K=1 on a GPU; `--device cuda` runs everything there.

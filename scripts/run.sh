@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 have_data() {
-    .venv/bin/python -c "import sys; from lrfind.data import BUILTIN_DATASETS, locate
+    .venv/bin/python -c "import sys; from lrfind.setup.data import BUILTIN_DATASETS, locate
 sys.exit(0 if locate(BUILTIN_DATASETS['fashion-mnist'], None) else 1)"
 }
 # Offline machines: Debian packages Fashion-MNIST. Online, lrfind downloads it itself.

@@ -245,7 +245,7 @@ def bottom(curve: Curve) -> Suggestion | None:
     The minimum is where raising the rate stops paying within the sweep; a schedule that
     trains at its peak for many steps, not one, must stay clear of it. The divisor was chosen
     with scripts/bench_quality.py (one-cycle regret against grid search, several models and
-    optimizers); read from the median of focused repeats (lrfind.plan), this is the rule
+    optimizers); read from the median of focused repeats (lrfind.core.plan), this is the rule
     with the lowest worst-case regret there.
     """
     minimum = curve.min_index

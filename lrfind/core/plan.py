@@ -70,7 +70,7 @@ def search(
     """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
     median. Without a usable full sweep the repeats are skipped, with a note saying so.
     `run_repeats`, when given, runs all the repeats in one go instead of `run_sweep` one by
-    one (lrfind.stacked); an interruption then stops all of them at the same step. When it
+    one (lrfind.engine.stacked); an interruption then stops all of them at the same step. When it
     returns None, the repeats run one by one after all."""
     notes: list[str] = []
     main = run_sweep(0, settings)

@@ -27,7 +27,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
-# Train the repeats' model copies stacked, as one (lrfind.stacked). auto: on CUDA, which it
+# Train the repeats' model copies stacked, as one (lrfind.engine.stacked). auto: on CUDA, which it
 # is built for; on this project's CPU it measured slower than one copy after another.
 STACK_REPEATS = ("auto", "on", "off")
 # Focused repeats of the default plan: with five, the median moved by at most a quarter
