@@ -350,11 +350,18 @@ def test_channels_last_gives_the_same_curve_for_a_conv_net() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"precision": "fp8"}, "unknown precision 'fp8'"), ({"accumulate": 0}, "accumulate")],
+    [
+        ({"precision": "fp8"}, "unknown precision 'fp8'"),
+        ({"accumulate": 0}, "accumulate must be a positive integer; got 0"),
+        ({"accumulate": True}, "accumulate must be a positive integer; got True"),
+        ({"method": "magic"}, "unknown method 'magic'"),
+        ({"start_lr": 1.0, "end_lr": 0.1}, "start_lr must be below end_lr"),
+    ],
 )
-def test_bad_precision_and_accumulate_are_refused(options: dict, message: str) -> None:
+def test_bad_arguments_are_config_errors(options: dict, message: str) -> None:
+    """Every argument check of the API raises the same kind of error, before any step."""
     model = tiny_model()
-    with pytest.raises((ConfigError, SweepError), match=message):
+    with pytest.raises(ConfigError, match=message):
         range_test(model, sgd(model), nn.CrossEntropyLoss(), tiny_task(), **options)
 
 
