@@ -175,3 +175,18 @@ def test_shipped_example_configs_are_valid() -> None:
     for path in examples:
         config = resolve_config(load_config_file(path), source=str(path))
         assert config.model in ("lenet", "mlp")
+
+
+def test_yaml_option_files_mean_what_yaml_1_1_readers_read(tmp_path: Path) -> None:
+    """Option files are read as PyYAML and most training scripts read them (YAML 1.1)."""
+    path = tmp_path / "options.yaml"
+    path.write_text("download: no\nquiet: yes\nseed: 010\nstart_lr: 1e-6\n")
+    config = resolve_config(load_config_file(path))
+    assert (config.download, config.quiet, config.seed, config.start_lr) == (False, True, 8, 1e-6)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "options.yaml"
+    path.write_text("steps: 20\nsteps: 30\n")
+    with pytest.raises(ConfigError, match=r'line 2, column 1: found duplicate key "steps"'):
+        load_config_file(path)

@@ -147,3 +147,31 @@ def test_missing_empty_and_binary_curve_files_are_refused(tmp_path: Path) -> Non
     (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81")
     with pytest.raises(CurveFileError, match="UTF-8"):
         read_curve_csv(tmp_path / "binary.csv")
+
+
+def test_odd_but_readable_curve_files_read_as_their_header_says(tmp_path: Path) -> None:
+    """Cells beyond the header's are ignored (rows that all end in a comma included), the
+    last of two columns with one name counts whatever its case, a 200 KB cell is just a
+    cell, and a name ending in .gz does not make plain text compressed."""
+    lrs = [row.split(",")[0] for row in GOOD_ROWS]
+    cases = {
+        "extra.csv": ("lr,loss", [f"{row},99" for row in GOOD_ROWS]),
+        "trailing.csv": ("lr,loss", [f"{row}," for row in GOOD_ROWS]),
+        "twice.csv": ("LR,lr,loss,loss", [f"9,{lr},7,{row.split(',')[1]}" for lr, row in zip(
+            lrs, GOOD_ROWS, strict=True)]),
+        "big.csv": ("lr,loss,note", [f"{row},{'x' * 200_000}" for row in GOOD_ROWS]),
+        "plain.csv.gz": ("lr,loss", GOOD_ROWS),
+    }  # fmt: skip
+    for name, (header, rows) in cases.items():
+        (curve,) = read_curve_csv(write_curve(tmp_path / name, header, rows))
+        assert len(curve.lrs) == 12, name
+        assert curve.lrs[0] == pytest.approx(1e-5), name
+        assert curve.losses[-1] == pytest.approx(2.19), name
+
+
+def test_the_first_bad_cell_is_reported_in_row_order(tmp_path: Path) -> None:
+    rows = list(GOOD_ROWS)
+    rows[3] = rows[3].split(",")[0] + ",abc"  # a bad loss in row 5 (header is row 1)
+    rows[7] = "x," + rows[7].split(",")[1]  # a bad lr in row 9
+    with pytest.raises(CurveFileError, match=r"row 5: loss is 'abc', not a number"):
+        read_curve_csv(write_curve(tmp_path / "bad.csv", "lr,loss", rows))

@@ -87,12 +87,13 @@ class LoadedCurve:
 def read_curve_csv(path: Path) -> list[LoadedCurve]:
     """Read a loss-vs-LR curve: lrfind's own sweep.csv or any CSV with `lr` and `loss` columns.
 
-    An optional `repeat` column splits the rows into sweeps (repeat 0 first). Every cell is
-    checked, and a bad one is reported by its row (counting the header as row 1).
+    The first row names the columns (case and surrounding spaces aside; of two columns with
+    one name, the last counts, and cells beyond the header's are ignored). An optional
+    `repeat` column splits the rows into sweeps (repeat 0 first). Every cell is checked, and
+    the first bad one is reported by its row (counting the header as row 1).
     """
     path = Path(path)
-    frame = _read_frame(path)
-    columns = list(frame.columns)
+    columns, cells = _read_cells(path)
     missing = [name for name in ("lr", "loss") if name not in columns]
     if missing:
         raise CurveFileError(
@@ -100,23 +101,26 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
             f"{', '.join(columns) or 'no header'}). The first row must name the columns, "
             "with the learning rate under 'lr' and the training loss under 'loss'."
         )
-    if len(frame) == 0:
+    rows = len(cells[columns["lr"]]) if cells else 0
+    if rows == 0:
         raise CurveFileError(
             f"{path} has a header but no rows; it needs at least {MIN_USABLE_POINTS} (lr, loss) "
             "rows."
         )
-    lrs = _numbers(frame, path, "lr")
-    losses = _numbers(frame, path, "loss", empty_ok=True)
-    val_losses = (
-        _numbers(frame, path, "val_loss", empty_ok=True)
-        if "val_loss" in columns
-        else np.full(len(frame), math.nan)
-    )
-    repeats = (
-        _numbers(frame, path, "repeat", integer=True)
-        if "repeat" in columns
-        else np.zeros(len(frame))
-    )
+    wanted = [
+        (name, name == "repeat", name in ("loss", "val_loss"))
+        for name in ("repeat", "lr", "loss", "val_loss")
+        if name in columns
+    ]
+    parsed: dict[str, tuple[np.ndarray, int | None]] = {
+        name: _numbers(cells[columns[name]], integer, empty_ok)
+        for name, integer, empty_ok in wanted
+    }
+    _report_first_bad_cell(path, parsed, cells, columns)
+    lrs = parsed["lr"][0]
+    losses = parsed["loss"][0]
+    val_losses = parsed["val_loss"][0] if "val_loss" in parsed else np.full(rows, math.nan)
+    repeats = parsed["repeat"][0] if "repeat" in parsed else np.zeros(rows)
     bad_lr = np.flatnonzero(~(np.isfinite(lrs) & (lrs > 0)))
     if len(bad_lr):
         raise CurveFileError(
@@ -130,18 +134,31 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
     ]
 
 
-def _read_frame(path: Path) -> Any:
-    """Every cell as stripped text under lower-case column names, or a CurveFileError."""
+def _read_cells(path: Path) -> tuple[dict[str, int], list[np.ndarray]]:
+    """The header (lower-cased name -> column; the last of equal names) and every column's
+    cells as stripped text. Files are read as UTF-8 text whatever their name says."""
     import pandas as pd
 
+    options: dict[str, Any] = {
+        "header": None,
+        "dtype": str,
+        "keep_default_na": False,
+        "encoding": "utf-8-sig",
+        "compression": None,
+        "skip_blank_lines": True,
+    }
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skip_blank_lines=True
-        )
+        try:
+            frame = pd.read_csv(path, **options)
+        except pd.errors.ParserError:  # rows longer than the header: keep the header's cells
+            width = len(pd.read_csv(path, **options, nrows=1).columns)
+            frame = pd.read_csv(
+                path, **options, engine="python", on_bad_lines=lambda fields: fields[:width]
+            )
     except FileNotFoundError:
         raise CurveFileError(f"{path} does not exist. Pass the sweep.csv of a run.") from None
     except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+        return {}, []
     except (OSError, UnicodeDecodeError) as error:
         raise CurveFileError(f"cannot read {path}: {error}. Pass a UTF-8 CSV file.") from None
     except pd.errors.ParserError as error:
@@ -150,26 +167,45 @@ def _read_frame(path: Path) -> Any:
             f"{path} is not a readable CSV ({reason}). Every row needs the header's columns, "
             "separated by commas."
         ) from None
-    frame.columns = [str(name).strip().lower() for name in frame.columns]
-    return frame.fillna("")
+    table = frame.fillna("").to_numpy(dtype=object)
+    header = [str(name).strip().lower() for name in table[0]]
+    columns = {name: index for index, name in enumerate(header)}  # the last of equal names
+    cells = [
+        np.array([str(cell).strip() for cell in table[1:, index]], dtype=object)
+        for index in range(len(header))
+    ]
+    return columns, cells
 
 
-def _numbers(
-    frame: Any, path: Path, column: str, *, integer: bool = False, empty_ok: bool = False
-) -> np.ndarray:
-    """One column as floats, parsed as Python parses numbers; empty cells are NaN where
-    allowed. A cell that is no number is reported by its row."""
-    texts = frame[column].str.strip().to_numpy(dtype=object)
+def _numbers(texts: np.ndarray, integer: bool, empty_ok: bool) -> tuple[np.ndarray, int | None]:
+    """Cells parsed as Python parses numbers (empty cells are NaN where allowed), and the
+    index of the first cell that is no number, or None."""
     if empty_ok:
         texts = np.where(texts == "", "nan", texts)
     parse = (lambda text: float(int(text))) if integer else float
     try:
-        return np.array([parse(text) for text in texts]) if integer else texts.astype(float)
+        values = np.array([parse(text) for text in texts]) if integer else texts.astype(float)
+        return values, None
     except ValueError:
-        index = next(index for index, text in enumerate(texts) if not _parses(parse, text))
-    kind = "an integer" if integer else "a number"
+        bad = next(index for index, text in enumerate(texts) if not _parses(parse, text))
+        return np.array([]), bad
+
+
+def _report_first_bad_cell(
+    path: Path,
+    parsed: dict[str, tuple[np.ndarray, int | None]],
+    cells: list[np.ndarray],
+    columns: dict[str, int],
+) -> None:
+    """Raise for the bad cell in the earliest row (in column order within a row)."""
+    bad = [(index, name) for name, (_, index) in parsed.items() if index is not None]
+    if not bad:
+        return
+    index, name = min(bad, key=lambda item: item[0])
+    kind = "an integer" if name == "repeat" else "a number"
+    text = cells[columns[name]][index]
     raise CurveFileError(
-        f"{path}, row {index + 2}: {column} is {texts[index]!r}, not {kind}. Fix or remove the row."
+        f"{path}, row {index + 2}: {name} is {text!r}, not {kind}. Fix or remove the row."
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +81,16 @@ def parse_toml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
 
 
 def yaml_parser(*, round_trip: bool) -> Any:
-    """ruamel.yaml, round-trip (keeps comments and quotes, never re-wraps lines) or plain."""
+    """ruamel.yaml, round-trip (keeps comments and quotes, never re-wraps lines) or plain.
+
+    Plain reads follow YAML 1.1, as PyYAML and most training scripts do, so an option file
+    means what it always meant (`download: yes` is true, `seed: 010` is 8)."""
     from ruamel.yaml import YAML
 
     if not round_trip:
-        return YAML(typ="safe", pure=True)
+        yaml = YAML(typ="safe", pure=True)
+        yaml.version = (1, 1)
+        return yaml
     yaml = YAML()
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap the user's long lines
@@ -92,9 +98,11 @@ def yaml_parser(*, round_trip: bool) -> Any:
 
 
 def parse_yaml(text: str, path: Path, what: str, *, round_trip: bool = False) -> Any:
-    """YAML 1.2. Plain reads refuse anchors and aliases, which can expand into huge documents;
-    round-trip reads keep them, as the file has them."""
+    """Plain reads (YAML 1.1) refuse anchors and aliases, which can expand into huge
+    documents, and duplicate keys; round-trip reads (YAML 1.2, as ruamel edits) keep what the
+    file has."""
     from ruamel.yaml import YAMLError
+    from ruamel.yaml.error import MantissaNoDotYAML1_1Warning, ReusedAnchorWarning
     from ruamel.yaml.events import AliasEvent
 
     yaml = yaml_parser(round_trip=round_trip)
@@ -108,14 +116,19 @@ def parse_yaml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
                         "Anchors and aliases are not accepted in option files (they can "
                         "expand into huge documents); write the value out."
                     )
-        return yaml.load(text)
+        with warnings.catch_warnings():  # `1e-7` is a float; a reused anchor is harmless
+            warnings.simplefilter("ignore", MantissaNoDotYAML1_1Warning)
+            warnings.simplefilter("ignore", ReusedAnchorWarning)
+            return yaml.load(text)
     except YAMLError as error:
         where = ""
         mark = getattr(error, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
         problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
-        raise ConfigError(
-            f"{what} {path} is not valid YAML{where}: {problem}. Only plain YAML is accepted "
-            "(no custom tags)."
-        ) from None
+        fix = (
+            "Fix the file and run again."
+            if round_trip
+            else "Option files take plain YAML: each key once, no custom tags."
+        )
+        raise ConfigError(f"{what} {path} is not valid YAML{where}: {problem}. {fix}") from None
