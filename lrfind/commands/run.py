@@ -216,13 +216,11 @@ class Sweeper:
         ranks: Ranks,
         hooks: RunHooks,
     ) -> None:
-        self.config, self.prepared, self.device, self.ranks, self.hooks = (
-            config,
-            prepared,
-            device,
-            ranks,
-            hooks,
-        )
+        self.config = config
+        self.prepared = prepared
+        self.device = device
+        self.ranks = ranks
+        self.hooks = hooks
         self.notes: list[str] = []
         self.stacked = False  # whether the repeats did run stacked
         self.memory_baseline = _start_gpu_peak(device)
