@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,14 +34,20 @@ def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
 
 
-def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
-    return {key: value.clone() for key, value in module.state_dict().items()}
+def snapshot(module: nn.Module) -> dict[str, Any]:
+    return {
+        key: value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+        for key, value in module.state_dict().items()
+    }
 
 
-def assert_same_state(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> None:
+def assert_same_state(first: dict[str, Any], second: dict[str, Any]) -> None:
     assert first.keys() == second.keys()
     for key in first:
-        assert torch.equal(first[key], second[key]), key
+        if isinstance(first[key], torch.Tensor):
+            assert torch.equal(first[key], second[key]), key
+        else:
+            assert first[key] == second[key], key
 
 
 class SpyLoss:
@@ -372,3 +379,60 @@ def test_run_config_checks_precision_and_accumulate() -> None:
         RunConfig(precision="fp8")
     with pytest.raises(ConfigError, match="accumulate must be between 1 and 1024; got 0"):
         RunConfig(accumulate=0)
+
+
+class Counting(nn.Module):
+    """A linear layer that counts its forward passes in a non-persistent buffer and keeps
+    extra state (not a tensor) in its state dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = nn.Linear(8, 16)
+        self.second = nn.Linear(16, 3)
+        self.register_buffer("calls", torch.zeros(()), persistent=False)
+        self.note = {"tag": "kept"}
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.second(torch.relu(self.first(inputs)))
+
+    def get_extra_state(self) -> dict[str, str]:
+        return dict(self.note)
+
+    def set_extra_state(self, state: dict[str, str]) -> None:
+        self.note = dict(state)
+
+
+def test_range_test_puts_back_grads_buffers_and_extra_state() -> None:
+    model = Counting()
+    model.first.weight.grad = torch.full_like(model.first.weight, 0.5)  # set before the sweep
+    optimizer = sgd(model)
+    before = snapshot(model)
+    range_test(model, optimizer, nn.CrossEntropyLoss(), tiny_task(), steps=20, seed=0)
+    assert_same_state(snapshot(model), before)
+    assert model.calls.item() == 0
+    assert model.note == {"tag": "kept"}
+    assert torch.equal(model.first.weight.grad, torch.full_like(model.first.weight, 0.5))
+    assert model.first.bias.grad is None and model.second.weight.grad is None
+
+
+def test_a_group_frozen_at_rate_zero_stays_frozen() -> None:
+    model = Counting()
+    optimizer = torch.optim.SGD(
+        [
+            {"params": model.first.parameters(), "lr": 0.0},
+            {"params": model.second.parameters(), "lr": 0.1},
+        ]
+    )
+    rates: list[list[float]] = []
+
+    def watch(record: StepRecord) -> None:
+        rates.append([group["lr"] for group in optimizer.param_groups])
+
+    result = range_test(
+        model, optimizer, nn.CrossEntropyLoss(), tiny_task(), steps=20, seed=0, callback=watch
+    )
+    assert result.group_ratios == (0.0, 1.0)
+    assert rates and all(first == 0.0 and second > 0 for first, second in rates)
+    assert [second for _, second in rates] == [record.lr for record in result.records]

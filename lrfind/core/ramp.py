@@ -28,7 +28,10 @@ def sweep_lrs(start_lr: float, end_lr: float, steps: int, mode: str) -> list[flo
 
 
 def rate_ratios(rates: list[float]) -> tuple[float, ...]:
-    """Each parameter group's rate over the first group's: the ratios a sweep or a schedule
-    keeps, so that the first group's rate is the one recommended. All 1 when it is 0."""
-    reference = rates[0]
-    return tuple(rate / reference if reference > 0 else 1.0 for rate in rates)
+    """Each parameter group's rate over the first group's with a positive rate: the ratios a
+    sweep or a schedule keeps, so that this group's rate is the one recommended and a group
+    frozen at rate 0 stays frozen. All 1 when no group has a positive rate."""
+    reference = next((rate for rate in rates if rate > 0), None)
+    if reference is None:
+        return tuple(1.0 for _ in rates)
+    return tuple(max(rate, 0.0) / reference for rate in rates)

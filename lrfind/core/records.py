@@ -39,7 +39,7 @@ class RangeTestResult:
     analysis: Analysis
     sweep_seconds: float
     skipped_steps: int = 0  # fp16 steps the GradScaler skipped (the LR did not advance)
-    group_ratios: tuple[float, ...] = (1.0,)  # each parameter group's LR / the first group's
+    group_ratios: tuple[float, ...] = (1.0,)  # each group's LR / the reference group's (core.ramp)
 
     @property
     def lrs(self) -> np.ndarray:

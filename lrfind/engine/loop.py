@@ -72,7 +72,7 @@ class LoopOutcome:
     records: list[list[StepRecord]]  # one list per copy
     stops: list[str]  # one stop reason per copy
     skipped_steps: int  # fp16 steps the GradScaler skipped
-    group_ratios: tuple[float, ...]  # each parameter group's LR / the first group's
+    group_ratios: tuple[float, ...]  # each group's LR / the reference group's (core.ramp)
 
 
 class _Copies:

@@ -90,6 +90,44 @@ class SingleModel:
         return [total / len(self.held_out)]
 
 
+class Snapshot:
+    """Everything a sweep changes on the caller's objects, to put back afterwards: the state
+    dict (extra state included), buffers kept out of it, each parameter's `.grad` (None
+    stays None), the optimizer's state and the train/eval mode."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        self.model = model
+        self.optimizer = optimizer
+        self.state = {key: _copy(value) for key, value in model.state_dict().items()}
+        persistent = set(self.state)
+        self.buffers = {
+            name: buffer.detach().clone()
+            for name, buffer in model.named_buffers()
+            if name not in persistent
+        }
+        self.grads = [_copy(parameter.grad) for parameter in model.parameters()]
+        self.optimizer_state = copy.deepcopy(optimizer.state_dict())
+        self.training = model.training
+
+    def restore(self) -> None:
+        model = self.model
+        model.load_state_dict(self.state)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in self.buffers:
+                    buffer.copy_(self.buffers[name])
+        for parameter, grad in zip(model.parameters(), self.grads, strict=True):
+            parameter.grad = grad
+        self.optimizer.load_state_dict(self.optimizer_state)
+        model.train(self.training)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    return copy.deepcopy(value)
+
+
 def range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -121,7 +159,8 @@ def range_test(
     the training loss, which is what the rate acts on.
     `stop_requested` is asked after every step; when it answers True the sweep ends there
     (stop reason "interrupted") and what was recorded is analysed as usual.
-    Several parameter groups keep their LR ratios to the first group, whose LR is recorded.
+    Several parameter groups keep their LR ratios to the first group with a positive LR,
+    whose LR is recorded; a group at LR 0 stays frozen (lrfind.core.ramp.rate_ratios).
     `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
     `device` defaults to the device of the model's first parameter.
     `precision` bf16 or fp16 runs forward and loss under autocast; fp16 adds a GradScaler, and
@@ -150,9 +189,7 @@ def range_test(
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
     trainee = SingleModel(model, optimizer, loss_fn, device, val_batches, channels_last, ranks)
 
-    model_state = {key: value.detach().clone() for key, value in model.state_dict().items()}
-    optimizer_state = copy.deepcopy(optimizer.state_dict())
-    was_training = model.training
+    snapshot = Snapshot(model, optimizer)
     started = time.perf_counter()
     try:
         with seeded_rng(seed, device):
@@ -160,9 +197,7 @@ def range_test(
                 trainee, [endless_batches(train_loader)], settings, device, options
             )
     finally:
-        model.load_state_dict(model_state)
-        optimizer.load_state_dict(optimizer_state)
-        model.train(was_training)
+        snapshot.restore()
     return analysed_result(
         outcome.records[0],
         outcome.stops[0],
