@@ -80,16 +80,63 @@ def test_existing_run_is_kept_without_overwrite_and_replaced_with_it(
     mnist_dir: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "runs" / "run"
-    out.mkdir(parents=True)
-    (out / "notes.txt").write_text("mine")
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    first = (out / "result.json").read_bytes()
     result = invoke(*tiny_run_arguments(mnist_dir, out))
     assert_clean_failure(result, 1, "already exists. Pass --overwrite", out=None)
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "result.json").read_bytes() == first
 
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--overwrite")
     assert result.exit_code == 0, result.output
     assert sorted(path.name for path in out.iterdir()) == ["result.json", "sweep.csv", "sweep.png"]
+    assert (out / "result.json").read_bytes() != first
     assert [path.name for path in out.parent.iterdir()] == ["run"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_an_lrfind_run(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    """--overwrite replaces an lrfind run; a project folder (or a folder with a stray file
+    beside a run's) is refused before any work, byte for byte as it was."""
+    project = tmp_path / "myproject"
+    (project / "data").mkdir(parents=True)
+    (project / "train.py").write_text("print('mine')\n")
+    (project / "data" / "x.bin").write_bytes(b"\x00\x01")
+    result = invoke(*tiny_run_arguments(mnist_dir, project), "--overwrite")
+    assert_clean_failure(result, 1, "is not one: it holds data, train.py", out=None)
+    assert (project / "train.py").read_text() == "print('mine')\n"
+    assert (project / "data" / "x.bin").read_bytes() == b"\x00\x01"
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+    stray = tmp_path / "almost-a-run"
+    stray.mkdir()
+    (stray / "sweep.csv").write_text("lr,loss\n")
+    result = invoke(*tiny_run_arguments(mnist_dir, stray), "--overwrite")
+    assert_clean_failure(result, 1, "it has no result.json or train.json", out=None)
+
+
+def test_out_cannot_be_the_current_folder_or_above_it(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for out in (".", "..", str(work)):
+        result = invoke(*tiny_run_arguments(mnist_dir, Path(out)), "--overwrite")
+        assert_clean_failure(result, 1, "is the current folder or one that holds it", out=None)
+    assert list(work.iterdir()) == []
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_a_new_run_folder_follows_the_umask(mnist_dir: Path, tmp_path: Path) -> None:
+    previous = os.umask(0o027)
+    try:
+        result = invoke(*tiny_run_arguments(mnist_dir, tmp_path / "run"), "--repeats", "0")
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o750
+    assert (tmp_path / "run" / "result.json").stat().st_mode & 0o777 == 0o640
 
 
 @pytest.fixture

@@ -41,7 +41,8 @@ def test_a_failed_overwrite_keeps_the_previous_run_intact(tmp_path: Path) -> Non
 def test_a_successful_overwrite_replaces_the_whole_folder(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    (out / "stale.txt").write_text("from an older run")
+    (out / "result.json").write_text("{}")
+    (out / "sweep.png").write_text("from an older run")
     with staged_run_folder(out, True) as staging:
         (staging / "result.json").write_text("{}")
     assert [path.name for path in out.iterdir()] == ["result.json"]

@@ -44,14 +44,18 @@ def write_atomic(path: Path, data: bytes) -> None:
         if path.exists():
             os.chmod(temporary, path.stat().st_mode & 0o7777)
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)
+            os.chmod(temporary, 0o666 & ~_umask())
         os.replace(temporary, path)
     except OSError as error:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise OutputError(_write_failure(path, error)) from None
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _write_failure(path: Path, error: OSError) -> str:
@@ -61,20 +65,61 @@ def _write_failure(path: Path, error: OSError) -> str:
     )
 
 
+# Everything lrfind writes into a run folder (`sweep/` is the sweep `lrfind train` runs
+# first). A folder holding only these, with its result.json or train.json, is an lrfind run.
+RUN_ENTRIES = frozenset(
+    {"sweep.csv", "sweep.png", "result.json", "history.csv", "history.png", "train.json", "sweep"}
+)
+RUN_DOCUMENTS = frozenset({"result.json", "train.json"})
+
+
 def check_run_folder(out: Path, overwrite: bool) -> None:
-    """Fail before any work when the run folder exists and may not be replaced."""
+    """Fail before any work when the run folder cannot be written: it exists and may not be
+    replaced, it is not an lrfind run (--overwrite replaces nothing else), it is the current
+    folder or one above it, or its parent cannot be written."""
+    out = Path(out)
+    here = Path.cwd().resolve()
+    if out.resolve() == here or out.resolve() in here.parents:
+        raise OutputError(
+            f"--out {out} is the current folder or one that holds it; a run folder is replaced "
+            "as a whole, so it must be a folder of its own. Pass e.g. --out runs/my-sweep."
+        )
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out} exists and is not a folder. Choose another path with --out.")
     if out.exists() and not overwrite:
         raise OutputError(
             f"run folder {out} already exists. Pass --overwrite to replace it, or choose "
             "another folder with --out."
         )
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{out} exists and is not a folder. Choose another path with --out.")
-    existing = next(parent for parent in Path(out).absolute().parents if parent.exists())
+    if out.exists():
+        _check_is_a_run(out)
+    existing = next(parent for parent in out.absolute().parents if parent.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(
             f"cannot create run folder {out}: {existing} is not a writable folder. "
             "Choose another folder with --out."
+        )
+
+
+def _check_is_a_run(out: Path) -> None:
+    """--overwrite replaces an lrfind run (or an empty folder), never anything else."""
+    try:
+        entries = set(os.listdir(out))
+    except OSError as error:
+        raise OutputError(_write_failure(out, error)) from None
+    foreign = sorted(entries - RUN_ENTRIES)
+    if foreign or (entries and not entries & RUN_DOCUMENTS):
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        reason = (
+            f"it holds {shown}, which lrfind did not write"
+            if foreign
+            else ("it has no result.json or train.json")
+        )
+        raise OutputError(
+            f"--overwrite replaces only an lrfind run folder, and {out} is not one: {reason}. "
+            "Nothing was changed. Choose another folder with --out."
         )
 
 
@@ -86,6 +131,7 @@ def staged_run_folder(out: Path, overwrite: bool) -> Iterator[Path]:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder follows the umask
     except OSError as error:
         raise OutputError(_write_failure(out, error)) from None
     try:
