@@ -633,8 +633,6 @@ def apply(
     ] = False,
 ) -> None:
     """Write a recommended schedule into a training config, keeping its comments and order."""
-    from rich.syntax import Syntax
-
     with _reported_errors():
         from lrfind.commands.apply import plan_apply
 
@@ -642,15 +640,27 @@ def apply(
             result_file, train_config, schedule=schedule, key=key, epochs=epochs, force=force
         )
         change, shown = planned.change, escape(str(train_config))
+        _print_diagnostics(planned.warnings)
         if not change.changed:
             console.print(f"{shown} already holds this {planned.kind} schedule.")
             return
-        console.print(Syntax(change.diff(), "diff", theme="ansi_dark", background_color="default"))
+        _print_diff(change.diff())
         if dry_run:
             console.print(f"[yellow]Dry run:[/] {shown} was not changed.")
             return
         change.write()
         console.print(f"Wrote the {planned.kind} schedule into {shown} ({planned.key}).")
+
+
+def _print_diff(diff: str) -> None:
+    """Every line of a diff whole, coloured by its sign: a preview shows exactly what would be
+    written, so nothing is cut at the terminal's width."""
+    from rich.text import Text
+
+    styles = {"+": "green", "-": "red", "@": "cyan"}
+    for line in diff.splitlines():
+        style = "bold" if line.startswith(("+++", "---")) else styles.get(line[:1], "")
+        console.print(Text(line, style=style), soft_wrap=True, highlight=False)
 
 
 @app.command(cls=_Command)

@@ -312,3 +312,52 @@ def test_bad_emit_format_is_refused_before_the_sweep(mnist_dir: Path, tmp_path: 
     assert result.exit_code == 2
     assert "unknown --emit format 'xml'" in " ".join(result.output.split())
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("recommendation", "arguments", "message"),
+    [
+        ({"max_lr": float("nan")}, [], "no usable max_lr (got nan)"),
+        ({"base_lr": float("inf")}, [], "no usable base_lr (got inf)"),
+        ({"base_lr": 0.5, "max_lr": 0.25}, [], "base_lr (0.5) is not below its max_lr (0.25)"),
+        ({}, ["--epochs", "-5"], "--epochs must be a positive number of training epochs; got -5"),
+        ({}, ["--epochs", "0"], "got 0"),
+    ],
+)
+def test_apply_refuses_rates_and_lengths_that_mean_nothing(
+    tmp_path: Path, recommendation: dict[str, float], arguments: list[str], message: str
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    before = config.read_bytes()
+    result = invoke("apply", write_result(tmp_path, **recommendation), config, *arguments)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert config.read_bytes() == before
+
+
+def test_dry_run_shows_long_lines_whole(tmp_path: Path) -> None:
+    config = tmp_path / "train.json"
+    config.write_text('{"note": "' + "x" * 300 + '"}\n')
+    result = runner.invoke(app, ["apply", str(write_result(tmp_path)), str(config), "--dry-run"],
+                           terminal_width=60)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("-") and "x" * 300 + '"}' in line for line in lines)
+    assert any(line.startswith("+") and "x" * 300 + '", "scheduler"' in line for line in lines)
+
+
+def test_apply_says_when_a_result_is_interrupted_or_of_low_confidence(tmp_path: Path) -> None:
+    path = write_result(tmp_path)
+    document = json.loads(path.read_text())
+    document["interrupted"] = True
+    document["recommendation"].update(confidence="low", confidence_reasons=["only 12 points"])
+    path.write_text(json.dumps(document))
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    result = invoke("apply", path, config, "--dry-run")
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "comes from an interrupted run" in output
+    assert "confidence is low (only 12 points)" in output

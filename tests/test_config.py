@@ -73,6 +73,7 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
         ({"optimizer": "lion"}, "unknown optimizer 'lion'; choose one of: sgd, adam, adamw"),
         ({"device": "tpu"}, "unknown device 'tpu'"),
         ({"mode": "cos"}, "unknown mode 'cos'"),
+        ({"start_lr": 1e-300, "end_lr": 1e300}, "spans more decades than a float can hold"),
         ({"method": "magic"}, "unknown method 'magic'"),
         ({"smoothing": 1.0}, "smoothing is an EMA factor"),
         ({"divergence_factor": 0.5}, "divergence_factor must be a finite number above 1"),

@@ -20,6 +20,7 @@ from lrfind.core.schedules import (
     python_snippet,
     schedule_section,
 )
+from lrfind.errors import ConfigError
 from lrfind.outputs.configedit import (
     DEFAULT_KEY,
     ConfigChange,
@@ -40,6 +41,7 @@ class PlannedApply:
     kind: str  # the schedule kind written
     key: str  # where in the config
     change: ConfigChange
+    warnings: list[str]  # what the user should know about the result before it is written
 
 
 def plan_apply(
@@ -54,6 +56,11 @@ def plan_apply(
     """The edit that writes the result's `schedule` (default: the kind the config already
     has, else DEFAULT_KIND) under `key`. The training length comes from `epochs` or the
     config's own `epochs`; a result measured on another setup is refused unless `force`."""
+    if epochs is not None and epochs < 1:
+        raise ConfigError(
+            f"--epochs must be a positive number of training epochs; got {epochs}. Pass the "
+            "length you train for, e.g. --epochs 5, or leave it to the config's `epochs`."
+        )
     result = read_result(result_file)
     bounds = Bounds.of(result)
     keys = split_key(key)
@@ -70,7 +77,22 @@ def plan_apply(
     steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
     section = schedule_section(kind, bounds, steps_per_epoch, epochs)
     change = plan_change(train_config, before, current, key, section)
-    return PlannedApply(kind=kind, key=key, change=change)
+    return PlannedApply(kind=kind, key=key, change=change, warnings=result_warnings(result))
+
+
+def result_warnings(result: dict[str, Any]) -> list[str]:
+    """What weakens a result that does hold rates: an interrupted run, a low confidence."""
+    warnings = []
+    if result.get("interrupted"):
+        warnings.append(
+            "This result comes from an interrupted run: its rates were read from the steps "
+            "recorded before the stop. Rerun `lrfind run` to completion for a full answer."
+        )
+    block = result.get("recommendation", {})
+    if block.get("confidence") == "low":
+        reasons = "; ".join(str(reason) for reason in block.get("confidence_reasons", []))
+        warnings.append(f"The recommendation's confidence is low ({reasons}).")
+    return warnings
 
 
 def _setup_of(document: Any, keys: list[str]) -> dict[str, Any]:

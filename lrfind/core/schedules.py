@@ -67,12 +67,20 @@ class Bounds:
         else:
             values = {key: getattr(recommendation, key) for key in ("base_lr", "max_lr", "lr")}
         for key, value in values.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not number or not math.isfinite(value) or value <= 0:
                 raise ConfigError(
                     f"the recommendation has no usable {key} (got {value!r}); the sweep found "
                     "no rate to build a schedule from. Rerun `lrfind run` (see its diagnostics)."
                 )
-        return cls(float(values["base_lr"]), float(values["max_lr"]), float(values["lr"]))
+        base_lr, max_lr, lr = (float(values[key]) for key in ("base_lr", "max_lr", "lr"))
+        if not base_lr < max_lr:
+            raise ConfigError(
+                f"the recommendation's base_lr ({base_lr:g}) is not below its max_lr "
+                f"({max_lr:g}), so no schedule can span them. The result was edited or is "
+                "damaged; rerun `lrfind run`."
+            )
+        return cls(base_lr, max_lr, lr)
 
 
 def readable(rate: float) -> float:

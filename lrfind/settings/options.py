@@ -60,6 +60,12 @@ class SweepSettings:
                 f"start_lr must be below end_lr; got {self.start_lr:g} >= {self.end_lr:g}. "
                 "Swap them or widen the range (e.g. --start-lr 1e-7 --end-lr 10)."
             )
+        if not math.isfinite(self.end_lr / self.start_lr):
+            raise ConfigError(
+                f"the range from start_lr {self.start_lr:g} to end_lr {self.end_lr:g} spans "
+                "more decades than a float can hold, so the sweep's rates would overflow. "
+                "Narrow it to the rates a model can train at, e.g. --start-lr 1e-7 --end-lr 10."
+            )
         if not MIN_USABLE_POINTS <= self.steps <= 1_000_000:
             raise ConfigError(
                 f"steps must be between {MIN_USABLE_POINTS} and 1000000; got {self.steps}. A "
