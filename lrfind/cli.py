@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -83,10 +84,23 @@ def _reported_errors() -> Iterator[None]:
         yield
     except LrfindError as error:
         error_console.print(f"[bold red]Error:[/] {escape(str(error))}", soft_wrap=True)
+        if _debugging() and error.__cause__ is not None:
+            import traceback
+
+            trace = "".join(traceback.format_exception(error.__cause__))
+            error_console.print(trace, markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         error_console.print("[yellow]Interrupted; nothing was written.[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+_debug_flag = False  # set by --debug
+
+
+def _debugging() -> bool:
+    """--debug or LRFIND_DEBUG=1: show the traceback behind an error from the user's code."""
+    return _debug_flag or os.environ.get("LRFIND_DEBUG", "") not in ("", "0")
 
 
 def _version(value: bool) -> None:
@@ -103,9 +117,20 @@ def _main(
             "--version", callback=_version, is_eager=True, metavar="", help="Print the version."
         ),
     ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            metavar="",
+            help="Show the traceback behind an error raised by your model, dataset or loss "
+            "(also LRFIND_DEBUG=1). \\[default: off]",
+        ),
+    ] = False,
 ) -> None:
     """Learning-rate range test for PyTorch: sweep, find where the loss falls fastest and
     where it diverges, and get base/max LR bounds for your schedule."""
+    global _debug_flag
+    _debug_flag = debug
 
 
 def _shown(text: str, name: str, config: type = RunConfig) -> str:

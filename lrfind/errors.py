@@ -33,6 +33,11 @@ class SweepError(LrfindError):
     """The range test itself cannot proceed (e.g. the loss is NaN before any training)."""
 
 
+class UserCodeError(LrfindError):
+    """The user's own code (a model, dataset, loss or optimizer) raised while lrfind ran it.
+    The message says where; `--debug` (or LRFIND_DEBUG=1) shows the original traceback."""
+
+
 class OutputError(LrfindError):
     """Results cannot be written (folder exists, not writable, disk full)."""
 

@@ -30,6 +30,7 @@ from torch import nn
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
+from lrfind.engine.loop import user_code_errors
 from lrfind.engine.range_test import range_test
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.errors import ConfigError, SpecError
@@ -126,13 +127,14 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
     timings["build_model_s"] = time.perf_counter() - clock
 
     hooks.stage("sweeping")
-    outcome = search(
-        sweeper.one,
-        config.sweep_settings(),
-        config.search_settings(),
-        config.method,
-        run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
-    )
+    with user_code_errors(f"the sweep of model {config.model!r} on {config.dataset!r} raised"):
+        outcome = search(
+            sweeper.one,
+            config.sweep_settings(),
+            config.search_settings(),
+            config.method,
+            run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
+        )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
     timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 

@@ -22,6 +22,7 @@ from lrfind.commands.run import default_out
 from lrfind.commands.run import run as run_sweep
 from lrfind.core.records import StepRecord
 from lrfind.core.schedules import Bounds, check_kind, check_section, schedule_section
+from lrfind.engine.loop import user_code_errors
 from lrfind.engine.schedulers import scheduler_from_section
 from lrfind.engine.trainer import EpochRecord, EvaluationSet, train_epochs
 from lrfind.errors import SpecError
@@ -139,7 +140,12 @@ def run_training(
         runs = []
         for name in wanted:
             hooks.stage(f"training {name}")
-            runs.append(_train_schedule(config, data, test, name, sections[name], device, hooks))
+            with user_code_errors(
+                f"training model {config.model!r} on {config.dataset!r} ({name} schedule) raised"
+            ):
+                runs.append(
+                    _train_schedule(config, data, test, name, sections[name], device, hooks)
+                )
             if tensorboard is not None:
                 write_training_scalars(
                     tensorboard / out.name / name, runs[-1].lines(), runs[-1].steps_per_epoch

@@ -31,7 +31,7 @@ from lrfind.core.records import (
     StepRecord,
 )
 from lrfind.engine.distributed import Ranks
-from lrfind.errors import SweepError
+from lrfind.errors import LrfindError, SweepError, UserCodeError
 from lrfind.settings.options import SweepSettings
 
 LossFunction = Callable[[Any, Any], torch.Tensor]
@@ -138,14 +138,22 @@ def sweep_loop(
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
         loss_sums = torch.zeros(trainee.copies, device=device)
+        where = f"step {step} of the sweep (lr {lr:.3g})"
         for _ in range(options.accumulate):
-            with forward_context():
-                losses = trainee.losses([next(copy_batches) for copy_batches in batches])
-            parts = losses.float() / options.accumulate
-            total = parts.sum()  # copy k's loss reaches only copy k's slice of each tensor
-            (total if scaler is None else scaler.scale(total)).backward()
+            with noted(f"while the dataset or loader produced the batch of {where}"):
+                step_batches = [next(copy_batches) for copy_batches in batches]
+            with noted(f"in the model's forward or backward pass or the loss at {where}"):
+                with forward_context():
+                    losses = trainee.losses(step_batches)
+                parts = losses.float() / options.accumulate
+                total = parts.sum()  # copy k's loss reaches only copy k's slice of each tensor
+                (total if scaler is None else scaler.scale(total)).backward()
             loss_sums += parts.detach()
-        if scaler is not None and _skipped(scaler, optimizer):
+        with noted(f"in the optimizer's step at {where}"):
+            skipped_now = scaler is not None and _skipped(scaler, optimizer)
+            if scaler is None:
+                optimizer.step()
+        if skipped_now:
             skipped += 1
             skipped_in_a_row += 1
             if skipped_in_a_row >= MAX_SKIPPED_IN_A_ROW:
@@ -154,13 +162,13 @@ def sweep_loop(
                 copies.stop_all(STOP_NON_FINITE)
                 break
             continue
-        if scaler is None:
-            optimizer.step()
         skipped_in_a_row = 0
         if options.ranks.distributed:  # every rank sees the same curve and stops together
             torch.distributed.all_reduce(loss_sums)
             loss_sums /= options.ranks.world
-        shown = copies.record(step, lr, loss_sums.tolist(), trainee.held_out_losses())
+        with noted(f"in the model or the loss on the held-out batches at {where}"):
+            val_losses = trainee.held_out_losses()
+        shown = copies.record(step, lr, loss_sums.tolist(), val_losses)
         step += 1
         if options.callback is not None and shown is not None:
             options.callback(shown)
@@ -171,6 +179,39 @@ def sweep_loop(
             break
     copies.stop_all(STOP_COMPLETED)
     return LoopOutcome(copies.records, [str(stop) for stop in copies.stops], skipped, ratios)
+
+
+@contextlib.contextmanager
+def noted(where: str) -> Iterator[None]:
+    """Let an error of the user's code through unchanged, with a note saying where in the
+    sweep it happened (lrfind's own errors already say so)."""
+    try:
+        yield
+    except LrfindError:
+        raise
+    except Exception as error:
+        error.add_note(f"lrfind: raised {where}")
+        raise
+
+
+@contextlib.contextmanager
+def user_code_errors(subject: str) -> Iterator[None]:
+    """Report an exception from the user's code as one paragraph: `subject` (which model,
+    dataset or loss), where it was raised (the note `noted` left), its type and message, and
+    what to check. lrfind's own errors and CUDA out-of-memory pass through unchanged."""
+    try:
+        yield
+    except (LrfindError, torch.cuda.OutOfMemoryError):
+        raise
+    except Exception as error:
+        notes = [note for note in getattr(error, "__notes__", []) if note.startswith("lrfind: ")]
+        where = notes[0].removeprefix("lrfind: raised ") if notes else "while lrfind ran it"
+        text = str(error).strip()
+        message = text.splitlines()[0] if text else "(no message)"
+        raise UserCodeError(
+            f"{subject} {where}: {type(error).__name__}: {message}. Check that code on one "
+            "batch by hand; rerun with --debug (or LRFIND_DEBUG=1) to see the traceback."
+        ) from error
 
 
 def _skipped(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:

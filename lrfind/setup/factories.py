@@ -39,7 +39,7 @@ def load_factory(spec: str, kind: str) -> Callable[..., Any]:
                 f"{kind} spec {spec!r}: module {target!r} cannot be imported ({error}). "
                 f"Install it, or give a file path instead: {example}."
             ) from None
-        except Exception as error:
+        except (Exception, SystemExit) as error:
             raise SpecError(
                 f"{kind} spec {spec!r}: importing {target!r} failed with "
                 f"{type(error).__name__}: {error}. Fix the module and run again."
@@ -76,12 +76,12 @@ def _load_file(path: Path, spec: str, kind: str) -> Any:
     sys.modules[module_name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         sys.modules.pop(module_name, None)
         raise SpecError(
             f"{kind} spec {spec!r}: running {path} failed with {type(error).__name__}: "
             f"{error}. Fix the file and run again."
-        ) from None
+        ) from error
     return module
 
 
@@ -95,8 +95,8 @@ def call_factory(factory: Callable[..., Any], spec: str, kind: str, **offered: A
     arguments = {key: value for key, value in offered.items() if takes_any or key in parameters}
     try:
         return factory(**arguments)
-    except Exception as error:
+    except (Exception, SystemExit) as error:
         raise SpecError(
             f"{kind} factory {spec!r} raised {type(error).__name__}: {error}. It is called "
             f"with the keyword arguments it accepts among: {', '.join(offered) or 'none'}."
-        ) from None
+        ) from error
