@@ -569,3 +569,27 @@ def test_run_help_shows_the_defaults_the_settings_declare() -> None:
     for flag, value in (("--batch-size", RunConfig.batch_size), ("--steps", RunConfig.steps)):
         assert options[flag].help.endswith(f"[default: {value}]")
     assert options["--model"].help.endswith(f"[default: {RunConfig.model}]")
+
+
+def test_two_runs_on_one_out_never_lose_a_result(mnist_dir: Path, tmp_path: Path) -> None:
+    """Two processes started together on the same --out: one writes it, the other stops
+    with a clear error (the folder is claimed, or exists), and nothing is replaced."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared"
+    command = [sys.executable, "-m", "lrfind", *tiny_run_arguments(mnist_dir, out)[:-2],
+               "--device", "cpu", "--repeats", "1", "--quiet"]  # fmt: skip
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=300)[0] for process in processes]
+    codes = sorted(process.returncode for process in processes)
+    assert codes == [0, 1], outputs
+    loser = outputs[[process.returncode for process in processes].index(1)]
+    flat = " ".join(loser.split())
+    assert "is writing to" in flat or "already exists" in flat, loser
+    assert "Traceback" not in loser
+    assert sorted(path.name for path in out.iterdir()) == ["result.json", "sweep.csv", "sweep.png"]
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,14 @@ import pytest
 
 from lrfind.errors import CurveFileError, OutputError
 from lrfind.outputs.curves import read_curve_csv, write_sweep_csv
-from lrfind.outputs.files import staged_run_folder, write_atomic, write_json
+from lrfind.outputs.files import (
+    CLAIM_FILE,
+    check_run_folder,
+    claim_run_folder,
+    staged_run_folder,
+    write_atomic,
+    write_json,
+)
 from lrfind.outputs.plots import CurveLines
 
 
@@ -176,3 +185,53 @@ def test_the_first_bad_cell_is_reported_in_row_order(tmp_path: Path) -> None:
     rows[7] = "x," + rows[7].split(",")[1]  # a bad lr in row 9
     with pytest.raises(CurveFileError, match=r"row 5: loss is 'abc', not a number"):
         read_curve_csv(write_curve(tmp_path / "bad.csv", "lr,loss", rows))
+
+
+def test_a_claimed_run_folder_is_no_one_elses(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with claim_run_folder(out, overwrite=False) as folder:
+        assert sorted(path.name for path in out.iterdir()) == [CLAIM_FILE]
+        with (
+            pytest.raises(OutputError, match=r"another lrfind run .* is writing to"),
+            claim_run_folder(out, overwrite=True),
+        ):
+            pass
+        with folder.staged() as staging:
+            (staging / "result.json").write_text("{}")
+    assert sorted(path.name for path in out.iterdir()) == ["result.json"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_failed_run_gives_its_claim_back(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError), claim_run_folder(out, overwrite=False):
+        raise RuntimeError("the sweep failed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_what_appears_in_a_claimed_folder_is_never_replaced(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    with (
+        pytest.raises(OutputError, match=r"notes.txt appeared in it") as raised,
+        claim_run_folder(out, overwrite=False) as folder,
+        folder.staged() as staging,
+    ):
+        (staging / "result.json").write_text('{"mine": 1}')
+        (out / "notes.txt").write_text("written by someone else meanwhile")
+    assert (out / "notes.txt").read_text() == "written by someone else meanwhile"
+    kept = next(tmp_path.glob("run-not-replaced-*")) / "run"
+    assert (kept / "result.json").read_text() == '{"mine": 1}'
+    assert str(kept) in str(raised.value)
+
+
+def test_a_claim_left_by_a_dead_run_can_be_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    (out / CLAIM_FILE).write_text(f"{dead} 0123456789abcdef\n")
+    with pytest.raises(OutputError, match="already exists"):
+        check_run_folder(out, overwrite=False)
+    with staged_run_folder(out, overwrite=True) as staging:
+        (staging / "result.json").write_text("{}")
+    assert sorted(path.name for path in out.iterdir()) == ["result.json"]

@@ -16,7 +16,7 @@ import numpy as np
 from lrfind.core.analysis import Recommendation, analyze, check_method, combine
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
 from lrfind.outputs.documents import document, recommendation_document, sweep_document
-from lrfind.outputs.files import check_run_folder, staged_run_folder, write_json
+from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
 from lrfind.settings.options import SweepSettings
 
 
@@ -46,7 +46,18 @@ def analyze_file(
     SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates both
     path = Path(path)
     out = out or path.parent / f"reanalysed-{method}"
-    check_run_folder(out, overwrite)
+    with claim_run_folder(out, overwrite) as folder:
+        return _reanalyse(path, out, folder, method, smoothing, divergence_factor)
+
+
+def _reanalyse(
+    path: Path,
+    out: Path,
+    folder: RunFolder,
+    method: str,
+    smoothing: float,
+    divergence_factor: float,
+) -> Reanalysis:
     curves = [
         AnalysedCurve(
             curve.repeat,
@@ -77,7 +88,7 @@ def analyze_file(
         ],
         recommendation=recommendation_document(recommendation, main.diagnostics, None),
     )
-    with staged_run_folder(out, overwrite) as staging:
+    with folder.staged() as staging:
         title = f"Re-analysis of {path} ({method})"
         write_curve_files(staging, curves, recommendation, title, log_x=log_x)
         write_json(staging / "result.json", written)

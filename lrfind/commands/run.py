@@ -36,7 +36,7 @@ from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_t
 from lrfind.errors import ConfigError, SpecError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
 from lrfind.outputs.documents import document, recommendation_document, search_blocks
-from lrfind.outputs.files import check_run_folder, staged_run_folder, write_json
+from lrfind.outputs.files import RunFolder, check_run_folder, claim_run_folder, write_json
 from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
 from lrfind.setup import data as datasets
 from lrfind.setup import models
@@ -108,13 +108,27 @@ def run(
 
 
 def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks) -> RunOutcome:
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
     check_specs(config)
     if config.weights is not None and not config.weights.is_file():
         raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
     out = config.out or default_out(config)
-    check_run_folder(out, config.overwrite)
+    if ranks.rank != 0:  # under torchrun, rank 0 claims and writes the folder
+        check_run_folder(out, config.overwrite)
+        return _sweep_and_write(config, device, ranks, hooks, out, None)
+    with claim_run_folder(out, config.overwrite) as folder:  # from now on, no one else's
+        return _sweep_and_write(config, device, ranks, hooks, out, folder)
+
+
+def _sweep_and_write(
+    config: RunConfig,
+    device: torch.device,
+    ranks: Ranks,
+    hooks: RunHooks,
+    out: Path,
+    folder: RunFolder | None,
+) -> RunOutcome:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
 
     hooks.stage("loading data")
     clock = time.perf_counter()
@@ -145,9 +159,9 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
         timings["total_s"] = time.perf_counter() - started
         return _result_document(config, out, outcome, prepared, sweeper, device, timings)
 
-    if ranks.rank != 0:  # under torchrun, rank 0 writes; the others ran the same curve
+    if folder is None:  # under torchrun, rank 0 writes; the others ran the same curve
         return RunOutcome(out=out, search=outcome, document=result_document())
-    with staged_run_folder(out, config.overwrite) as staging:
+    with folder.staged() as staging:
         curves = [
             AnalysedCurve(sweep.repeat, sweep.result.analysis, sweep.result.val_losses)
             for sweep in outcome.sweeps

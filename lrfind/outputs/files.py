@@ -17,6 +17,7 @@ import io
 import json
 import math
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -107,6 +108,9 @@ def _check_is_a_run(out: Path) -> None:
         entries = set(os.listdir(out))
     except OSError as error:
         raise OutputError(_write_failure(out, error)) from None
+    if CLAIM_FILE in entries:
+        _check_claim_is_stale(out)
+        entries.discard(CLAIM_FILE)
     foreign = sorted(entries - RUN_ENTRIES)
     if foreign or (entries and not entries & RUN_DOCUMENTS):
         shown = ", ".join(foreign[:5]) + (
@@ -123,32 +127,148 @@ def _check_is_a_run(out: Path) -> None:
         )
 
 
+CLAIM_FILE = ".lrfind-claim"  # "<pid> <token>": the run that will write this folder
+
+
+class RunFolder:
+    """A run folder, claimed for one run from its start (`claim_run_folder`) so that no other
+    run and nothing else is replaced by it: the run writes into a staging folder beside it,
+    and `staged()` moves that into place only while the claim is still this run's and the
+    folder holds nothing lrfind did not write. Otherwise the staging folder is kept under a
+    new name, which the error gives."""
+
+    def __init__(self, out: Path, token: str, created: bool) -> None:
+        self.out = out
+        self.token = token
+        self.created = created  # the claim made the folder (it did not exist before)
+
+    @contextlib.contextmanager
+    def staged(self) -> Iterator[Path]:
+        """Yield an empty staging folder; on success it becomes the run folder, on error it
+        is removed."""
+        out = self.out
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; follow the umask
+        except OSError as error:
+            raise OutputError(_write_failure(out, error)) from None
+        try:
+            yield staging
+            self._move_into_place(staging)
+        except OSError as error:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OutputError(_write_failure(out, error)) from None
+        except BaseException:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _move_into_place(self, staging: Path) -> None:
+        out = self.out
+        problem = self._lost_claim()
+        if problem is not None:
+            kept = Path(tempfile.mkdtemp(prefix=f"{out.name}-not-replaced-", dir=out.parent))
+            os.replace(staging, kept / "run")
+            raise OutputError(
+                f"{out} was not written: {problem}. This run's files are in {kept / 'run'}; "
+                "move them where you want them, or rerun with another --out."
+            )
+        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, retired / out.name)
+        os.replace(staging, out)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    def _lost_claim(self) -> str | None:
+        """Why the folder is no longer this run's to replace, or None."""
+        try:
+            claim = (self.out / CLAIM_FILE).read_text()
+            entries = set(os.listdir(self.out))
+        except OSError:
+            return "the folder or this run's claim on it was removed while the run worked"
+        if claim.split()[-1:] != [self.token]:
+            return "another run claimed the folder while this one worked"
+        foreign = sorted(entries - RUN_ENTRIES - {CLAIM_FILE})
+        if foreign:
+            return f"{', '.join(foreign[:5])} appeared in it while the run worked"
+        return None
+
+    def release(self) -> None:
+        """Give the claim up (the run failed): the folder is as it was before."""
+        claim = self.out / CLAIM_FILE
+        with contextlib.suppress(OSError):
+            if claim.read_text().split()[-1:] == [self.token]:
+                claim.unlink()
+                if self.created:
+                    self.out.rmdir()
+
+
+def _check_claim_is_stale(out: Path) -> None:
+    """A claim left by a run that is still running is refused; one left by a run that died
+    (killed, machine restarted) is removed, so that --overwrite can take the folder."""
+    claim = out / CLAIM_FILE
+    try:
+        pid = int(claim.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid = -1
+    if pid > 0 and _alive(pid):
+        raise OutputError(
+            f"another lrfind run (process {pid}) is writing to {out}. Wait for it, or choose "
+            "another folder with --out."
+        )
+    with contextlib.suppress(OSError):
+        claim.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a process of another user
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def staged_run_folder(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield an empty staging folder; on success it becomes `out`, on error it is removed."""
+def claim_run_folder(out: Path, overwrite: bool) -> Iterator[RunFolder]:
+    """Check the run folder (`check_run_folder`) and claim it for this run until the block
+    ends; on an error the claim is released and the folder left as it was."""
     out = Path(out)
     check_run_folder(out, overwrite)
+    token = f"{os.getpid()} {secrets.token_hex(8)}"
+    created = False
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes 0700; a run folder follows the umask
+        if not out.exists():
+            os.mkdir(out)
+            created = True
+        descriptor = os.open(out / CLAIM_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise OutputError(
+            f"another lrfind run is writing to {out} (it holds {CLAIM_FILE}). Wait for it, or "
+            "choose another folder with --out."
+        ) from None
     except OSError as error:
         raise OutputError(_write_failure(out, error)) from None
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(token + "\n")
+    folder = RunFolder(out, token.split()[1], created)
     try:
-        yield staging
-        if out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, retired / out.name)
-            os.replace(staging, out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(_write_failure(out, error)) from None
+        yield folder
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        folder.release()
         raise
+
+
+@contextlib.contextmanager
+def staged_run_folder(out: Path, overwrite: bool) -> Iterator[Path]:
+    """Claim `out` and yield an empty staging folder; on success it becomes `out`, on error
+    it is removed and `out` is left as it was."""
+    with claim_run_folder(out, overwrite) as folder, folder.staged() as staging:
+        yield staging
 
 
 def csv_cell(value: Any) -> str:
