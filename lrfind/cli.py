@@ -329,7 +329,7 @@ def _run(
     if tensorboard is not None:
         from lrfind.outputs.tensorboard import check_tensorboard
 
-        check_tensorboard()
+        check_tensorboard(tensorboard)
     file_values = load_config_file(config) if config is not None else None
     settings = resolve_config(file_values, flags, source=str(config) if config else "config file")
     ranks = Ranks.from_environment()

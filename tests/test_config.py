@@ -77,7 +77,7 @@ def test_unknown_key_suggests_the_close_one(tmp_path: Path) -> None:
         ({"method": "magic"}, "unknown method 'magic'"),
         ({"smoothing": 1.0}, "smoothing is an EMA factor"),
         ({"divergence_factor": 0.5}, "divergence_factor must be a finite number above 1"),
-        ({"seed": -1}, "seed must be zero or positive"),
+        ({"seed": -1}, "seed must be between 0 and"),
         ({"steps": "many"}, "steps in flags must be an integer; got 'many'"),
         ({"steps": "1.5"}, "steps in flags must be an integer; got '1.5'"),
         ({"steps": True}, "steps in flags must be an integer"),

@@ -36,7 +36,7 @@ from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_t
 from lrfind.errors import ConfigError, SpecError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
 from lrfind.outputs.documents import document, recommendation_document, search_blocks
-from lrfind.outputs.files import RunFolder, check_run_folder, claim_run_folder, write_json
+from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
 from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
 from lrfind.setup import data as datasets
 from lrfind.setup import models
@@ -112,8 +112,7 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
     if config.weights is not None and not config.weights.is_file():
         raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
     out = config.out or default_out(config)
-    if ranks.rank != 0:  # under torchrun, rank 0 claims and writes the folder
-        check_run_folder(out, config.overwrite)
+    if ranks.rank != 0:  # under torchrun, rank 0 alone claims and writes the folder
         return _sweep_and_write(config, device, ranks, hooks, out, None)
     with claim_run_folder(out, config.overwrite) as folder:  # from now on, no one else's
         return _sweep_and_write(config, device, ranks, hooks, out, folder)

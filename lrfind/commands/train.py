@@ -124,9 +124,11 @@ def run_training(
         check_kind(kind)
     if config.scheduler is not None:
         check_kind(config.scheduler["kind"])
+        if set(config.scheduler) != {"kind"}:  # a complete section: checked before any work
+            check_section(config.scheduler, "scheduler in the training config")
     check_specs(config)
     if tensorboard is not None:
-        check_tensorboard()  # a missing extra fails before any work
+        check_tensorboard(tensorboard)  # a missing extra fails before any work
     out = config.out or default_out(config, prefix="train-")
     check_run_folder(out, config.overwrite)
     result = _checked_result(config, force)

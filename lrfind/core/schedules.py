@@ -490,6 +490,15 @@ def check_section(section: Mapping[str, Any], where: str) -> dict[str, Any]:
             f"{where} has unknown schedule key(s) {', '.join(unknown)}; valid keys are "
             f"{', '.join(sorted(SCHEDULE_KEYS))}."
         )
+    own = {"kind", *registered.required, *registered.optional}
+    others = sorted(set(section) - own)
+    if others:
+        raise ConfigError(
+            f"{where} is a {kind} schedule with key(s) {', '.join(others)}, which a {kind} "
+            f"schedule does not use (it takes {', '.join(sorted(own - {'kind'}))}). Remove "
+            f"them, or rewrite the section with `lrfind apply RESULT.json CONFIG --schedule "
+            f"{kind}`."
+        )
     missing = [key for key in registered.required if key not in section]
     if missing:
         raise ConfigError(

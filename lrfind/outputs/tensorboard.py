@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lrfind.core.plan import SearchOutcome
-from lrfind.errors import LrfindError
+from lrfind.errors import ConfigError, LrfindError
 from lrfind.outputs.plots import HistoryLines
 
 MISSING = (
@@ -23,8 +23,18 @@ MISSING = (
 )
 
 
-def check_tensorboard() -> None:
-    """Fail before any work when the extra is missing."""
+def check_tensorboard(folder: Path | None = None) -> None:
+    """Fail before any work when the extra is missing or `folder` cannot hold TensorBoard
+    runs (it is a file, or lies under one)."""
+    if folder is not None:
+        blocked = next(
+            (place for place in (Path(folder), *Path(folder).parents) if place.exists()), None
+        )
+        if blocked is not None and not blocked.is_dir():
+            raise ConfigError(
+                f"--tensorboard {folder} cannot be a folder: {blocked} is a file. Give a "
+                "folder for the TensorBoard runs, e.g. --tensorboard tb/."
+            )
     try:
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
     except ImportError:

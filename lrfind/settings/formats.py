@@ -47,11 +47,17 @@ def parse_document(text: str, path: Path, what: str, *, round_trip: bool = False
     (ruamel's and tomlkit's own mapping types); plain reads give dicts, lists and scalars.
     """
     fmt = format_of(path, what)
-    if fmt == "yaml":
-        return parse_yaml(text, path, what, round_trip=round_trip)
-    if fmt == "toml":
-        return parse_toml(text, path, what, round_trip=round_trip)
-    return parse_json(text, path, what)
+    try:
+        if fmt == "yaml":
+            return parse_yaml(text, path, what, round_trip=round_trip)
+        if fmt == "toml":
+            return parse_toml(text, path, what, round_trip=round_trip)
+        return parse_json(text, path, what)
+    except RecursionError:
+        raise ConfigError(
+            f"{what} {path} nests its values too deeply to read. Options are flat names and "
+            "values (a schedule is one mapping); write them out without deep nesting."
+        ) from None
 
 
 def parse_json(text: str, path: Path, what: str) -> Any:

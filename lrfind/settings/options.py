@@ -38,6 +38,7 @@ REPEATS = 5
 MIN_USABLE_POINTS = 10
 # The suggestion methods a user can choose (implemented in lrfind.core.analysis.METHODS).
 METHOD_NAMES = ("bottom", "steepest", "valley", "minimum")
+MAX_SEED = 2**64 - 1 - 100  # torch takes 64-bit seeds; repeats use seed + 1 .. seed + 100
 DEFAULT_METHOD = "bottom"  # chosen by scripts/bench_quality.py; see lrfind.core.analysis
 
 
@@ -145,8 +146,11 @@ class SetupSettings:
                 f"weight_decay must be zero or positive; got {self.weight_decay:g}. "
                 "Try --weight-decay 0 or 5e-4."
             )
-        if self.seed < 0:
-            raise ConfigError(f"seed must be zero or positive; got {self.seed}. Try --seed 0.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(
+                f"seed must be between 0 and {MAX_SEED} (torch seeds are 64-bit, and each "
+                f"repeat adds one); got {self.seed}. Try --seed 0."
+            )
         if not self.model.strip():
             raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
         if not self.dataset.strip():
@@ -438,9 +442,15 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
             return dict(value)
         raise ConfigError(f"{key} in {origin} must be a mapping of keys to values; got {shown}.")
     if base is Path:
-        if isinstance(value, (str, Path)):
+        if not isinstance(value, (str, Path)):
+            raise bad
+        try:
             return Path(value).expanduser()
-        raise bad
+        except RuntimeError:  # ~name of a user that does not exist
+            raise ConfigError(
+                f"{key} in {origin} is {shown}, whose ~user is not a user of this machine. "
+                "Write the path out, or use ~/ for your own home."
+            ) from None
     if isinstance(value, str):
         return value
     raise bad
