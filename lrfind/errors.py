@@ -6,6 +6,9 @@ every message must stand alone: name the bad value and say how to fix it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
+
 
 class LrfindError(Exception):
     """Base of every error lrfind reports to a user. `exit_code` is what the CLI exits with."""
@@ -46,3 +49,18 @@ class CurveFileError(LrfindError):
     """The CSV given to `lrfind analyze` is not a usable loss-vs-LR curve. A usage error."""
 
     exit_code = 2
+
+
+@contextlib.contextmanager
+def noted(where: str | Callable[[], str]) -> Iterator[None]:
+    """Let an error of the user's code through unchanged, with a note saying where lrfind was
+    when it was raised (`lrfind.engine.loop.user_code_errors` turns it into one paragraph).
+    lrfind's own errors already say where, and pass without one. A callable `where` is only
+    called on an error, so a loop pays nothing to describe each step."""
+    try:
+        yield
+    except LrfindError:
+        raise
+    except Exception as error:
+        error.add_note(f"lrfind: raised {where() if callable(where) else where}")
+        raise

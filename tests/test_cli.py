@@ -593,3 +593,14 @@ def test_two_runs_on_one_out_never_lose_a_result(mnist_dir: Path, tmp_path: Path
     assert "Traceback" not in loser
     assert sorted(path.name for path in out.iterdir()) == ["result.json", "sweep.csv", "sweep.png"]
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_overwrite_looks_inside_a_runs_sweep_folder(mnist_dir: Path, tmp_path: Path) -> None:
+    """A `sweep/` beside a train.json is replaced only when it is an lrfind run itself."""
+    out = tmp_path / "train-run"
+    (out / "sweep").mkdir(parents=True)
+    (out / "train.json").write_text("{}")
+    (out / "sweep" / "my-notes.md").write_text("keep me")
+    result = invoke(*tiny_run_arguments(mnist_dir, out), "--overwrite")
+    assert_clean_failure(result, 1, "it holds my-notes.md, which lrfind did not write", out=None)
+    assert (out / "sweep" / "my-notes.md").read_text() == "keep me"

@@ -64,7 +64,7 @@ def test_a_forward_pass_that_fails_mid_sweep_is_one_paragraph(
     assert_clean_failure(
         result,
         1,
-        f"the sweep of model '{factory}:build' on 'mnist' raised in the model's forward or "
+        f"the run of model '{factory}:build' on 'mnist' raised in the model's forward or "
         "backward pass or the loss at step 7 of the sweep",
         out=out,
     )
@@ -112,3 +112,59 @@ def test_the_api_raises_the_users_own_error_with_a_note_saying_where() -> None:
     with pytest.raises(ValueError, match="labels do not fit") as raised:
         range_test(model, optimizer, loss, tiny_task(), steps=20, seed=0)
     assert any("at step 3 of the sweep" in note for note in raised.value.__notes__)
+
+
+DATASETS_THAT_FAIL = """
+class Failing(torch.utils.data.Dataset):
+    classes = [0, 1, 2]
+
+    def __init__(self, fail_on):
+        self.fail_on = fail_on
+
+    def __len__(self):
+        if self.fail_on == "length":
+            raise ValueError("index file unreadable")
+        return 64
+
+    def __getitem__(self, index):
+        if self.fail_on == "every item" or (self.fail_on == "held out" and index >= 60):
+            raise OSError(f"cannot open sample {index}")
+        return torch.full((8,), float(index % 3)), index % 3
+
+
+def length():
+    return Failing("length")
+
+
+def first():
+    return Failing("every item")
+
+
+def held_out():
+    return Failing("held out")
+
+
+def model(num_classes, input_shape):
+    return nn.Linear(input_shape[0], num_classes)
+"""
+
+
+@pytest.mark.parametrize(
+    ("factory", "message"),
+    [
+        ("length", "asked dataset '{spec}' for its length: ValueError: index file unreadable"),
+        ("first", "while reading item 0 of dataset '{spec}': OSError: cannot open sample 0"),
+        ("held_out", "while reading item 60 of dataset '{spec}': OSError: cannot open sample 60"),
+    ],
+)
+def test_a_dataset_failing_before_the_sweep_names_the_item(
+    tmp_path: Path, factory: str, message: str
+) -> None:
+    path = write_python(tmp_path / "failing_data.py", DATASETS_THAT_FAIL)
+    spec = f"{path}:{factory}"
+    out = tmp_path / "run"
+    result = invoke(
+        "run", "--dataset", spec, "--model", f"{path}:model", "--batch-size", "4",
+        "--steps", "20", "--repeats", "0", "--val-batches", "1", "--out", str(out),
+    )  # fmt: skip
+    assert_clean_failure(result, 1, message.format(spec=spec), out=out)

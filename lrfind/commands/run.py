@@ -112,9 +112,11 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
     if config.weights is not None and not config.weights.is_file():
         raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
     out = config.out or default_out(config)
+    subject = f"the run of model {config.model!r} on {config.dataset!r} raised"
     if ranks.rank != 0:  # under torchrun, rank 0 alone claims and writes the folder
-        return _sweep_and_write(config, device, ranks, hooks, out, None)
-    with claim_run_folder(out, config.overwrite) as folder:  # from now on, no one else's
+        with user_code_errors(subject):
+            return _sweep_and_write(config, device, ranks, hooks, out, None)
+    with claim_run_folder(out, config.overwrite) as folder, user_code_errors(subject):
         return _sweep_and_write(config, device, ranks, hooks, out, folder)
 
 
@@ -140,14 +142,13 @@ def _sweep_and_write(
     timings["build_model_s"] = time.perf_counter() - clock
 
     hooks.stage("sweeping")
-    with user_code_errors(f"the sweep of model {config.model!r} on {config.dataset!r} raised"):
-        outcome = search(
-            sweeper.one,
-            config.sweep_settings(),
-            config.search_settings(),
-            config.method,
-            run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
-        )
+    outcome = search(
+        sweeper.one,
+        config.sweep_settings(),
+        config.search_settings(),
+        config.method,
+        run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
+    )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
     timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
 

@@ -25,9 +25,9 @@ from lrfind.core.schedules import Bounds, check_kind, check_section, schedule_se
 from lrfind.engine.loop import user_code_errors
 from lrfind.engine.schedulers import scheduler_from_section
 from lrfind.engine.trainer import EpochRecord, EvaluationSet, train_epochs
-from lrfind.errors import SpecError
+from lrfind.errors import SpecError, noted
 from lrfind.outputs.documents import document, read_result
-from lrfind.outputs.files import check_run_folder, staged_run_folder, write_csv, write_json
+from lrfind.outputs.files import staged_run_folder, write_csv, write_json
 from lrfind.outputs.plots import HistoryLines, render_history
 from lrfind.outputs.tensorboard import check_tensorboard, write_training_scalars
 from lrfind.settings.options import TrainConfig, check_result_matches
@@ -130,11 +130,11 @@ def run_training(
     if tensorboard is not None:
         check_tensorboard(tensorboard)  # a missing extra fails before any work
     out = config.out or default_out(config, prefix="train-")
-    check_run_folder(out, config.overwrite)
     result = _checked_result(config, force)
     device = resolve_device(config.device)
+    subject = f"training model {config.model!r} on {config.dataset!r} raised"
 
-    with staged_run_folder(out, config.overwrite) as staging:
+    with user_code_errors(subject), staged_run_folder(out, config.overwrite) as staging:
         hooks.stage("loading data")
         data, test = _training_data(config, device)
         wanted = list(dict.fromkeys([*kinds, *([BASELINE] if baseline else [])]))
@@ -142,9 +142,7 @@ def run_training(
         runs = []
         for name in wanted:
             hooks.stage(f"training {name}")
-            with user_code_errors(
-                f"training model {config.model!r} on {config.dataset!r} ({name} schedule) raised"
-            ):
+            with noted(f"while training the {name} schedule"):
                 runs.append(
                     _train_schedule(config, data, test, name, sections[name], device, hooks)
                 )

@@ -31,7 +31,7 @@ from lrfind.core.records import (
     StepRecord,
 )
 from lrfind.engine.distributed import Ranks
-from lrfind.errors import LrfindError, SweepError, UserCodeError
+from lrfind.errors import LrfindError, SweepError, UserCodeError, noted
 from lrfind.settings.options import SweepSettings
 
 LossFunction = Callable[[Any, Any], torch.Tensor]
@@ -50,7 +50,8 @@ class Trainee(Protocol):
     def train(self, mode: bool = True) -> None: ...
 
     def losses(self, batches: list[Any]) -> torch.Tensor:
-        """The loss of each copy on its own batch (one batch per copy): K values, with grad."""
+        """The loss of each copy on its own batch (one batch per copy), with grad: K values,
+        or one 0-d loss for a single model (no extra reshape and sum on its graph)."""
         ...
 
     def held_out_losses(self) -> list[float] | None:
@@ -73,6 +74,29 @@ class LoopOutcome:
     stops: list[str]  # one stop reason per copy
     skipped_steps: int  # fp16 steps the GradScaler skipped
     group_ratios: tuple[float, ...]  # each group's LR / the reference group's (core.ramp)
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where in the sweep user code raised, described only when it did."""
+
+    step: int
+    lr: float
+
+    def _at(self) -> str:
+        return f"step {self.step} of the sweep (lr {self.lr:.3g})"
+
+    def batch(self) -> str:
+        return f"while the dataset or loader produced the batch of {self._at()}"
+
+    def forward(self) -> str:
+        return f"in the model's forward or backward pass or the loss at {self._at()}"
+
+    def optimizer(self) -> str:
+        return f"in the optimizer's step at {self._at()}"
+
+    def held_out(self) -> str:
+        return f"in the model or the loss on the held-out batches at {self._at()}"
 
 
 class _Copies:
@@ -137,19 +161,20 @@ def sweep_loop(
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
             group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
-        loss_sums = torch.zeros(trainee.copies, device=device)
-        where = f"step {step} of the sweep (lr {lr:.3g})"
+        loss_sums = torch.zeros(trainee.copies if trainee.copies > 1 else (), device=device)
+        at = _Place(step, lr)
         for _ in range(options.accumulate):
-            with noted(f"while the dataset or loader produced the batch of {where}"):
+            with noted(at.batch):
                 step_batches = [next(copy_batches) for copy_batches in batches]
-            with noted(f"in the model's forward or backward pass or the loss at {where}"):
+            with noted(at.forward):
                 with forward_context():
                     losses = trainee.losses(step_batches)
                 parts = losses.float() / options.accumulate
-                total = parts.sum()  # copy k's loss reaches only copy k's slice of each tensor
+                # copy k's loss reaches only copy k's slice of each tensor
+                total = parts.sum() if parts.dim() else parts
                 (total if scaler is None else scaler.scale(total)).backward()
             loss_sums += parts.detach()
-        with noted(f"in the optimizer's step at {where}"):
+        with noted(at.optimizer):
             skipped_now = scaler is not None and _skipped(scaler, optimizer)
             if scaler is None:
                 optimizer.step()
@@ -166,9 +191,10 @@ def sweep_loop(
         if options.ranks.distributed:  # every rank sees the same curve and stops together
             torch.distributed.all_reduce(loss_sums)
             loss_sums /= options.ranks.world
-        with noted(f"in the model or the loss on the held-out batches at {where}"):
+        with noted(at.held_out):
             val_losses = trainee.held_out_losses()
-        shown = copies.record(step, lr, loss_sums.tolist(), val_losses)
+        values = loss_sums.tolist() if trainee.copies > 1 else [loss_sums.item()]
+        shown = copies.record(step, lr, values, val_losses)
         step += 1
         if options.callback is not None and shown is not None:
             options.callback(shown)
@@ -182,19 +208,6 @@ def sweep_loop(
 
 
 @contextlib.contextmanager
-def noted(where: str) -> Iterator[None]:
-    """Let an error of the user's code through unchanged, with a note saying where in the
-    sweep it happened (lrfind's own errors already say so)."""
-    try:
-        yield
-    except LrfindError:
-        raise
-    except Exception as error:
-        error.add_note(f"lrfind: raised {where}")
-        raise
-
-
-@contextlib.contextmanager
 def user_code_errors(subject: str) -> Iterator[None]:
     """Report an exception from the user's code as one paragraph: `subject` (which model,
     dataset or loss), where it was raised (the note `noted` left), its type and message, and
@@ -205,12 +218,17 @@ def user_code_errors(subject: str) -> Iterator[None]:
         raise
     except Exception as error:
         notes = [note for note in getattr(error, "__notes__", []) if note.startswith("lrfind: ")]
-        where = notes[0].removeprefix("lrfind: raised ") if notes else "while lrfind ran it"
         text = str(error).strip()
         message = text.splitlines()[0] if text else "(no message)"
+        if notes:
+            where = notes[0].removeprefix("lrfind: raised ")
+            check = "Check that code on one batch by hand"
+        else:
+            where = "while lrfind ran it"
+            check = "If it is not from your model, dataset or loss, please report it"
         raise UserCodeError(
-            f"{subject} {where}: {type(error).__name__}: {message}. Check that code on one "
-            "batch by hand; rerun with --debug (or LRFIND_DEBUG=1) to see the traceback."
+            f"{subject} {where}: {type(error).__name__}: {message}. {check}; rerun with "
+            "--debug (or LRFIND_DEBUG=1) to see the traceback."
         ) from error
 
 

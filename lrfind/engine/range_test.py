@@ -71,11 +71,12 @@ class SingleModel:
         self.model.train(mode)
 
     def losses(self, batches: list[Any]) -> torch.Tensor:
+        """The loss as a 0-d tensor: the loop sums over copies only when there are several."""
         inputs, targets = to_device(batches[0], self.device, self.channels_last)
         if self.ranks.distributed:  # every rank loads the global batch and trains on its shard
             inputs = inputs.tensor_split(self.ranks.world)[self.ranks.rank]
             targets = targets.tensor_split(self.ranks.world)[self.ranks.rank]
-        return self.loss_fn(self.model(inputs), targets).reshape(1)
+        return self.loss_fn(self.model(inputs), targets)  # one copy: a 0-d loss
 
     def held_out_losses(self) -> list[float] | None:
         if not self.held_out:

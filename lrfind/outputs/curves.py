@@ -167,12 +167,11 @@ def _read_cells(path: Path) -> tuple[dict[str, int], list[np.ndarray]]:
             f"{path} is not a readable CSV ({reason}). Every row needs the header's columns, "
             "separated by commas."
         ) from None
-    table = frame.fillna("").to_numpy(dtype=object)
-    header = [str(name).strip().lower() for name in table[0]]
+    frame = frame.fillna("")
+    header = [str(name).strip().lower() for name in frame.iloc[0]]
     columns = {name: index for index, name in enumerate(header)}  # the last of equal names
-    cells = [
-        np.array([str(cell).strip() for cell in table[1:, index]], dtype=object)
-        for index in range(len(header))
+    cells = [  # stripped by pandas, column by column: no Python loop over the cells
+        frame.iloc[1:, index].str.strip().to_numpy(dtype=object) for index in range(len(header))
     ]
     return columns, cells
 
@@ -184,10 +183,13 @@ def _numbers(texts: np.ndarray, integer: bool, empty_ok: bool) -> tuple[np.ndarr
         texts = np.where(texts == "", "nan", texts)
     parse = (lambda text: float(int(text))) if integer else float
     try:
-        values = np.array([parse(text) for text in texts]) if integer else texts.astype(float)
+        # object-to-number casts call int() or float() on each cell, as the parse would
+        values = texts.astype(np.int64).astype(float) if integer else texts.astype(float)
         return values, None
-    except ValueError:
-        bad = next(index for index, text in enumerate(texts) if not _parses(parse, text))
+    except (ValueError, OverflowError):  # an integer beyond int64 overflows the cast only
+        bad = next((index for index, text in enumerate(texts) if not _parses(parse, text)), None)
+        if bad is None:
+            return np.array([parse(text) for text in texts]), None
         return np.array([]), bad
 
 

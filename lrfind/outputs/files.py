@@ -112,6 +112,9 @@ def _check_is_a_run(out: Path) -> None:
         _check_claim_is_stale(out)
         entries.discard(CLAIM_FILE)
     foreign = sorted(entries - RUN_ENTRIES)
+    sweep = out / "sweep"  # the sweep `lrfind train` ran first is a run of its own
+    if "sweep" in entries and not foreign and (not sweep.is_dir() or sweep.is_symlink()):
+        foreign = ["sweep"]
     if foreign or (entries and not entries & RUN_DOCUMENTS):
         shown = ", ".join(foreign[:5]) + (
             f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
@@ -125,6 +128,8 @@ def _check_is_a_run(out: Path) -> None:
             f"--overwrite replaces only an lrfind run folder, and {out} is not one: {reason}. "
             "Nothing was changed. Choose another folder with --out."
         )
+    if "sweep" in entries:
+        _check_is_a_run(sweep)
 
 
 CLAIM_FILE = ".lrfind-claim"  # "<pid> <token>": the run that will write this folder

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind.errors import DataError, SpecError
+from lrfind.errors import DataError, SpecError, noted
 from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
 
 IDX_DTYPES: dict[int, np.dtype[Any]] = {
@@ -358,7 +358,8 @@ def load_user_dataset(spec: str) -> UserData:
             "torch.utils.data.Dataset. Return a Dataset whose items are (input, target) pairs."
         )
     try:
-        size = len(dataset)  # type: ignore[arg-type]
+        with noted(f"while lrfind asked dataset {spec!r} for its length"):
+            size = len(dataset)  # type: ignore[arg-type]
     except TypeError:
         raise SpecError(
             f"dataset factory {spec!r} returned a Dataset without a length; return a "
@@ -366,7 +367,7 @@ def load_user_dataset(spec: str) -> UserData:
         ) from None
     if size == 0:
         raise SpecError(f"dataset factory {spec!r} returned an empty Dataset.")
-    sample = dataset[0]
+    sample = read_sample(dataset, 0, spec)
     if not isinstance(sample, (tuple, list)) or len(sample) < 2:
         raise SpecError(
             f"dataset factory {spec!r}: items must be (input, target) pairs; item 0 is a "
@@ -379,6 +380,12 @@ def load_user_dataset(spec: str) -> UserData:
         input_shape=tuple(inputs.shape),
         num_classes=_count_classes(dataset),
     )
+
+
+def read_sample(dataset: Any, index: int, spec: str) -> Any:
+    """Item `index` of a user dataset; an error in its code carries a note naming the item."""
+    with noted(f"while reading item {index} of dataset {spec!r}"):
+        return dataset[index]
 
 
 def _count_classes(dataset: Any) -> int | None:

@@ -115,15 +115,21 @@ def _user(
     user_data = datasets.load_user_dataset(setup.dataset)
     total = len(user_data.dataset)
     held_out = held_out_samples(total)
-    training_data, held_out_set = datasets.split_tail(user_data, held_out)
+    training_data, _ = datasets.split_tail(user_data, held_out)
     loader = datasets.user_loader(training_data, setup.batch_size, setup.seed)
     sample = torch.stack(
-        [torch.as_tensor(user_data.dataset[index][0]) for index in range(min(2, total))]
+        [
+            torch.as_tensor(datasets.read_sample(user_data.dataset, index, setup.dataset)[0])
+            for index in range(min(2, total))
+        ]
     ).to(device)
     inputs = labels = None
     if held_out:
         inputs, labels = torch.utils.data.default_collate(
-            [held_out_set[index] for index in range(held_out)]
+            [
+                datasets.read_sample(user_data.dataset, total - held_out + index, setup.dataset)
+                for index in range(held_out)
+            ]
         )[:2]
     return PreparedData(
         loader_for=lambda seed: datasets.user_loader(training_data, setup.batch_size, seed),
