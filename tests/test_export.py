@@ -235,3 +235,9 @@ def test_a_claim_left_by_a_dead_run_can_be_overwritten(tmp_path: Path) -> None:
     with staged_run_folder(out, overwrite=True) as staging:
         (staging / "result.json").write_text("{}")
     assert sorted(path.name for path in out.iterdir()) == ["result.json"]
+
+
+def test_a_repeat_number_beyond_64_bits_is_still_a_number(tmp_path: Path) -> None:
+    rows = [f"99999999999999999999,{row}" for row in GOOD_ROWS]
+    (curve,) = read_curve_csv(write_curve(tmp_path / "big.csv", "repeat,lr,loss", rows))
+    assert curve.repeat == int(1e20) and len(curve.lrs) == 12  # repeats are read as floats
