@@ -6,7 +6,9 @@
 A run folder is assembled in a hidden sibling folder and renamed into place only when every
 file is complete, so an interrupted or failing run never leaves a half-written folder, and an
 existing run is replaced only with `overwrite=True`. CSV and JSON are written here, so every
-file lrfind makes has one cell format and one JSON form.
+file lrfind makes has one cell format and one JSON form. A user's own file (the training config
+`lrfind apply` edits) is never replaced but rewritten in place, behind a backup
+(`replace_in_place`).
 """
 
 from __future__ import annotations
@@ -316,3 +318,140 @@ def json_ready(value: Any) -> Any:
 def write_json(path: Path, document: dict[str, Any]) -> None:
     text = json.dumps(json_ready(document), indent=2, allow_nan=False)
     write_atomic(path, (text + "\n").encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# Editing a user's file where it lives
+
+
+def in_place_backup(path: Path) -> Path:
+    """Where `replace_in_place` keeps the old contents of `path` while it writes."""
+    return path.with_name(f".{path.name}.lrfind-backup")
+
+
+def permits_writing(path: Path) -> bool:
+    """Whether the permission bits let this user write `path`. Root may write anything, so
+    for root the bits say what the owner meant: a file or folder with no write bit at all is
+    read-only to lrfind too."""
+    try:
+        if os.geteuid() == 0:
+            return bool(os.stat(path).st_mode & 0o222)
+    except OSError:
+        return False
+    return os.access(path, os.W_OK)
+
+
+def replace_in_place(path: Path, data: bytes, expected: bytes) -> None:
+    """Give the existing regular file `path` the contents `data`, in place.
+
+    A user's file is edited where it lives: it keeps its inode (hard links stay linked), its
+    mode and its owner, which renaming a new file over it would not keep. The write goes in
+    steps that each leave a whole file behind:
+
+    1. the file is opened for writing (an honest test of permission) and must still hold
+       `expected`, the contents the edit was planned on;
+    2. those contents are copied to `in_place_backup(path)` and flushed to disk. The backup
+       is created exclusively, so a second writer, or a backup left by a crash, stops here;
+    3. `data` is written over the file from its start, the file is cut to its length and
+       flushed. If that fails (a full disk, an I/O error), the old contents are written back
+       and the error says nothing changed; if even that fails, it names the backup to copy;
+    4. the backup is removed.
+
+    A crash during step 3 leaves the backup beside the file; it is the only moment the file
+    can be incomplete, and the backup is whole by then.
+    """
+    path = Path(path)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as error:
+        raise OutputError(_not_changed(path, error)) from None
+    try:
+        current = _read_all(descriptor)
+        if current != expected:
+            raise OutputError(
+                f"{path} changed while lrfind prepared its edit, so nothing was written. "
+                "Run the command again to edit the file as it is now."
+            )
+        backup = in_place_backup(path)
+        _write_backup(backup, current, path)
+        try:
+            _overwrite(descriptor, data)
+        except OSError as error:
+            _put_back(descriptor, current, backup, path, error)
+        with contextlib.suppress(OSError):
+            os.unlink(backup)
+    except OSError as error:  # reading the file, before anything was written
+        raise OutputError(_not_changed(path, error)) from None
+    finally:
+        os.close(descriptor)
+
+
+def _read_all(descriptor: int) -> bytes:
+    contents = b""
+    while chunk := os.pread(descriptor, 1 << 20, len(contents)):
+        contents += chunk
+    return contents
+
+
+def _overwrite(descriptor: int, data: bytes) -> None:
+    written = 0
+    while written < len(data):
+        written += os.pwrite(descriptor, data[written:], written)
+    os.ftruncate(descriptor, len(data))
+    os.fsync(descriptor)
+
+
+def _write_backup(backup: Path, contents: bytes, path: Path) -> None:
+    try:
+        descriptor = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise OutputError(leftover_backup_message(path, backup)) from None
+    except OSError as error:
+        raise OutputError(_not_changed(path, error)) from None
+    try:
+        _overwrite(descriptor, contents)
+        _sync_folder(backup.parent)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(backup)
+        raise OutputError(_not_changed(path, error)) from None
+    finally:
+        os.close(descriptor)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries, so that a file made in it survives a crash."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _put_back(descriptor: int, contents: bytes, backup: Path, path: Path, error: OSError) -> None:
+    """The write over `path` failed: restore its contents and raise, saying what state it is in."""
+    try:
+        _overwrite(descriptor, contents)
+    except OSError:
+        raise OutputError(
+            f"cannot write {path}: {error.strerror or error}, and putting its old contents "
+            f"back failed too. They are in {backup}: copy that file over {path}."
+        ) from None
+    with contextlib.suppress(OSError):
+        os.unlink(backup)
+    raise OutputError(_not_changed(path, error)) from None
+
+
+def _not_changed(path: Path, error: OSError) -> str:
+    return (
+        f"cannot write {path}: {error.strerror or error}. It was left as it was. Check that "
+        "the file and its folder are writable and the disk has space, and run again."
+    )
+
+
+def leftover_backup_message(path: Path, backup: Path) -> str:
+    return (
+        f"{backup} exists: an earlier edit of {path} was interrupted while writing, or another "
+        f"is under way. Nothing was written. If {path} is complete, delete {backup}; if not, "
+        f"copy {backup} over {path}. Then run again."
+    )
