@@ -44,7 +44,7 @@ def splice_json(
     for depth, key in enumerate(keys):
         members, closing = members_of(text, opening)
         found = [member for member in members if member.key == key]
-        if not found:
+        if not found or text[found[-1].value_start] != "{":  # missing, or null: written anew
             value: Any = dict(section)
             for outer in reversed(keys[depth + 1 :]):
                 value = {outer: value}
