@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from lrfind.cli import app
@@ -361,3 +363,171 @@ def test_apply_says_when_a_result_is_interrupted_or_of_low_confidence(tmp_path: 
     assert result.exit_code == 0, result.output
     assert "comes from an interrupted run" in output
     assert "confidence is low (only 12 points)" in output
+
+
+# ---------------------------------------------------------------------------------------------
+# The edit touches only the target; the write keeps the file where it lives
+
+
+def plan_text(tmp_path: Path, name: str, text: str | bytes, key: str = "scheduler") -> Any:
+    """The change that writes a onecycle section under `key` into a file holding `text`."""
+    from lrfind.outputs.configedit import plan_change, read_config
+
+    config = tmp_path / name
+    config.write_bytes(text.encode() if isinstance(text, str) else text)
+    section = schedule_section("onecycle", Bounds(**RECOMMENDATION), 234)
+    return plan_change(read_config(config), key, section)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "ending"),
+    [
+        ("a.yaml", "scheduler:\n  kind: triangular\n  base_lr: 0.1  # old\n\n# Data\ndata: x\n",
+         "  pct_start: 0.3\n\n# Data\ndata: x\n"),
+        ("b.toml", '[scheduler]\nkind = "triangular"\nbase_lr = 0.1\n\n# Data\n[data]\nx = 1\n',
+         "pct_start = 0.3\n\n# Data\n[data]\nx = 1\n"),
+    ],
+)  # fmt: skip
+def test_the_comment_that_closes_a_section_stays_after_it(
+    tmp_path: Path, name: str, text: str, ending: str
+) -> None:
+    """The libraries attach `# Data` to the section before it: new keys would go after it,
+    and removing the last key would remove it."""
+    assert plan_text(tmp_path, name, text).after.endswith(ending)
+
+
+def test_the_diff_marks_a_last_line_without_a_line_feed(tmp_path: Path) -> None:
+    diff = plan_text(tmp_path, "train.yaml", "model: lenet").diff()
+    assert "-model: lenet\n\\ No newline at end of file\n+model: lenet\n+scheduler:\n" in diff
+
+
+def test_line_endings_that_mix_or_stand_alone_are_refused(tmp_path: Path) -> None:
+    from lrfind.errors import ConfigError
+
+    for text in ("a: 1\rb: 2\r", "a: 1\r\nb: 2\n"):
+        with pytest.raises(ConfigError, match="mixes line endings"):
+            plan_text(tmp_path, "train.yaml", text)
+
+
+def test_json_splicing_drops_stale_members_and_keeps_the_separators_of_the_rest() -> None:
+    from lrfind.outputs.jsonsplice import splice_json
+
+    text = '{"a": 1,\n\n "s": {"base_lr": 1e-2,  "note": "\\u00e9" ,  "keep": 2, "gamma": 3}}'
+    spliced = splice_json(text, ["s"], {"kind": "onecycle"}, ["base_lr", "gamma"])
+    assert spliced == '{"a": 1,\n\n "s": {"note": "\\u00e9" ,  "keep": 2, "kind": "onecycle"}}'
+    assert (
+        splice_json('{"s": null}', ["s"], {"kind": "onecycle"}, []) == '{"s": {"kind": "onecycle"}}'
+    )
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    document=st.dictionaries(st.text('abé"\\/', min_size=1, max_size=3), JSON_VALUES, max_size=4),
+    indent=st.sampled_from([None, 1, 4, "\t"]),
+    ensure_ascii=st.booleans(),
+)
+def test_json_splicing_changes_only_the_target_object(
+    document: dict[str, Any], indent: Any, ensure_ascii: bool
+) -> None:
+    """Whatever the document and its formatting, the result reads as the document with the
+    section written, and every byte outside the target object stays as it was."""
+    from lrfind.outputs.jsonsplice import splice_json
+
+    document = {**document, "train": {"scheduler": {"kind": "triangular", "base_lr": 1.5}}}
+    text = json.dumps(document, indent=indent, ensure_ascii=ensure_ascii)
+    section = {"kind": "onecycle", "max_lr": 0.25, "milestones": [0.5, 0.75]}
+    spliced = splice_json(text, ["train", "scheduler"], section, ["base_lr"])
+    assert json.loads(spliced) == {**json.loads(text), "train": {"scheduler": section}}
+    opening = text.rindex("{", 0, text.rindex('"kind"'))
+    closing = text.index("}", opening)
+    assert spliced[: opening + 1] == text[: opening + 1] and spliced.endswith(text[closing:])
+    fresh = splice_json(text, ["fresh", "scheduler"], section, [])
+    assert json.loads(fresh) == {**json.loads(text), "fresh": {"scheduler": section}}
+    assert fresh.startswith(text[: text.rindex("}")].rstrip())
+
+
+def test_lines_the_library_writes_its_own_way_are_not_rewritten_by_the_edit() -> None:
+    from lrfind.errors import ConfigError
+    from lrfind.outputs.configedit import carry_edit
+
+    original = "%YAML 1.2\n---\nmodel:    lenet\nb: 1\n"
+    carried = carry_edit(original, "model: lenet\nb: 1\n", "model: lenet\nb: 2\n", Path("x"), "b")
+    assert carried == "%YAML 1.2\n---\nmodel:    lenet\nb: 2\n"
+    # three lines of the file are two of the library's: an insertion between them has no place
+    with pytest.raises(ConfigError, match="without also rewriting lines near `b`"):
+        carry_edit("a1\na2\na3\n", "a\nb\n", "a\nnew\nb\n", Path("train.yaml"), "scheduler")
+
+
+def test_the_safety_net_refuses_an_edit_that_lands_in_a_shared_anchor() -> None:
+    """Without the alias check, ruamel would write into the anchor: the re-read document
+    shows the other section changed, and the edit is refused."""
+    from lrfind.errors import ConfigError
+    from lrfind.outputs.configedit import EDITORS, check_only_target_changed
+
+    before = "shared: &s\n  kind: triangular\nscheduler: *s\n"
+    after = "shared: &s\n  kind: onecycle\nscheduler: *s\n"
+    with pytest.raises(ConfigError, match=r"would also change `shared.kind`"):
+        check_only_target_changed(
+            EDITORS["yaml"].plain, before, after, ["scheduler"], {"kind": "onecycle"}, Path("x")
+        )
+
+
+def failing_writes(monkeypatch: pytest.MonkeyPatch, failing: set[int]) -> None:
+    """os.pwrite fails with a full disk on the calls numbered in `failing` (0 is the first)."""
+    real_pwrite, calls = os.pwrite, []
+
+    def pwrite(descriptor: int, data: bytes, offset: int) -> int:
+        calls.append(descriptor)
+        if len(calls) - 1 in failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_pwrite(descriptor, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+
+
+def test_a_write_that_fails_after_the_backup_puts_the_file_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    failing_writes(monkeypatch, {1})  # 0: the backup, 1: the file, 2: putting it back
+    result = invoke("apply", write_result(tmp_path), config)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "No space left on device. It was left as it was" in " ".join(result.output.split())
+    assert config.read_text() == YAML_CONFIG
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["result.json", "train.yaml"]
+
+
+def test_when_putting_the_file_back_fails_too_the_backup_is_kept_and_named(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(YAML_CONFIG)
+    failing_writes(monkeypatch, {1, 2})
+    result = invoke("apply", write_result(tmp_path), config)
+    backup = tmp_path / ".train.yaml.lrfind-backup"
+    assert result.exit_code == 1
+    assert f"They are in {backup}: copy that file over {config}" in "".join(
+        result.output.split("\n")
+    )
+    assert backup.read_text() == YAML_CONFIG
+
+
+def test_a_file_changed_after_planning_is_not_written(tmp_path: Path) -> None:
+    from lrfind.errors import OutputError
+
+    change = plan_text(tmp_path, "train.yaml", "model: lenet\n")
+    (tmp_path / "train.yaml").write_text("model: resnet18\n")  # another editor saved meanwhile
+    with pytest.raises(OutputError, match="changed while lrfind prepared its edit"):
+        change.write()
+    assert (tmp_path / "train.yaml").read_text() == "model: resnet18\n"
+    assert list(tmp_path.glob(".*backup")) == []

@@ -64,7 +64,8 @@ def plan_apply(
     result = read_result(result_file)
     bounds = Bounds.of(result)
     keys = split_key(key)
-    before, current = read_config(train_config)
+    config = read_config(train_config)
+    current = config.document
     existing = lookup(current, keys)
     kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
     kind = kind or DEFAULT_KIND
@@ -76,7 +77,7 @@ def plan_apply(
         check_result_matches(result["config"], setup, result_file, str(train_config))
     steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
     section = schedule_section(kind, bounds, steps_per_epoch, epochs)
-    change = plan_change(train_config, before, current, key, section)
+    change = plan_change(config, key, section)
     return PlannedApply(kind=kind, key=key, change=change, warnings=result_warnings(result))
 
 

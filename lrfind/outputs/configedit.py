@@ -2,53 +2,94 @@
 
     lrfind apply runs/lenet/result.json train.yaml --schedule onecycle --dry-run
 
-YAML goes through ruamel.yaml and TOML through tomlkit, both round-trip parsers, so comments,
-key order, quoting and indentation survive; JSON keeps its key order and indentation. Only the
-target mapping (`--key`, dotted) changes: it is created when missing, stale schedule keys of
-another kind are removed, and other keys in it are kept. The new text is written atomically.
+Only the target mapping (`--key`, dotted) changes: it is created when missing, stale schedule
+keys of another kind are removed, and other keys in it are kept. The promise is about bytes:
+the file written differs from the file read only in the lines the diff shows, and those lines
+hold the target mapping (or the line before it, which may gain a comma or a line break).
+
+- The file is read as bytes and edited as such: a byte-order mark and CRLF line endings are
+  taken off before parsing and put back on every line after, so new lines match old ones.
+- YAML goes through ruamel.yaml and TOML through tomlkit, round-trip libraries that keep
+  comments and order. They still write some lines their own way (aligned values, `%YAML`
+  lines), so only the lines their edit changes are carried onto the user's own lines
+  (`carry_edit`). JSON is edited by splicing the target object's text (`jsonsplice`), so
+  numbers such as `1e-4`, escapes and one-line arrays stay as written.
+- A YAML target that is shared through an anchor, alias or merge key is refused: writing it
+  would change every place that uses it.
+- Before anything is written, the new text is parsed again and must hold the old document with
+  only the target changed (`check_only_target_changed`), whatever the format or the cause.
+- The file is written where it lives: links are followed and it is rewritten in place behind a
+  backup (`replace_in_place`), so hard links, mode and owner survive. A file that cannot be
+  written that way (read-only, in a read-only folder, not a regular file) is refused first.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import errno
 import io
 import json
-from collections.abc import Callable, Mapping, MutableMapping
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lrfind.core.schedules import SCHEDULE_KEYS
 from lrfind.errors import ConfigError
-from lrfind.outputs.files import write_atomic
-from lrfind.settings.formats import format_of, parse_document, read_text, yaml_parser
+from lrfind.outputs.files import (
+    in_place_backup,
+    leftover_backup_message,
+    permits_writing,
+    replace_in_place,
+)
+from lrfind.outputs.jsonsplice import splice_json
+from lrfind.settings.formats import format_of, parse_document, yaml_parser
 
 DEFAULT_KEY = "scheduler"
 WHAT = "training config"
 
 
 @dataclass(frozen=True)
+class ConfigFile:
+    """A training config as read for editing."""
+
+    path: Path  # as the user named it
+    target: Path  # the file itself, symbolic links followed
+    text: str  # its exact contents (byte-order mark and line endings included)
+    document: Any  # the round-trip document of its text
+
+
+@dataclass(frozen=True)
 class ConfigChange:
-    path: Path
-    before: str
-    after: str
+    path: Path  # as the user named it, for the diff and messages
+    target: Path  # the file that is written
+    before: str  # exact contents now
+    after: str  # exact contents to write
 
     @property
     def changed(self) -> bool:
         return self.before != self.after
 
     def diff(self) -> str:
+        """A unified diff of the exact texts, split at line feeds only; a last line without
+        one is marked as `diff` marks it, so that the preview is what will be written."""
+        lines = difflib.unified_diff(
+            split_lines(self.before),
+            split_lines(self.after),
+            fromfile=f"{self.path} (before)",
+            tofile=f"{self.path} (after)",
+        )
         return "".join(
-            difflib.unified_diff(
-                self.before.splitlines(keepends=True),
-                self.after.splitlines(keepends=True),
-                fromfile=f"{self.path} (before)",
-                tofile=f"{self.path} (after)",
-            )
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+            for line in lines
         )
 
     def write(self) -> None:
-        write_atomic(self.path, self.after.encode("utf-8"))
+        replace_in_place(self.target, self.after.encode("utf-8"), self.before.encode("utf-8"))
 
 
 def split_key(key: str) -> list[str]:
@@ -61,27 +102,48 @@ def split_key(key: str) -> list[str]:
     return parts
 
 
-def read_config(path: Path) -> tuple[str, Any]:
-    """The text of the training config at `path` and its round-trip document."""
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split at line feeds only (not at the other characters that
+    `str.splitlines` takes for line breaks, which a value may hold)."""
+    return re.findall(r"[^\n]*\n|[^\n]+$", text)
+
+
+def read_config(path: Path) -> ConfigFile:
+    """The training config at `path` and its round-trip document. A config that `apply`
+    could not write where it lives is refused here, before any diff is shown."""
     path = Path(path)
     fmt = format_of(path, WHAT)
-    if not path.is_file():
-        raise ConfigError(
-            f"training config {path} does not exist. Check the path, or create the file "
-            "first (an empty file is fine) to have lrfind fill it."
-        )
-    text = read_text(path, WHAT)
-    return text, EDITORS[fmt].parse(text, path)
+    target = resolve_config(path)
+    check_writable(path, target)
+    text = _read_exact(path, target)
+    _, body = Layout.of(text, path)
+    return ConfigFile(path, target, text, EDITORS[fmt].parse(body, path))
 
 
-def plan_change(
-    path: Path, before: str, document: Any, key: str, section: Mapping[str, Any]
-) -> ConfigChange:
-    """`document` (read from `path` by `read_config`) with `section` written under `key`, and
-    its new text; nothing is written yet. `document` is edited in place."""
-    editor = EDITORS[format_of(path, WHAT)]
-    set_section(document, split_key(key), section, editor.new_mapping, path)
-    return ConfigChange(Path(path), before, editor.render(document, before))
+def plan_change(config: ConfigFile, key: str, section: Mapping[str, Any]) -> ConfigChange:
+    """`config` with `section` written under `key`, and its new text; nothing is written yet.
+    `config.document` is edited in place. Refused when the edit would change anything but
+    the target."""
+    path, keys = config.path, split_key(key)
+    fmt = format_of(path, WHAT)
+    editor = EDITORS[fmt]
+    layout, body = Layout.of(config.text, path)
+    document = config.document
+    if fmt == "yaml":
+        check_not_shared(document, keys, path)
+    untouched = editor.render(document, body) if fmt != "json" else ""
+    stale = stale_keys(lookup(document, keys), section)
+    set_section(document, keys, section, editor.new_mapping, path)
+    if not body.strip():
+        new_body = editor.render(document, body)
+    elif fmt == "yaml" and _yaml_holds_nothing(body):  # comments stay, the mapping follows
+        new_body = body.rstrip("\n") + "\n" + editor.render(document, "")
+    elif fmt == "json":
+        new_body = splice_json(body, keys, section, stale)
+    else:
+        new_body = carry_edit(body, untouched, editor.render(document, body), path, key)
+    check_only_target_changed(editor.plain, body, new_body, keys, section, path)
+    return ConfigChange(path, config.target, config.text, layout.restore(new_body))
 
 
 def render_snippet(section: Mapping[str, Any], fmt: str, key: str = DEFAULT_KEY) -> str:
@@ -112,10 +174,18 @@ def set_section(
                 f"schedule cannot be written under it. Pass another --key, or remove `{where}`."
             )
         node = child
-    for stale in [name for name in node if name in SCHEDULE_KEYS and name not in section]:
-        del node[stale]
-    for name, value in section.items():
-        node[name] = value
+    with _closing_lines_kept(node):
+        for stale in stale_keys(node, section):
+            del node[stale]
+        for name, value in section.items():
+            node[name] = value
+
+
+def stale_keys(node: Any, section: Mapping[str, Any]) -> list[str]:
+    """Schedule keys in the target mapping that the new section does not have."""
+    if not isinstance(node, Mapping):
+        return []
+    return [name for name in node if name in SCHEDULE_KEYS and name not in section]
 
 
 def lookup(document: Mapping[str, Any], keys: list[str]) -> Any:
@@ -128,14 +198,366 @@ def lookup(document: Mapping[str, Any], keys: list[str]) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# The file: where it lives, whether it may be written, its exact text
+
+
+def resolve_config(path: Path) -> Path:
+    """The regular file `path` names, symbolic links followed, or a ConfigError that says why
+    there is none."""
+    try:
+        target = path.resolve(strict=True)
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise ConfigError(
+                f"training config {path} is a symbolic link to {os.readlink(path)}, which does "
+                "not exist. Point the link at your config, or pass the config's own path."
+            ) from None
+        raise ConfigError(
+            f"training config {path} does not exist. Check the path, or create the file "
+            "first (an empty file is fine) to have lrfind fill it."
+        ) from None
+    except RuntimeError:  # a symbolic link loop, before Python 3.13
+        raise _loop(path) from None
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _loop(path) from None
+        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
+    mode = target.stat().st_mode
+    if stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"training config {path} is a folder, not a file. Pass the config file in it, "
+            f"e.g. {path / 'train.yaml'}."
+        )
+    if not stat.S_ISREG(mode):
+        raise ConfigError(
+            f"training config {path} is a {_kind_of_file(mode)}, not a regular file; lrfind "
+            "edits a config file where it lives. Pass the path of the file itself."
+        )
+    return target
+
+
+def _loop(path: Path) -> ConfigError:
+    return ConfigError(
+        f"training config {path} is a symbolic link that leads back to itself (a loop), so "
+        "there is no file to edit. Fix the link, or pass the config's own path."
+    )
+
+
+def _kind_of_file(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "named pipe (FIFO)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
+
+
+def check_writable(path: Path, target: Path) -> None:
+    """The file and its folder (which holds the backup while it is written) must be writable
+    by their permission bits, and no earlier edit may have been cut short."""
+    shown = path if path == target else f"{path} (a link to {target})"
+    if not permits_writing(target):
+        mode = target.stat().st_mode & 0o777
+        raise ConfigError(
+            f"training config {shown} is read-only (mode {mode:o}), so lrfind leaves it as it "
+            f"is. Make it writable (chmod u+w {target}) if it should take the schedule, or "
+            "apply to a writable copy."
+        )
+    if not permits_writing(target.parent):
+        raise ConfigError(
+            f"training config {shown} is in a read-only folder, {target.parent}; lrfind keeps "
+            "a backup beside the file while it rewrites it, so it left the file as it is. "
+            f"Make the folder writable (chmod u+w {target.parent}), or apply to a copy "
+            "elsewhere."
+        )
+    backup = in_place_backup(target)
+    if os.path.lexists(backup):
+        raise ConfigError(leftover_backup_message(target, backup))
+
+
+def _read_exact(path: Path, target: Path) -> str:
+    try:
+        data = target.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"training config {path} is not UTF-8 text (byte {error.start} cannot be read); "
+            "lrfind edits UTF-8 files only. Save it as UTF-8 and run again."
+        ) from None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a config's text has around its content: a byte-order mark and a line ending,
+    taken off before editing and put back on every line after it."""
+
+    bom: str
+    newline: str
+
+    @classmethod
+    def of(cls, text: str, path: Path) -> tuple[Layout, str]:
+        """The layout of `text` and its body (no mark, line feeds only)."""
+        bom = "\ufeff" if text.startswith("\ufeff") else ""
+        body = text[len(bom) :]
+        crlf = body.count("\r\n")
+        lone_feeds, lone_returns = body.count("\n") - crlf, body.count("\r") - crlf
+        if lone_returns or (crlf and lone_feeds):
+            raise ConfigError(
+                f"training config {path} mixes line endings ({crlf} CRLF, {lone_feeds} LF, "
+                f"{lone_returns} CR alone), so no one ending fits the lines lrfind would add. "
+                f"Convert it to one kind (e.g. `dos2unix {path}`) and run again."
+            )
+        newline = "\r\n" if crlf else "\n"
+        return cls(bom, newline), body.replace("\r\n", "\n")
+
+    def restore(self, body: str) -> str:
+        return self.bom + body.replace("\n", self.newline)
+
+
+# ---------------------------------------------------------------------------------------------
+# Edits that stay where they belong
+
+
+def check_not_shared(document: Any, keys: list[str], path: Path) -> None:
+    """Refuse a YAML target that an anchor, alias or merge key shares with other places: the
+    mappings on the way to it, and everything in it (an alias is the anchored node itself,
+    so one test finds both)."""
+    from ruamel.yaml.comments import merge_attrib
+
+    nodes, node = [("the top level", document)], document
+    for depth, key in enumerate(keys):
+        if not isinstance(node, Mapping) or key not in node:
+            break
+        node = node[key]
+        nodes.append((f"`{'.'.join(keys[: depth + 1])}`", node))
+    for depth, (name, node) in enumerate(nodes):
+        if getattr(node, merge_attrib, None):
+            raise _shared(path, name, "takes keys from a merge key (<<: *name)", keys)
+        anchor = _anchor_in(node) if depth == len(keys) else _anchor_of(node)
+        if anchor is not None:
+            raise _shared(path, name, f"is shared through the anchor &{anchor}", keys)
+
+
+def _anchor_of(node: Any) -> str | None:
+    anchor = getattr(node, "yaml_anchor", lambda: None)()
+    return None if anchor is None else str(anchor.value)
+
+
+def _anchor_in(node: Any) -> str | None:
+    """The first anchor on `node` or anywhere inside it."""
+    if _anchor_of(node) is not None:
+        return _anchor_of(node)
+    if isinstance(node, Mapping):
+        children = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return None
+    return next((name for child in children if (name := _anchor_in(child))), None)
+
+
+def _shared(path: Path, name: str, how: str, keys: list[str]) -> ConfigError:
+    key = ".".join(keys)
+    return ConfigError(
+        f"training config {path}: {name} {how}, so writing the schedule into `{key}` would "
+        f"change every place that uses it too. Nothing was written. Write `{key}` (and the "
+        "mappings above it) out explicitly, without &, * or <<, and run again."
+    )
+
+
+def check_only_target_changed(
+    plain: Callable[[str], Any],
+    before: str,
+    after: str,
+    keys: list[str],
+    section: Mapping[str, Any],
+    path: Path,
+) -> None:
+    """The safety net under every edit: `after`, parsed as a training script would parse it,
+    must be `before` with `section` written under `keys` and nothing else changed. Anything
+    that breaks this (an alias, a merge key, a library that rewrote a value) is refused."""
+    try:
+        expected = _plain(plain(before)) or {}  # an empty or comment-only file holds nothing
+        written = _plain(plain(after))
+    except Exception as error:  # whatever the parser raises, the edit cannot be checked
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        changed: str | None = f"how the file reads (it would not parse: {reason})"
+    else:
+        set_section(expected, keys, section, dict, path)
+        changed = _first_difference(written, expected)
+    if changed is not None:
+        key = ".".join(keys)
+        raise ConfigError(
+            f"training config {path}: the edit of `{key}` would also change {changed}, so "
+            f"nothing was written. Write `{key}` out "
+            "explicitly (no alias or merge key) and run again, or add it by hand from "
+            "`lrfind apply --dry-run`."
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Plain dicts and lists, each a copy of its own: an alias read twice becomes two values,
+    so an edit of one shows up as a difference from the other."""
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _first_difference(written: Any, expected: Any, where: str = "") -> str | None:
+    """The dotted place where two plain documents first differ (in type or value), or None."""
+    if isinstance(written, dict) and isinstance(expected, dict):
+        for key in [*expected, *(key for key in written if key not in expected)]:
+            found = _first_difference(
+                written.get(key, _MISSING), expected.get(key, _MISSING), f"{where}.{key}"
+            )
+            if found is not None:
+                return found
+        return None
+    if isinstance(written, list) and isinstance(expected, list) and len(written) == len(expected):
+        pairs = enumerate(zip(written, expected, strict=True))
+        found_items = (_first_difference(a, b, f"{where}[{i}]") for i, (a, b) in pairs)
+        return next((found for found in found_items if found is not None), None)
+    not_a_number = written != written and expected != expected  # NaN is NaN, as written
+    same = type(written) is type(expected) and (written == expected or not_a_number)
+    return None if same else f"`{where.lstrip('.') or 'the top level'}`"
+
+
+_MISSING = object()
+
+
+def carry_edit(original: str, untouched: str, edited: str, path: Path, key: str) -> str:
+    """`original` with the change that turned `untouched` into `edited`.
+
+    A round-trip library writes a whole document, and where a file is not written the way it
+    writes (aligned values, `%YAML` lines, mixed indentation), it writes lines that mean the
+    same but read differently. `untouched` is its text of the document as read and `edited`
+    its text after the edit: the lines that differ between those two are the edit, and only
+    they are carried onto the user's lines. An edit next to lines the library writes
+    differently, which cannot be placed among the user's lines, is refused.
+    """
+    source, before, after = split_lines(original), split_lines(untouched), split_lines(edited)
+    unterminated = bool(source) and not source[-1].endswith("\n")
+    if unterminated:  # what follows the last line, if anything, goes on a line of its own
+        source[-1] += "\n"
+    places = _line_places(before, source)
+    pieces: list[str] = []
+    done = 0
+    matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
+    for tag, start, end, new_start, new_end in matcher.get_opcodes():
+        if tag == "equal":
+            continue
+        if start not in places or end not in places:
+            raise _cannot_carry(path, key, before[start:] or before[-1:])
+        first = places[start][0] if start == end else places[start][1]
+        last = places[end][0]
+        if first < done or last < first:
+            raise _cannot_carry(path, key, before[start:] or before[-1:])
+        pieces += [*source[done:first], *after[new_start:new_end]]
+        done = last
+    carried = "".join(pieces + source[done:])
+    return carried[:-1] if unterminated and done < len(source) else carried
+
+
+def _line_places(rendered: list[str], source: list[str]) -> dict[int, tuple[int, int]]:
+    """For each place between lines of `rendered` that has a counterpart between lines of
+    `source`: the first and the last such counterpart. Lines that differ but come in blocks
+    of equal length are taken as the same lines written differently."""
+    places: dict[int, tuple[int, int]] = {}
+
+    def add(place: int, counterpart: int) -> None:
+        places[place] = (places.get(place, (counterpart, counterpart))[0], counterpart)
+
+    matcher = difflib.SequenceMatcher(None, rendered, source, autojunk=False)
+    for tag, start, end, source_start, source_end in matcher.get_opcodes():
+        if tag == "equal" or (tag == "replace" and end - start == source_end - source_start):
+            for offset in range(end - start + 1):
+                add(start + offset, source_start + offset)
+        else:
+            add(start, source_start)
+            add(end, source_end)
+    return places
+
+
+def _cannot_carry(path: Path, key: str, lines: list[str]) -> ConfigError:
+    near = f"near `{lines[0].strip()}` " if lines else ""
+    return ConfigError(
+        f"training config {path}: lrfind cannot write `{key}` without also rewriting lines "
+        f"{near}that the edit does not change, because the {path.suffix[1:]} "
+        "library writes them differently from the file. Nothing was written. Add the section "
+        "by hand from `lrfind apply --dry-run` of a copy, or write those lines plainly."
+    )
+
+
+def _closing_lines_kept(node: Any) -> contextlib.AbstractContextManager[None]:
+    """The blank lines and comments that close a mapping (often the comment above the next
+    section) stay at its end when the edit adds keys or removes its last one: new keys go
+    after the last key, not after those lines. Plain mappings have none."""
+    if hasattr(node, "ca"):
+        return _yaml_closing_lines_kept(node)
+    if hasattr(getattr(node, "value", None), "body"):
+        return _toml_closing_lines_kept(node)
+    return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _toml_closing_lines_kept(table: Any) -> Iterator[None]:
+    """tomlkit keeps a table's closing lines as its last items; new keys are appended."""
+    from tomlkit.items import Comment, Whitespace
+
+    body = table.value.body
+    closing: list[Any] = []
+    while body and body[-1][0] is None and isinstance(body[-1][1], (Whitespace, Comment)):
+        closing.insert(0, body.pop())
+    try:
+        yield
+    finally:
+        body.extend(closing)
+
+
+@contextlib.contextmanager
+def _yaml_closing_lines_kept(node: Any) -> Iterator[None]:
+    """ruamel attaches a mapping's closing lines to its last key, as the end of that key's
+    comment: move them to the key that is last after the edit."""
+    items = getattr(getattr(node, "ca", None), "items", None)
+    last = next(reversed(node), None) if items else None
+    entry = items.get(last) if items and last is not None else None
+    token = entry[2] if entry and len(entry) > 2 else None
+    yield
+    if not items or token is None or not node:
+        return
+    own, _, following = token.value.partition("\n")
+    new_last = next(reversed(node))
+    if not following or new_last == last:
+        return
+    if last in node and own.strip():
+        token.value = own + "\n"  # the old last key keeps the comment on its own line
+    elif last in node:
+        items[last][2] = None
+    existing = items.get(new_last)
+    if existing and len(existing) > 2 and existing[2] is not None:
+        existing[2].value += following
+    else:
+        from ruamel.yaml.tokens import CommentToken
+
+        items[new_last] = [None, None, CommentToken("\n" + following, token.start_mark), None]
+
+
+# ---------------------------------------------------------------------------------------------
 # One editor per format
 
 
 @dataclass(frozen=True)
 class Editor:
-    parse: Callable[[str, Path], Any]
-    render: Callable[[Any, str], str]
+    parse: Callable[[str, Path], Any]  # the round-trip document of a text
+    render: Callable[[Any, str], str]  # a document's text, in the style of an original text
     new_mapping: Callable[[], MutableMapping[str, Any]]
+    plain: Callable[[str], Any]  # plain values, as a training script reads the text
 
 
 def _root_mapping(document: Any, path: Path, empty: Callable[[], Any]) -> Any:
@@ -188,6 +610,21 @@ def _new_yaml_mapping() -> MutableMapping[str, Any]:
     return CommentedMap()
 
 
+def _plain_yaml(text: str) -> Any:
+    from ruamel.yaml import YAML
+
+    return YAML(typ="safe", pure=True).load(text)  # YAML 1.2, as the round-trip edit
+
+
+def _yaml_holds_nothing(text: str) -> bool:
+    """Comments only (or a bare `---`): there is no mapping to carry an edit onto, and the
+    round-trip library would drop the comments."""
+    try:
+        return _plain_yaml(text) is None
+    except Exception:  # a text ruamel's safe reader refuses holds something
+        return False
+
+
 def _parse_toml(text: str, path: Path) -> Any:
     return parse_document(text, path, WHAT, round_trip=True)
 
@@ -204,6 +641,12 @@ def _new_toml_mapping() -> MutableMapping[str, Any]:
     return tomlkit.table()
 
 
+def _plain_toml(text: str) -> Any:
+    import tomllib
+
+    return tomllib.loads(text)
+
+
 def _parse_json(text: str, path: Path) -> Any:
     if not text.strip():
         return {}
@@ -211,20 +654,16 @@ def _parse_json(text: str, path: Path) -> Any:
 
 
 def _render_json(document: Any, original: str) -> str:
-    """Same indentation as the original (compact when it was on one line), same final newline."""
-    lines = original.splitlines()
-    indent: str | int | None = 2 if not original.strip() else None
-    for line in lines[1:]:
-        stripped = line.lstrip(" \t")
-        if stripped and len(stripped) < len(line):
-            indent = line[: len(line) - len(stripped)]
-            break
-    newline = "\n" if original.endswith("\n") or not original else ""
-    return json.dumps(document, indent=indent, ensure_ascii=False) + newline
+    """A whole document, for an empty file or a snippet (a file with content is spliced)."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+def _plain_json(text: str) -> Any:
+    return json.loads(text) if text.strip() else {}
 
 
 EDITORS = {
-    "yaml": Editor(_parse_yaml, _render_yaml, _new_yaml_mapping),
-    "toml": Editor(_parse_toml, _render_toml, _new_toml_mapping),
-    "json": Editor(_parse_json, _render_json, dict),
+    "yaml": Editor(_parse_yaml, _render_yaml, _new_yaml_mapping, _plain_yaml),
+    "toml": Editor(_parse_toml, _render_toml, _new_toml_mapping, _plain_toml),
+    "json": Editor(_parse_json, _render_json, dict, _plain_json),
 }
