@@ -7,7 +7,7 @@ keys of another kind are removed, and other keys in it are kept. The promise is 
 the file written differs from the file read only in the lines the diff shows, and those lines
 hold the target mapping (or the line before it, which may gain a comma or a line break).
 
-- The file is read as bytes and edited as such: a byte-order mark and CRLF line endings are
+- The file is read as bytes (`configfile`) and edited as such: a byte-order mark and CRLF line endings are
   taken off before parsing and put back on every line after, so new lines match old ones.
 - YAML goes through ruamel.yaml and TOML through tomlkit, round-trip libraries that keep
   comments and order. They still write some lines their own way (aligned values, `%YAML`
@@ -20,19 +20,17 @@ hold the target mapping (or the line before it, which may gain a comma or a line
   only the target changed (`check_only_target_changed`), whatever the format or the cause.
 - The file is written where it lives: links are followed and it is rewritten in place behind a
   backup (`replace_in_place`), so hard links, mode and owner survive. A file that cannot be
-  written that way (read-only, in a read-only folder, not a regular file) is refused first.
+  written that way (read-only, in a read-only folder, not a regular file) is refused first
+  (`configfile`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
-import errno
 import io
 import json
-import os
 import re
-import stat
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,12 +38,8 @@ from typing import Any
 
 from lrfind.core.schedules import SCHEDULE_KEYS
 from lrfind.errors import ConfigError
-from lrfind.outputs.files import (
-    in_place_backup,
-    leftover_backup_message,
-    permits_writing,
-    replace_in_place,
-)
+from lrfind.outputs.configfile import Layout, check_writable, read_exact, resolve_config
+from lrfind.outputs.files import replace_in_place
 from lrfind.outputs.jsonsplice import splice_json
 from lrfind.settings.formats import format_of, parse_document, yaml_parser
 
@@ -115,7 +109,7 @@ def read_config(path: Path) -> ConfigFile:
     fmt = format_of(path, WHAT)
     target = resolve_config(path)
     check_writable(path, target)
-    text = _read_exact(path, target)
+    text = read_exact(path, target)
     _, body = Layout.of(text, path)
     return ConfigFile(path, target, text, EDITORS[fmt].parse(body, path))
 
@@ -195,127 +189,6 @@ def lookup(document: Mapping[str, Any], keys: list[str]) -> Any:
             return None
         node = node[key]
     return node
-
-
-# ---------------------------------------------------------------------------------------------
-# The file: where it lives, whether it may be written, its exact text
-
-
-def resolve_config(path: Path) -> Path:
-    """The regular file `path` names, symbolic links followed, or a ConfigError that says why
-    there is none."""
-    try:
-        target = path.resolve(strict=True)
-    except FileNotFoundError:
-        if path.is_symlink():
-            raise ConfigError(
-                f"training config {path} is a symbolic link to {os.readlink(path)}, which does "
-                "not exist. Point the link at your config, or pass the config's own path."
-            ) from None
-        raise ConfigError(
-            f"training config {path} does not exist. Check the path, or create the file "
-            "first (an empty file is fine) to have lrfind fill it."
-        ) from None
-    except RuntimeError:  # a symbolic link loop, before Python 3.13
-        raise _loop(path) from None
-    except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise _loop(path) from None
-        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
-    mode = target.stat().st_mode
-    if stat.S_ISDIR(mode):
-        raise ConfigError(
-            f"training config {path} is a folder, not a file. Pass the config file in it, "
-            f"e.g. {path / 'train.yaml'}."
-        )
-    if not stat.S_ISREG(mode):
-        raise ConfigError(
-            f"training config {path} is a {_kind_of_file(mode)}, not a regular file; lrfind "
-            "edits a config file where it lives. Pass the path of the file itself."
-        )
-    return target
-
-
-def _loop(path: Path) -> ConfigError:
-    return ConfigError(
-        f"training config {path} is a symbolic link that leads back to itself (a loop), so "
-        "there is no file to edit. Fix the link, or pass the config's own path."
-    )
-
-
-def _kind_of_file(mode: int) -> str:
-    kinds = [
-        (stat.S_ISFIFO, "named pipe (FIFO)"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ]
-    return next((name for test, name in kinds if test(mode)), "special file")
-
-
-def check_writable(path: Path, target: Path) -> None:
-    """The file and its folder (which holds the backup while it is written) must be writable
-    by their permission bits, and no earlier edit may have been cut short."""
-    shown = path if path == target else f"{path} (a link to {target})"
-    if not permits_writing(target):
-        mode = target.stat().st_mode & 0o777
-        raise ConfigError(
-            f"training config {shown} is read-only (mode {mode:o}), so lrfind leaves it as it "
-            f"is. Make it writable (chmod u+w {target}) if it should take the schedule, or "
-            "apply to a writable copy."
-        )
-    if not permits_writing(target.parent):
-        raise ConfigError(
-            f"training config {shown} is in a read-only folder, {target.parent}; lrfind keeps "
-            "a backup beside the file while it rewrites it, so it left the file as it is. "
-            f"Make the folder writable (chmod u+w {target.parent}), or apply to a copy "
-            "elsewhere."
-        )
-    backup = in_place_backup(target)
-    if os.path.lexists(backup):
-        raise ConfigError(leftover_backup_message(target, backup))
-
-
-def _read_exact(path: Path, target: Path) -> str:
-    try:
-        data = target.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"training config {path} is not UTF-8 text (byte {error.start} cannot be read); "
-            "lrfind edits UTF-8 files only. Save it as UTF-8 and run again."
-        ) from None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """What a config's text has around its content: a byte-order mark and a line ending,
-    taken off before editing and put back on every line after it."""
-
-    bom: str
-    newline: str
-
-    @classmethod
-    def of(cls, text: str, path: Path) -> tuple[Layout, str]:
-        """The layout of `text` and its body (no mark, line feeds only)."""
-        bom = "\ufeff" if text.startswith("\ufeff") else ""
-        body = text[len(bom) :]
-        crlf = body.count("\r\n")
-        lone_feeds, lone_returns = body.count("\n") - crlf, body.count("\r") - crlf
-        if lone_returns or (crlf and lone_feeds):
-            raise ConfigError(
-                f"training config {path} mixes line endings ({crlf} CRLF, {lone_feeds} LF, "
-                f"{lone_returns} CR alone), so no one ending fits the lines lrfind would add. "
-                f"Convert it to one kind (e.g. `dos2unix {path}`) and run again."
-            )
-        newline = "\r\n" if crlf else "\n"
-        return cls(bom, newline), body.replace("\r\n", "\n")
-
-    def restore(self, body: str) -> str:
-        return self.bom + body.replace("\n", self.newline)
 
 
 # ---------------------------------------------------------------------------------------------
