@@ -7,8 +7,9 @@ keys of another kind are removed, and other keys in it are kept. The promise is 
 the file written differs from the file read only in the lines the diff shows, and those lines
 hold the target mapping (or the line before it, which may gain a comma or a line break).
 
-- The file is read as bytes (`configfile`) and edited as such: a byte-order mark and CRLF line endings are
-  taken off before parsing and put back on every line after, so new lines match old ones.
+- The file is read as bytes (`configfile`) and edited as such: a byte-order mark and CRLF
+  line endings are taken off before parsing and put back on every line after, so new lines
+  match old ones.
 - YAML goes through ruamel.yaml and TOML through tomlkit, round-trip libraries that keep
   comments and order. They still write some lines their own way (aligned values, `%YAML`
   lines), so only the lines their edit changes are carried onto the user's own lines
