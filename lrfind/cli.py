@@ -346,6 +346,8 @@ def _run(
         write_sweep_scalars(tensorboard / outcome.out.name, outcome.search, summary)
     if emit is not None and outcome.search.recommendation is not None:
         print(snippet(outcome.document, schedule, emit), end="")
+    if outcome.search.recommendation is None:
+        _print_no_recommendation(outcome.document)
     if outcome.search.interrupted:
         error_console.print(
             f"[yellow]Interrupted:[/] the steps recorded so far were analysed and written "
@@ -353,10 +355,6 @@ def _run(
         )
         raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.search.recommendation is None:
-        error_console.print(
-            "[bold red]No recommendation:[/] the curve holds no usable descent. "
-            "See the diagnostics above; the curve was saved for inspection."
-        )
         raise typer.Exit(1)
 
 
@@ -483,28 +481,29 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     document = outcome.document
     recommendation = document["recommendation"]
     sweep = document["sweep"]
-    table = _rates_table("lrfind recommendation", recommendation, with_meaning=True)
-    interval = recommendation.get("interval")
-    if interval:
-        table.add_row(
-            "interval",
-            f"{interval[0]:.3g} to {interval[1]:.3g}",
-            f"max_lr of the {recommendation['repeats']} repeats "
-            f"({recommendation['interval_log10_width']:.2f} decades wide)",
-        )
-    table.add_row(
-        "confidence", recommendation["confidence"], "; ".join(recommendation["confidence_reasons"])
-    )
     divergence = sweep["divergence_lr"]
-    table.add_row(
-        "full sweep",
-        sweep["stop_reason"],
-        f"{sweep['steps_run']}/{sweep['steps_planned']} steps"
-        + ("" if divergence is None else f", diverged at lr {divergence:.3g}"),
+    swept = f"{sweep['steps_run']}/{sweep['steps_planned']} steps" + (
+        "" if divergence is None else f", diverged at lr {divergence:.3g}"
     )
-    console.print(table)
-    _print_diagnostics(recommendation["diagnostics"], console)
-    _print_snippets(recommendation["schedules"], console)
+    if recommendation is None:
+        console.print(f"[bold]Full sweep:[/] {sweep['stop_reason']}, {swept}.")
+    else:
+        table = _rates_table("lrfind recommendation", recommendation, with_meaning=True)
+        interval = recommendation.get("interval")
+        if interval:
+            table.add_row(
+                "interval",
+                f"{interval[0]:.3g} to {interval[1]:.3g}",
+                f"max_lr of the {recommendation['repeats']} repeats "
+                f"({recommendation['interval_log10_width']:.2f} decades wide)",
+            )
+        reasons = "; ".join(recommendation["confidence_reasons"])
+        table.add_row("confidence", recommendation["confidence"], reasons)
+        table.add_row("full sweep", sweep["stop_reason"], swept)
+        console.print(table)
+    _print_diagnostics(document["diagnostics"], console)
+    if recommendation is not None:
+        _print_snippets(recommendation["schedules"], console)
     steps = document.get("steps_total", sweep["steps_run"])
     seconds = document["timings"]["total_s"]
     console.print(
@@ -512,6 +511,17 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
         f"in {seconds:.1f} s ({steps} training steps in all).",
         soft_wrap=True,
     )
+
+
+def _print_no_recommendation(document: dict[str, Any]) -> None:
+    """Why the curve holds no answer, on stderr: the reasons, each with what to change."""
+    error_console.print(
+        "[bold red]No recommendation:[/] the curve holds no answer, so no rate is printed or "
+        "written (result.json has recommendation: null; the curve and the plot were saved):",
+        soft_wrap=True,
+    )
+    for reason in document["no_recommendation"]:
+        error_console.print(f"  - {escape(reason)}", soft_wrap=True)
 
 
 RATE_MEANINGS = {
@@ -602,14 +612,19 @@ def analyze(
             out=out,
             overwrite=overwrite,
         )
-        recommendation = reanalysis.document["recommendation"]
-        table = _rates_table(f"lrfind analyze ({method})", recommendation, with_meaning=False)
-        table.add_row("confidence", recommendation["confidence"])
-        console.print(table)
-        _print_diagnostics(recommendation["confidence_reasons"] + recommendation["diagnostics"])
-        _print_snippets(recommendation["schedules"])
+        written = reanalysis.document
+        recommendation = written["recommendation"]
+        if recommendation is not None:
+            table = _rates_table(f"lrfind analyze ({method})", recommendation, with_meaning=False)
+            table.add_row("confidence", recommendation["confidence"])
+            console.print(table)
+            _print_diagnostics(recommendation["confidence_reasons"])
+        _print_diagnostics(written["diagnostics"])
+        if recommendation is not None:
+            _print_snippets(recommendation["schedules"])
         console.print(f"Wrote {escape(str(reanalysis.out))}/", soft_wrap=True)
-        if reanalysis.recommendation is None:
+        if recommendation is None:
+            _print_no_recommendation(written)
             raise typer.Exit(1)
 
 

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from lrfind.cli import app
 from lrfind.core.schedules import Bounds, schedule_section
+from lrfind.outputs.documents import RESULT_FORMAT_VERSION
 
 runner = CliRunner()
 
@@ -55,6 +56,7 @@ def invoke(*arguments: Any) -> Any:
 def write_result(folder: Path, **recommendation: float | None) -> Path:
     path = folder / "result.json"
     document = {
+        "format_version": RESULT_FORMAT_VERSION,
         "config": dict(SETUP),
         "data": {"steps_per_epoch": 234},
         "recommendation": {**RECOMMENDATION, **recommendation},
@@ -231,11 +233,18 @@ def test_bad_result_files_and_paths_are_refused(tmp_path: Path) -> None:
         tmp_path / "not-json.json": "is not readable JSON",
         tmp_path / "other.json": "has no `recommendation` block",
         write_result(tmp_path, max_lr=None): "no usable max_lr",
-        tmp_path / "future.json": "has format_version 2; this lrfind reads up to version 1",
+        tmp_path / "none.json": "holds no recommendation (the loss shows no clear descent)",
+        tmp_path / "future.json": "has format_version 3; this lrfind reads versions 1 to 2",
     }
     (tmp_path / "good").mkdir()
     future = json.loads(write_result(tmp_path / "good").read_text())
-    (tmp_path / "future.json").write_text(json.dumps({**future, "format_version": 2}))
+    (tmp_path / "future.json").write_text(json.dumps({**future, "format_version": 3}))
+    none = {
+        **future,
+        "recommendation": None,
+        "no_recommendation": ["the loss shows no clear descent"],
+    }
+    (tmp_path / "none.json").write_text(json.dumps(none))
     (tmp_path / "not-json.json").write_text("{")
     (tmp_path / "other.json").write_text("[1, 2]")
     for result_file, message in cases.items():
@@ -279,7 +288,7 @@ def test_an_empty_file_is_filled(tmp_path: Path) -> None:
 def tiny_run(data_dir: Path, out: Path, *extra: str) -> Any:
     return invoke(
         "run", "--dataset", "mnist", "--data-dir", data_dir, "--no-download", "--batch-size",
-        "32", "--steps", "40", "--start-lr", "1e-5", "--end-lr", "100", "--repeats", "1",
+        "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10", "--repeats", "1",
         "--device", "cpu", "--out", out, *extra,
     )  # fmt: skip
 

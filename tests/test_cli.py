@@ -28,7 +28,7 @@ def invoke(*arguments: str) -> Any:
 
 def tiny_run_arguments(data_dir: Path, out: Path) -> list[str]:
     return ["run", "--dataset", "mnist", "--data-dir", str(data_dir), "--no-download",
-            "--batch-size", "32", "--steps", "40", "--start-lr", "1e-5", "--end-lr", "100",
+            "--batch-size", "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10",
             "--out", str(out), "--device", "cpu"]  # fmt: skip
 
 
@@ -54,7 +54,7 @@ def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path:
     assert list(rows[0]) == ["repeat", "step", "lr", "loss", "smoothed_loss", "val_loss"]
     full = [row for row in rows if row["repeat"] == "0"]
     assert [int(row["step"]) for row in full] == list(range(len(full)))
-    assert float(rows[0]["lr"]) == 1e-5
+    assert float(rows[0]["lr"]) == 1e-3
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     document = json.loads((out / "result.json").read_text())
@@ -146,7 +146,7 @@ def captured_config(
     """Patch the pipeline: record the config it gets, answer with a real tiny outcome."""
     real_outcome = pipeline.run(
         RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32, steps=40,
-                  start_lr=1e-5, end_lr=100.0, out=tmp_path / "real", device="cpu")
+                  start_lr=1e-3, end_lr=10.0, out=tmp_path / "real", device="cpu")
     )  # fmt: skip
     received: list[RunConfig] = []
 
@@ -323,7 +323,7 @@ def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_pat
     out = tmp_path / "runs" / "user"
     result = invoke(
         "run", "--dataset", f"{factories}:train_set", "--model", f"{factories}:net",
-        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-4", "--end-lr", "1e3",
+        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-2", "--end-lr", "1e2",
         "--out", out, "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -358,10 +358,11 @@ def test_a_curve_without_descent_exits_1_and_keeps_the_curve(
     result = invoke(*arguments)
     assert result.exit_code == 1, result.output
     assert "No recommendation" in result.output and "Lower --start-lr" in result.output
+    assert "max_lr" not in result.output and "OneCycleLR" not in result.output
     assert "Traceback" not in result.output
     document = json.loads((out / "result.json").read_text())
-    assert document["recommendation"]["max_lr"] is None
-    assert document["recommendation"]["confidence"] == "none"
+    assert document["recommendation"] is None
+    assert any("lower --start-lr" in reason for reason in document["no_recommendation"])
     assert (out / "sweep.csv").is_file() and (out / "sweep.png").is_file()
 
 

@@ -30,7 +30,7 @@ def sweep_losses(out: Path) -> list[tuple[int, int, float, float]]:
 def test_two_ranks_trace_the_single_process_curve(mnist_dir: Path, tmp_path: Path) -> None:
     arguments = [
         "run", "--dataset", "mnist", "--data-dir", str(mnist_dir), "--no-download",
-        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-4", "--end-lr", "100",
+        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10",
         "--repeats", "1", "--device", "cpu", "--quiet",
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

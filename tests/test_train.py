@@ -41,7 +41,7 @@ def tiny_config(folder: Path, data_dir: Path, **extra: Any) -> Path:
 def tiny_sweep(data_dir: Path, out: Path) -> Path:
     result = invoke(
         "run", "--dataset", "mnist", "--data-dir", data_dir, "--no-download", "--batch-size",
-        "32", "--steps", "40", "--start-lr", "1e-5", "--end-lr", "100", "--repeats", "1",
+        "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10", "--repeats", "1",
         "--device", "cpu", "--out", out,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -219,7 +219,8 @@ def test_tensorboard_scalars_for_training_and_sweeps(mnist_dir: Path, tmp_path: 
 
     run = invoke(
         "run", "--dataset", "mnist", "--data-dir", mnist_dir, "--no-download", "--batch-size",
-        "32", "--steps", "30", "--repeats", "2", "--device", "cpu", "--out", tmp_path / "swept",
+        "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10", "--repeats", "2",
+        "--device", "cpu", "--out", tmp_path / "swept",
         "--tensorboard", board,
     )  # fmt: skip
     assert run.exit_code == 0, run.output

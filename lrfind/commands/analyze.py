@@ -15,7 +15,7 @@ import numpy as np
 
 from lrfind.core.analysis import Recommendation, analyze, check_method, combine
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
-from lrfind.outputs.documents import document, recommendation_document, sweep_document
+from lrfind.outputs.documents import document, recommendation_blocks, sweep_document
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
 from lrfind.settings.options import SweepSettings
 
@@ -86,7 +86,7 @@ def _reanalyse(
             {"repeat": curve.repeat, **sweep_document(curve.analysis, len(curve.analysis.lrs))}
             for curve in curves[1:]
         ],
-        recommendation=recommendation_document(recommendation, main.diagnostics, None),
+        **recommendation_blocks(recommendation, main, [], None),
     )
     with folder.staged() as staging:
         title = f"Re-analysis of {path} ({method})"

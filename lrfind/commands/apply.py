@@ -89,7 +89,7 @@ def result_warnings(result: dict[str, Any]) -> list[str]:
             "This result comes from an interrupted run: its rates were read from the steps "
             "recorded before the stop. Rerun `lrfind run` to completion for a full answer."
         )
-    block = result.get("recommendation", {})
+    block = result.get("recommendation") or {}
     if block.get("confidence") == "low":
         reasons = "; ".join(str(reason) for reason in block.get("confidence_reasons", []))
         warnings.append(f"The recommendation's confidence is low ({reasons}).")

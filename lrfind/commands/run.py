@@ -35,7 +35,7 @@ from lrfind.engine.range_test import range_test
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.errors import ConfigError, SpecError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
-from lrfind.outputs.documents import document, recommendation_document, search_blocks
+from lrfind.outputs.documents import document, recommendation_blocks, search_blocks
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
 from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
 from lrfind.setup import data as datasets
@@ -414,9 +414,7 @@ def _result_document(
         repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)
         skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
         timings={**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
-        recommendation=recommendation_document(
-            outcome.recommendation,
-            outcome.notes + outcome.main.analysis.diagnostics,
-            prepared.steps_per_epoch,
+        **recommendation_blocks(
+            outcome.recommendation, outcome.main.analysis, outcome.notes, prepared.steps_per_epoch
         ),
     )

@@ -131,8 +131,6 @@ def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | 
     """
     if analysis.recommendation is None or analysis.usable_points < MIN_USABLE_POINTS:
         return None
-    if not analysis.clear_descent:
-        return None
     top = analysis.divergence_lr if analysis.divergence_lr is not None else settings.end_lr
     start_lr = max(settings.start_lr, top / 10**FOCUS_DECADES_BELOW)
     end_lr = top * 10**FOCUS_DECADES_ABOVE

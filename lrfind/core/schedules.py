@@ -63,6 +63,8 @@ class Bounds:
         """From a `Recommendation`, a loaded result.json, or its `recommendation` block."""
         if isinstance(recommendation, Mapping):
             block = recommendation.get("recommendation", recommendation)
+            if block is None:
+                raise _no_rates(recommendation.get("no_recommendation"))
             values = {key: block.get(key) for key in ("base_lr", "max_lr", "lr")}
         else:
             values = {key: getattr(recommendation, key) for key in ("base_lr", "max_lr", "lr")}
@@ -81,6 +83,16 @@ class Bounds:
                 "damaged; rerun `lrfind run`."
             )
         return cls(base_lr, max_lr, lr)
+
+
+def _no_rates(reasons: Any) -> ConfigError:
+    """The error for a result whose curve held no answer: there is nothing to write."""
+    listed = "; ".join(str(reason) for reason in reasons) if isinstance(reasons, list) else ""
+    return ConfigError(
+        f"the result holds no recommendation ({listed or 'no reasons recorded'}), so there is "
+        "no rate to write; --force cannot turn a missing number into one. Do what the reasons "
+        "say and rerun `lrfind run`."
+    )
 
 
 def readable(rate: float) -> float:

@@ -1,7 +1,7 @@
 """The JSON documents lrfind writes (result.json, train.json) and the reader that checks them.
 
     document = read_result(Path("runs/lenet/result.json"))
-    document["recommendation"]["max_lr"]
+    document["recommendation"]["max_lr"]     # recommendation is null when the curve holds none
 
 Every document opens with `format_version` and `created`; the blocks that `lrfind run` and
 `lrfind analyze` share (one sweep, the recommendation with its schedules) are built here
@@ -20,8 +20,10 @@ from lrfind.core.plan import SearchOutcome
 from lrfind.core.schedules import Bounds, schedule_parameters
 from lrfind.errors import ConfigError
 
-# Raised when a reader of the previous version would misread a document.
-RESULT_FORMAT_VERSION = 1
+# Raised when a reader of the previous version would misread a document. Version 2: a curve
+# without an answer has `recommendation: null` and its reasons in `no_recommendation`;
+# `diagnostics` moved from the recommendation block to the top level.
+RESULT_FORMAT_VERSION = 2
 
 
 def document(**blocks: Any) -> dict[str, Any]:
@@ -33,25 +35,28 @@ def document(**blocks: Any) -> dict[str, Any]:
     }
 
 
-def recommendation_document(
-    recommendation: Recommendation | None, diagnostics: list[str], steps_per_epoch: int | None
+def recommendation_blocks(
+    recommendation: Recommendation | None,
+    analysis: Analysis,
+    notes: list[str],
+    steps_per_epoch: int | None,
 ) -> dict[str, Any]:
-    """The `recommendation` block of result.json, with schedules and diagnostics."""
+    """The last blocks of result.json: what went wrong with the curve (`diagnostics`, with the
+    plan's `notes` first), why there is no recommendation when there is none, and the
+    `recommendation` with its schedules, or null."""
     if recommendation is None:
-        return {
-            "base_lr": None,
-            "max_lr": None,
-            "lr": None,
-            "method": None,
-            "confidence": "none",
-            "confidence_reasons": ["the curve holds no usable descent to read a rate from"],
-            "schedules": None,
-            "diagnostics": diagnostics,
+        reasons = analysis.no_recommendation or ["the curve holds no descent to read a rate from"]
+        block = None
+    else:
+        reasons = []
+        block = {
+            **recommendation.to_dict(),
+            "schedules": schedule_parameters(Bounds.of(recommendation), steps_per_epoch),
         }
     return {
-        **recommendation.to_dict(),
-        "schedules": schedule_parameters(Bounds.of(recommendation), steps_per_epoch),
-        "diagnostics": diagnostics,
+        "diagnostics": notes + analysis.diagnostics,
+        "no_recommendation": reasons,
+        "recommendation": block,
     }
 
 
@@ -107,15 +112,30 @@ def read_result(path: Path) -> dict[str, Any]:
         loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ConfigError(f"result file {path} is not readable JSON ({error}).") from None
-    if not (isinstance(loaded, dict) and isinstance(loaded.get("recommendation"), dict)):
+    if not (isinstance(loaded, dict) and isinstance(loaded.get("recommendation"), dict | None)):
         raise ConfigError(
             f"{path} is not an lrfind result: it has no `recommendation` block. Pass the "
             "result.json written by `lrfind run` or `lrfind analyze`."
         )
-    version = loaded.get("format_version", RESULT_FORMAT_VERSION)
+    version = loaded.get("format_version", 1)
     if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_FORMAT_VERSION:
         raise ConfigError(
-            f"{path} has format_version {version!r}; this lrfind reads up to version "
+            f"{path} has format_version {version!r}; this lrfind reads versions 1 to "
             f"{RESULT_FORMAT_VERSION}. Upgrade lrfind, or rerun the sweep with this one."
         )
+    if version == 1:
+        return _from_version_1(loaded)
     return loaded
+
+
+def _from_version_1(loaded: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 result in today's shape: a block without rates is no recommendation."""
+    block = dict(loaded["recommendation"])
+    diagnostics = block.pop("diagnostics", [])
+    empty = block.get("max_lr") is None
+    return {
+        **loaded,
+        "diagnostics": diagnostics,
+        "no_recommendation": list(block.get("confidence_reasons", [])) if empty else [],
+        "recommendation": None if empty else block,
+    }
