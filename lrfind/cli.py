@@ -77,11 +77,42 @@ EXIT_INTERRUPTED = 130
 KINDS_TEXT = ", ".join(SCHEDULE_KINDS)
 
 
+# What ends a command early: Ctrl-C, `kill` and a closed terminal.
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 @contextlib.contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Print lrfind's own errors as one red paragraph and exit with their code."""
+def _handled_signals(handler: Any) -> Iterator[None]:
+    """Route every stop signal (those this platform has) to `handler` while the block runs;
+    the previous handlers come back afterwards. Only the main thread may set them."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+    previous = {number: signal.getsignal(number) for number in numbers}
+    for number in numbers:
+        signal.signal(number, handler)
     try:
         yield
+    finally:
+        for number, handler_before in previous.items():
+            signal.signal(number, handler_before)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: staged files are removed on the way out
+
+
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Print lrfind's own errors as one red paragraph and exit with their code. A stop signal
+    interrupts the command as Ctrl-C does, so that nothing is left half-written."""
+    try:
+        with _handled_signals(_interrupt):
+            yield
     except LrfindError as error:
         error_console.print(f"[bold red]Error:[/] {escape(str(error))}", soft_wrap=True)
         if _debugging() and error.__cause__ is not None:
@@ -183,7 +214,11 @@ def run(
     ] = None,
     divergence_factor: Annotated[
         str | None,
-        Value("divergence_factor", "Stop when the smoothed loss exceeds this x its best.", "FLOAT"),
+        Value(
+            "divergence_factor",
+            "Smallest rise (in batch-noise deviations) that counts as divergence.",
+            "FLOAT",
+        ),
     ] = None,
     method: Annotated[
         str | None,
@@ -437,7 +472,7 @@ def _run_with_progress(settings: RunConfig, ranks: Ranks) -> RunOutcome:
 
 
 class _StopSignal:
-    """What Ctrl-C or SIGTERM means at the moment it arrives."""
+    """What a stop signal (Ctrl-C, SIGTERM, SIGHUP) means at the moment it arrives."""
 
     def __init__(self) -> None:
         self.sweeping = False  # during the sweeps: finish the step, then write what we have
@@ -459,22 +494,10 @@ class _StopSignal:
 
 @contextlib.contextmanager
 def _graceful_stop() -> Iterator[_StopSignal]:
-    """SIGINT and SIGTERM stop a sweep cleanly; the previous handlers come back afterwards."""
-    import signal
-    import threading
-
+    """A stop signal ends a sweep cleanly; the previous handlers come back afterwards."""
     stop = _StopSignal()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop  # signal handlers can only be set from the main thread
-        return
-    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    for number in previous:
-        signal.signal(number, stop.handle)
-    try:
+    with _handled_signals(stop.handle):
         yield stop
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
 
 
 def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
@@ -587,7 +610,7 @@ def analyze(
         float,
         Value(
             "divergence_factor",
-            "Diverged once the smoothed loss exceeds this x its best.",
+            "Smallest rise (in batch-noise deviations) that counts as divergence.",
             "FLOAT",
             SweepSettings,
         ),

@@ -160,14 +160,14 @@ def test_missing_empty_and_binary_curve_files_are_refused(tmp_path: Path) -> Non
 
 
 def test_odd_but_readable_curve_files_read_as_their_header_says(tmp_path: Path) -> None:
-    """Cells beyond the header's are ignored (rows that all end in a comma included), the
-    last of two columns with one name counts whatever its case, a 200 KB cell is just a
-    cell, and a name ending in .gz does not make plain text compressed."""
+    """Cells beyond the header's are ignored (rows that all end in a comma included), a
+    repeated name lrfind does not read is just a column, a 200 KB cell is just a cell, and a
+    name ending in .gz does not make plain text compressed."""
     lrs = [row.split(",")[0] for row in GOOD_ROWS]
     cases = {
         "extra.csv": ("lr,loss", [f"{row},99" for row in GOOD_ROWS]),
         "trailing.csv": ("lr,loss", [f"{row}," for row in GOOD_ROWS]),
-        "twice.csv": ("LR,lr,loss,loss", [f"9,{lr},7,{row.split(',')[1]}" for lr, row in zip(
+        "twice.csv": ("note,lr,Note,loss", [f"9,{lr},7,{row.split(',')[1]}" for lr, row in zip(
             lrs, GOOD_ROWS, strict=True)]),
         "big.csv": ("lr,loss,note", [f"{row},{'x' * 200_000}" for row in GOOD_ROWS]),
         "plain.csv.gz": ("lr,loss", GOOD_ROWS),
@@ -177,6 +177,15 @@ def test_odd_but_readable_curve_files_read_as_their_header_says(tmp_path: Path) 
         assert len(curve.lrs) == 12, name
         assert curve.lrs[0] == pytest.approx(1e-5), name
         assert curve.losses[-1] == pytest.approx(2.19), name
+
+
+@pytest.mark.parametrize("header", ["lr,loss,loss", "LR,lr,loss", "lr, loss ,Loss,repeat"])
+def test_two_columns_under_one_name_are_refused(tmp_path: Path, header: str) -> None:
+    rows = [f"{row},2.0" for row in GOOD_ROWS] if header.count(",") == 2 else [
+        f"{row},2.0,0" for row in GOOD_ROWS]  # fmt: skip
+    path = write_curve(tmp_path / "twice.csv", header, rows)
+    with pytest.raises(CurveFileError, match=r"2 columns named '(lr|loss)' \(columns \d and \d"):
+        read_curve_csv(path)
 
 
 def test_the_first_bad_cell_is_reported_in_row_order(tmp_path: Path) -> None:

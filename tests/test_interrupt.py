@@ -42,7 +42,7 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
         assert sum(1 for _ in csv.DictReader(handle)) == document["steps_total"]
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_mid_sweep_writes_the_partial_curve_and_exits_130(
     mnist_dir: Path, tmp_path: Path, signal_number: int
 ) -> None:

@@ -24,6 +24,8 @@ from lrfind.outputs.plots import CurveLines, PlotMarks, render_plot
 from lrfind.settings.options import MIN_USABLE_POINTS
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
+# The columns a curve is read from; each may appear once.
+CURVE_NAMES = ("repeat", "lr", "loss", "val_loss")
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,8 @@ class LoadedCurve:
 def read_curve_csv(path: Path) -> list[LoadedCurve]:
     """Read a loss-vs-LR curve: lrfind's own sweep.csv or any CSV with `lr` and `loss` columns.
 
-    The first row names the columns (case and surrounding spaces aside; of two columns with
-    one name, the last counts, and cells beyond the header's are ignored). An optional
+    The first row names the columns (case and surrounding spaces aside; two columns under one
+    of the names read here are refused, and cells beyond the header's are ignored). An optional
     `repeat` column splits the rows into sweeps (repeat 0 first). Every cell is checked, and
     the first bad one is reported by its row (counting the header as row 1).
     """
@@ -109,7 +111,7 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
         )
     wanted = [
         (name, name == "repeat", name in ("loss", "val_loss"))
-        for name in ("repeat", "lr", "loss", "val_loss")
+        for name in CURVE_NAMES
         if name in columns
     ]
     parsed: dict[str, tuple[np.ndarray, int | None]] = {
@@ -134,9 +136,21 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
     ]
 
 
+def _refuse_repeated_names(path: Path, header: list[str]) -> None:
+    """Two columns under one of the names lrfind reads: which one holds the curve is a guess."""
+    for name in CURVE_NAMES:
+        places = [str(index + 1) for index, named in enumerate(header) if named == name]
+        if len(places) > 1:
+            raise CurveFileError(
+                f"{path} has {len(places)} columns named {name!r} (columns "
+                f"{' and '.join(places)}, counting from 1), so which one holds the curve is a "
+                "guess. Keep one of them, or rename the others."
+            )
+
+
 def _read_cells(path: Path) -> tuple[dict[str, int], list[np.ndarray]]:
-    """The header (lower-cased name -> column; the last of equal names) and every column's
-    cells as stripped text. Files are read as UTF-8 text whatever their name says."""
+    """The header (lower-cased name -> column) and every column's cells as stripped text.
+    Files are read as UTF-8 text whatever their name says."""
     import pandas as pd
 
     options: dict[str, Any] = {
@@ -169,7 +183,8 @@ def _read_cells(path: Path) -> tuple[dict[str, int], list[np.ndarray]]:
         ) from None
     frame = frame.fillna("")
     header = [str(name).strip().lower() for name in frame.iloc[0]]
-    columns = {name: index for index, name in enumerate(header)}  # the last of equal names
+    _refuse_repeated_names(path, header)
+    columns = {name: index for index, name in enumerate(header)}
     cells = [  # stripped by pandas, column by column: no Python loop over the cells
         frame.iloc[1:, index].str.strip().to_numpy(dtype=object) for index in range(len(header))
     ]

@@ -51,7 +51,7 @@ class SweepSettings:
     steps: int = 100  # enough points for a readable curve; seconds on a small CPU model
     mode: str = "exp"  # an exponential ramp spends equal steps on every decade
     smoothing: float = 0.9  # EMA beta: about 10 steps of memory, a tenth of the default sweep
-    divergence_factor: float = 4.0  # stop once the smoothed loss exceeds 4x its best so far
+    divergence_factor: float = 4.0  # a rise of 4 batch-noise deviations is no longer noise
 
     def __post_init__(self) -> None:
         _check_positive("start_lr", self.start_lr)
@@ -82,8 +82,9 @@ class SweepSettings:
         if not self.divergence_factor > 1.0 or not math.isfinite(self.divergence_factor):
             raise ConfigError(
                 f"divergence_factor must be a finite number above 1; got "
-                f"{self.divergence_factor:g}. The sweep stops when the smoothed loss exceeds "
-                "this multiple of its best value; 4 is typical (--divergence-factor 4)."
+                f"{self.divergence_factor:g}. It is the smallest rise of the smoothed loss, "
+                "in batch-noise deviations, that counts as divergence; 4 is typical "
+                "(--divergence-factor 4)."
             )
 
 
