@@ -189,7 +189,7 @@ def test_diagnostic_when_the_loss_diverged_at_once() -> None:
     assert result.divergence_index is not None and result.divergence_index <= 10
     assert any("--start-lr" in message for message in result.diagnostics)
     assert result.recommendation is None
-    assert any("points precede the divergence" in reason for reason in result.no_recommendation)
+    assert any("no clear descent" in reason for reason in result.no_recommendation)
 
 
 def test_diagnostic_when_the_loss_shows_no_descent() -> None:

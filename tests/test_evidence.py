@@ -45,7 +45,8 @@ class Shape:
         decades = self.points / 12.5  # the default sweep's density: 100 points, 8 decades
         lrs = np.array(sweep_lrs(1e-6, 1e-6 * 10**decades, self.points, "exp"))
         position = np.linspace(0.0, 1.0, self.points)
-        shape = self.depth * (1.0 / (1.0 + np.exp(40.0 * (position - self.center))) - 1.0)
+        steepness = min(40.0, 0.4 * self.points)  # the descent spans at least 10 points
+        shape = self.depth * (1.0 / (1.0 + np.exp(steepness * (position - self.center))) - 1.0)
         shape += self.drift * position
         if self.blow_up is not None:
             above = np.clip(position - self.blow_up, 0.0, None)
@@ -123,3 +124,20 @@ def test_negative_losses_read_as_the_same_curve_moved_down() -> None:
     assert reference.recommendation is not None and moved.recommendation is not None
     assert not moved.diverged_at_once
     assert math.isclose(moved.recommendation.max_lr, reference.recommendation.max_lr)
+
+
+def test_a_loss_that_starts_near_zero_is_not_an_explosion() -> None:
+    """A fine-tuned model's per-batch loss can start at 1e-5 and be 1e-3 next: the early
+    explosion rule compares with several losses, never with one that happens to be near 0."""
+    shape = Shape(71, 71, 0.0, 1.0, 0.5, 0.3, 0.002, None, 0.0)
+    _, losses = shape.curve()
+    assert abs(losses[0]) < 0.01
+    assert analysis.divergence_index(losses, 0.9, 4.0) is None
+    assert analysis.divergence_index(losses + 100.0, 0.9, 4.0) is None
+
+
+def test_a_loss_that_explodes_at_once_stops_the_sweep_early() -> None:
+    """2.3, then ten thousand times more: stopped within the first steps, not at step 10."""
+    losses = np.array([2.3, 2.31, 2.29, 36208.0, 1.8e14, 5.5e17, 1.7e23, 4.8e7, 132.0, 187.0])
+    index = analysis.divergence_index(np.concatenate([losses, np.full(90, 200.0)]), 0.9, 4.0)
+    assert index == 3

@@ -36,9 +36,10 @@ COLLAPSE_SHARE = 0.5
 NOISE_WINDOW = 10
 NOISE_SAMPLES = 200
 # Relative float resolution: differences of losses below this share of their size are rounding.
-RESOLUTION = 1e-9
-# Before the noise is known, a rise of the loss by this many times its first value is divergence.
+RESOLUTION = 1e-12
+# Before the noise is known, a loss this many times larger than any before it is divergence.
 EARLY_EXPLOSION = 100.0
+EARLY_REFERENCE = 3  # losses it is compared with, at least: one loss near zero is no scale
 # Repeated sweeps agree when their suggestions lie within this many decades.
 AGREEMENT_DECADES = 0.25
 # bottom: how far below the loss minimum a schedule's peak should sit.
@@ -47,8 +48,11 @@ BOTTOM_DIVISOR = 3.0
 # EMA of this smoothing whatever the curve's own (see _evidence_fall).
 NO_DESCENT_NOISE_RATIO = 4.0
 EVIDENCE_SMOOTHING = 0.9
-# A recommendation needs this many points before divergence to tell a descent from noise.
-MIN_EVIDENCE_POINTS = 2 * MIN_USABLE_POINTS
+# A recommendation needs this many points before divergence to tell a descent from noise;
+# below SURE_NOISE_POINTS the noise estimate itself is uncertain, and the bar for a clear
+# descent rises as 1/sqrt(points).
+MIN_EVIDENCE_POINTS = MIN_USABLE_POINTS
+SURE_NOISE_POINTS = 20
 # Below this many steps per decade (at the minimum) the rate climbs faster than the loss can
 # follow: the curve is read late, shifted to higher rates, and a shorter sweep no longer agrees
 # with the 100-step one (scripts/bench_short.py measures it).
@@ -107,10 +111,10 @@ class DivergenceDetector:
     estimated robustly from the differences of consecutive losses, over every step so far up
     to NOISE_SAMPLES; the rule waits for NOISE_WINDOW of them. A few early steps can by chance
     agree closely, and an estimate from them alone would let batch noise look like a fall and
-    then a collapse. Until then only an explosion counts: the EMA rising above the first loss
-    by more than EARLY_EXPLOSION times its size (a sweep that starts far above the useful
-    range). This early rule alone depends on where zero is, and only a curve that has already
-    left any useful range can meet it.
+    then a collapse. Until then only an explosion counts: the EMA exceeding EARLY_EXPLOSION
+    times the largest of the EARLY_REFERENCE or more losses before it, in size (a sweep that
+    starts far above the useful range). This early rule alone depends on where zero is; a
+    loss near zero must still jump by a hundred times all of those to meet it.
     """
 
     def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
@@ -135,8 +139,10 @@ class DivergenceDetector:
             if len(self._seen) >= window:
                 self._noise = batch_noise(np.array(self._seen))
         if len(self._seen) < window:  # no noise estimate yet: only an explosion counts
-            first = self._seen[0]
-            return smoothed, first != 0 and smoothed - first > EARLY_EXPLOSION * abs(first)
+            before = self._seen[:-1]
+            if len(before) < EARLY_REFERENCE:
+                return smoothed, False
+            return smoothed, smoothed > EARLY_EXPLOSION * max(abs(value) for value in before)
         if len(self._seen) == window:
             self._start_level = float(np.mean(self._seen[: self.baseline_steps]))
         self.best = min(self.best, smoothed)
@@ -424,10 +430,11 @@ def evidence_gaps(
     gaps = []
     fall, noise = _evidence_fall(curve), _noise(curve)
     rounding = RESOLUTION * float(np.max(np.abs(curve.losses)))
-    if not fall > max(NO_DESCENT_NOISE_RATIO * noise, rounding):
+    ratio = NO_DESCENT_NOISE_RATIO * max(1.0, math.sqrt(SURE_NOISE_POINTS / points))
+    if not fall > max(ratio * noise, rounding):
         gaps.append(
             f"the loss shows no clear descent: its smoothed value falls by {fall:.3g} against "
-            f"batch noise of {noise:.3g} (more than {NO_DESCENT_NOISE_RATIO:g}x is needed): "
+            f"batch noise of {noise:.3g} (more than {ratio:.3g}x is needed): "
             "widen the LR range, or reduce the noise with a larger --batch-size"
         )
     density = _steps_per_decade_at(curve, curve.min_index)
@@ -526,7 +533,8 @@ def _evidence_fall(curve: Curve) -> float:
     of 20 to 50 points, and reached 2.9 at most in 3000 curves of 100 points.
     """
     start = baseline_steps(len(curve.losses))
-    trace = ema(curve.losses, EVIDENCE_SMOOTHING)[max(start, NOISE_WINDOW) :]
+    skipped = min(max(start, NOISE_WINDOW), len(curve.losses) // 2)
+    trace = ema(curve.losses, EVIDENCE_SMOOTHING)[skipped:]
     return float(np.median(curve.losses[:start]) - np.min(trace))
 
 
@@ -551,8 +559,8 @@ def _steps_per_decade_at(curve: Curve, index: int) -> float:
 
 def _diverged_at_once(divergence: int | None, total_points: int) -> bool:
     """Diverged before a descent could be read: within the first tenth of the sweep, or
-    before MIN_EVIDENCE_POINTS (the rule cannot fire before NOISE_WINDOW steps)."""
-    return divergence is not None and divergence < max(MIN_EVIDENCE_POINTS, total_points // 10)
+    within NOISE_WINDOW steps of the first step at which the rule can fire."""
+    return divergence is not None and divergence < max(2 * NOISE_WINDOW, total_points // 10)
 
 
 def _descent(curve: Curve) -> float:

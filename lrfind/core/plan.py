@@ -82,7 +82,7 @@ def search(
             f"Interrupted during the full sweep at step {len(main.records)}: the "
             "recommendation, if any, is read from the steps recorded and no repeats were run."
         )
-        return SearchOutcome(sweeps, main.analysis.recommendation, notes, interrupted=True)
+        return SearchOutcome(sweeps, _partial(main.analysis.recommendation), notes, True)
     if search_settings.repeats == 0:
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
 
@@ -113,14 +113,26 @@ def search(
                 break
     finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
     interrupted = len(finished) < len(sweeps) - 1
-    if not finished:
-        return SearchOutcome(sweeps, main.analysis.recommendation, notes, interrupted)
-    recommendation = combine(
-        [sweep.result.analysis.recommendation for sweep in finished],
-        method,
-        full=main.analysis.recommendation,
-    )
+    recommendation = main.analysis.recommendation
+    if finished:
+        recommendation = combine(
+            [sweep.result.analysis.recommendation for sweep in finished],
+            method,
+            full=main.analysis.recommendation,
+        )
+    if interrupted:
+        recommendation = _partial(recommendation)
     return SearchOutcome(sweeps, recommendation, notes, interrupted)
+
+
+def _partial(recommendation: Recommendation | None) -> Recommendation | None:
+    """An interrupted plan's answer, marked: low confidence, and the reason first."""
+    if recommendation is None:
+        return None
+    reasons = ["the run was interrupted: read from the steps recorded before the stop"]
+    if recommendation.confidence != "high":  # a high one's reason says all was well
+        reasons += recommendation.confidence_reasons
+    return replace(recommendation, confidence="low", confidence_reasons=reasons)
 
 
 def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | None:
