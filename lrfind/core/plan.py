@@ -93,24 +93,7 @@ def search(
             "reading (if any) stands."
         )
         return SearchOutcome(sweeps, main.analysis.recommendation, notes)
-    numbers = list(range(1, search_settings.repeats + 1))
-    results = run_repeats(numbers, focused) if run_repeats is not None else None
-    if results is not None:
-        sweeps += [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
-        if any(sweep.result.stop_reason == STOP_INTERRUPTED for sweep in sweeps[1:]):
-            notes.append(
-                f"Interrupted during the {search_settings.repeats} stacked repeats: the "
-                "recommendation combines those that had stopped by themselves."
-            )
-    else:
-        for repeat in numbers:
-            sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
-            if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
-                notes.append(
-                    f"Interrupted during repeat {repeat} of {search_settings.repeats}: the "
-                    "recommendation combines the repeats that finished."
-                )
-                break
+    sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes)
     finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
     interrupted = len(finished) < len(sweeps) - 1
     recommendation = main.analysis.recommendation
@@ -123,6 +106,37 @@ def search(
     if interrupted:
         recommendation = _partial(recommendation)
     return SearchOutcome(sweeps, recommendation, notes, interrupted)
+
+
+def _repeats(
+    run_sweep: SweepRunner,
+    run_repeats: RepeatsRunner | None,
+    count: int,
+    focused: SweepSettings,
+    notes: list[str],
+) -> list[Sweep]:
+    """The repeats, stacked when `run_repeats` takes them, else one by one; an interruption
+    ends them (one by one: the rest are not started) with a note."""
+    numbers = list(range(1, count + 1))
+    results = run_repeats(numbers, focused) if run_repeats is not None else None
+    if results is not None:
+        sweeps = [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
+        if any(sweep.result.stop_reason == STOP_INTERRUPTED for sweep in sweeps):
+            notes.append(
+                f"Interrupted during the {count} stacked repeats: the recommendation combines "
+                "those that had stopped by themselves."
+            )
+        return sweeps
+    sweeps = []
+    for repeat in numbers:
+        sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
+        if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
+            notes.append(
+                f"Interrupted during repeat {repeat} of {count}: the recommendation combines "
+                "the repeats that finished."
+            )
+            break
+    return sweeps
 
 
 def _partial(recommendation: Recommendation | None) -> Recommendation | None:
