@@ -716,14 +716,16 @@ def apply(
 
 
 def _print_diff(diff: str) -> None:
-    """Every line of a diff whole, coloured by its sign: a preview shows exactly what would be
-    written, so nothing is cut at the terminal's width."""
-    from rich.text import Text
-
-    styles = {"+": "green", "-": "red", "@": "cyan"}
-    for line in diff.splitlines():
-        style = "bold" if line.startswith(("+++", "---")) else styles.get(line[:1], "")
-        console.print(Text(line, style=style), soft_wrap=True, highlight=False)
+    """Every line of a diff whole and byte for byte (tabs, control characters and all; only
+    newlines end a line), coloured by its sign on a terminal: a preview shows exactly what
+    would be written, so nothing is cut at the terminal's width or rewritten by the printer."""
+    colours = {"+": "\x1b[32m", "-": "\x1b[31m", "@": "\x1b[36m"}
+    colour = console.is_terminal and not console.no_color
+    for line in diff.removesuffix("\n").split("\n"):
+        code = "\x1b[1m" if line.startswith(("+++", "---")) else colours.get(line[:1], "")
+        shown = f"{code}{line}\x1b[0m" if colour and code else line
+        console.file.write(shown + "\n")
+    console.file.flush()
 
 
 @app.command(cls=_Command)

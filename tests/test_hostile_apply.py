@@ -310,3 +310,21 @@ def test_dry_run_shows_exactly_the_lines_apply_writes(tmp_path: Path) -> None:
     after = config.read_text().splitlines()
     assert removed == [' "lr": 1e-4}'] and after[0] == before.splitlines()[0]
     assert after[1:] == added  # every new line, whole, though the terminal is 40 wide
+
+
+def test_dry_run_shows_tabs_and_odd_characters_as_they_will_be_written(tmp_path: Path) -> None:
+    """A tab-indented JSON with a line separator (U+2028) inside a string: the preview prints
+    the very characters of every line (no tabs turned into spaces, no line split there)."""
+    config = tmp_path / "train.json"
+    before = '{\n\t"note": "a\u2028b",\n\t"lr": 1e-4\n}\n'
+    config.write_bytes(before.encode())
+    preview = apply(tmp_path, config, "--dry-run", "--force", columns=40)
+    assert preview.returncode == 0 and "Traceback" not in preview.stderr
+    assert config.read_bytes() == before.encode()
+    lines = preview.stdout.split("\n")
+    added = [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")]
+    assert any(line.startswith("\t\t") for line in added), added
+    assert_written(apply(tmp_path, config, "--force"), config)
+    written = config.read_text().split("\n")
+    assert all(line in written for line in added)
+    assert '\t"note": "a\u2028b",' in written and '\t"note": "a\u2028b",' in preview.stdout

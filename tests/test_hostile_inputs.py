@@ -29,11 +29,14 @@ from tests.test_apply import SETUP, write_result
 from tests.test_cli import tiny_run_arguments
 
 LRFIND = [sys.executable, "-m", "lrfind"]
-# Wide enough that no message wraps, and plain (no colour codes to match around).
+# Wide enough that no message wraps, plain (no colour codes to match around), and one
+# thread: these tiny sweeps gain nothing from more, and on a busy machine OpenMP's waiting
+# threads cost a run seconds.
 ENVIRONMENT = {
     **{key: value for key, value in os.environ.items() if key != "LRFIND_DEBUG"},
     "COLUMNS": "300",
     "NO_COLOR": "1",
+    "OMP_NUM_THREADS": "1",
 }
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
