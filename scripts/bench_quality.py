@@ -25,6 +25,7 @@ import math
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -190,11 +191,14 @@ class Suggestions:
     seconds: dict[str, float]
 
 
-def suggest(bench: Bench, config: BenchConfig, base_seed: int) -> Suggestions:
-    """Every method from the same full sweep; the default plan adds its focused repeats."""
+def sweep_runner(
+    bench: Bench, config: BenchConfig, base_seed: int
+) -> Callable[[int, SweepSettings], RangeTestResult]:
+    """The plan's `run_sweep` for one config: repeat k uses seed base_seed + k, as `lrfind run`
+    does (new weights and data order)."""
 
     def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
-        seed = base_seed + repeat  # as `lrfind run` does: new weights and data order
+        seed = base_seed + repeat
         model = bench.model(config, seed)
         optimizer = bench.optimizer(config, model, settings.start_lr)
         return range_test(
@@ -207,6 +211,12 @@ def suggest(bench: Bench, config: BenchConfig, base_seed: int) -> Suggestions:
             seed=seed,
         )
 
+    return run_sweep
+
+
+def suggest(bench: Bench, config: BenchConfig, base_seed: int) -> Suggestions:
+    """Every method from the same full sweep; the default plan adds its focused repeats."""
+    run_sweep = sweep_runner(bench, config, base_seed)
     outcome = search(run_sweep, SweepSettings(), SearchSettings(), "bottom")
     full = outcome.main
     max_lr: dict[str, float | None] = {}

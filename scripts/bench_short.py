@@ -14,21 +14,17 @@ recommendation at all; the table counts both and prints the largest disagreement
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 import time
 from pathlib import Path
 
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_quality import CONFIGS, Bench, BenchConfig
+from bench_quality import CONFIGS, Bench, BenchConfig, sweep_runner
 
 from lrfind.core.plan import search
-from lrfind.core.records import RangeTestResult
-from lrfind.engine.range_test import range_test
 from lrfind.settings.options import SearchSettings, SweepSettings
 
 AGREEMENT = 0.5  # decades
@@ -41,20 +37,7 @@ UNSEEN = (
 
 def recommend(bench: Bench, config: BenchConfig, base_seed: int, steps: int) -> float | None:
     """max_lr of lrfind's default plan at `steps` steps, or None when it gives none."""
-
-    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
-        seed = base_seed + repeat
-        model = bench.model(config, seed)
-        optimizer = bench.optimizer(config, model, settings.start_lr)
-        return range_test(
-            model,
-            optimizer,
-            nn.CrossEntropyLoss(),
-            bench.batches(config, seed),
-            **dataclasses.asdict(settings),
-            seed=seed,
-        )
-
+    run_sweep = sweep_runner(bench, config, base_seed)
     outcome = search(run_sweep, SweepSettings(steps=steps), SearchSettings(), "bottom")
     return None if outcome.recommendation is None else outcome.recommendation.max_lr
 
