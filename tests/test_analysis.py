@@ -152,6 +152,12 @@ def test_combine_takes_the_median_and_reports_disagreement() -> None:
     assert any("disagree" in reason for reason in split.confidence_reasons)
     assert any("1 of 4 sweeps gave no suggestion" in r for r in split.confidence_reasons)
     assert analysis.combine([None, None], "bottom") is None
+    assert analysis.combine([rec(0.1), rec(0.1), None, None], "bottom") is not None  # half
+    few = [rec(0.1), None, None, rec(0.2), None]
+    assert analysis.combine(few, "bottom", full=full) is None  # 2 of 5: not reproduced
+    (reason,) = analysis.unconfirmed(few)
+    assert "only 2 of 5 repeated sweeps found a clear descent" in reason
+    assert analysis.unconfirmed([rec(0.1), None]) == []
 
 
 def test_recommendation_rule() -> None:

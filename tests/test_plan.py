@@ -93,6 +93,22 @@ def test_the_recommendation_is_the_median_of_the_repeats_with_their_interval() -
     assert outcome.steps_run == sum(len(sweep.result.records) for sweep in outcome.sweeps)
 
 
+def test_repeats_that_mostly_find_no_descent_leave_no_recommendation() -> None:
+    """The full sweep reads a number, but 4 of 5 repeats see only noise: not reproduced."""
+    clear = SyntheticSweeps()
+
+    def sweeps(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if repeat in (0, 3):
+            return clear(repeat, settings)
+        flat = SyntheticSweeps(descent_center=1e9, diverge_at=None)
+        return flat(repeat, settings)
+
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=5), "bottom")
+    assert outcome.main.analysis.recommendation is not None
+    assert outcome.recommendation is None
+    assert any("only 1 of 5 repeated sweeps" in reason for reason in outcome.no_recommendation)
+
+
 def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
     """run_repeats gets every repeat number and the focused range in one call."""
     one_by_one = search(SyntheticSweeps(), SweepSettings(), SearchSettings(repeats=4), "bottom")

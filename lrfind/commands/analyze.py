@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lrfind.core.analysis import Recommendation, analyze, check_method, combine
+from lrfind.core.analysis import Recommendation, analyze, check_method, combine, unconfirmed
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
 from lrfind.outputs.documents import document, recommendation_blocks, sweep_document
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
@@ -73,10 +73,11 @@ def _reanalyse(
         for curve in read_curve_csv(path)
     ]
     main = curves[0].analysis
-    recommendation = main.recommendation
-    if len(curves) > 1:
+    recommendation, reasons = main.recommendation, main.no_recommendation
+    if len(curves) > 1 and recommendation is not None:
         repeats = [curve.analysis.recommendation for curve in curves[1:]]
         recommendation = combine(repeats, method, full=main.recommendation)
+        reasons = unconfirmed(repeats)
     log_x = bool(np.allclose(np.diff(np.log10(main.lrs)), np.log10(main.lrs[1] / main.lrs[0])))
     written = document(
         source=str(path),
@@ -86,7 +87,7 @@ def _reanalyse(
             {"repeat": curve.repeat, **sweep_document(curve.analysis, len(curve.analysis.lrs))}
             for curve in curves[1:]
         ],
-        **recommendation_blocks(recommendation, main, [], None),
+        **recommendation_blocks(recommendation, reasons, main.diagnostics, None),
     )
     with folder.staged() as staging:
         title = f"Re-analysis of {path} ({method})"

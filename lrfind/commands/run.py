@@ -415,6 +415,9 @@ def _result_document(
         skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
         timings={**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
         **recommendation_blocks(
-            outcome.recommendation, outcome.main.analysis, outcome.notes, prepared.steps_per_epoch
+            outcome.recommendation,
+            outcome.no_recommendation,
+            outcome.notes + outcome.main.analysis.diagnostics,
+            prepared.steps_per_epoch,
         ),
     )

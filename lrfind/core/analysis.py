@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -470,22 +470,12 @@ def combine(
     `base_lr` comes from `full`, the recommendation of a sweep that saw the whole descent
     (short sweeps that start mid-way cannot see where the loss starts to fall), or else is
     the median of the sweeps' own. The confidence falls when the sweeps disagree by more than
-    AGREEMENT_DECADES or when some of them gave no answer; when none did, `full` stands, with
-    low confidence.
+    AGREEMENT_DECADES or when some of them gave no answer; when fewer than half of them gave
+    one, there is none (see `unconfirmed`).
     """
     found = [item for item in recommendations if item is not None]
-    if not found:
-        if full is None:
-            return None
-        return replace(
-            full,
-            confidence="low",
-            confidence_reasons=[
-                *full.confidence_reasons,
-                f"none of the {len(recommendations)} repeats found a clear descent to confirm it",
-            ],
-            repeats=len(recommendations),
-        )
+    if unconfirmed(recommendations):
+        return None
     suggestions = [item.max_lr for item in found]
     middle_lr = float(10 ** np.median(np.log10(suggestions)))
     max_lr = min(max(middle_lr, min(suggestions)), max(suggestions))  # not off by a rounding
@@ -516,6 +506,19 @@ def combine(
         suggestions=suggestions,
         interval=(min(suggestions), max(suggestions)),
     )
+
+
+def unconfirmed(recommendations: Sequence[Recommendation | None]) -> list[str]:
+    """Why repeated sweeps give no answer: fewer than half of them found one. The curve then
+    does not reproduce from other seeds, and a median of the few would be a draw's luck."""
+    found = sum(item is not None for item in recommendations)
+    if 2 * found >= len(recommendations):
+        return []
+    return [
+        f"only {found} of {len(recommendations)} repeated sweeps found a clear descent: the "
+        "curve does not reproduce from other initial weights and batches; reduce the batch "
+        "noise with a larger --batch-size, or look at the repeats' curves in sweep.png"
+    ]
 
 
 def _noise(curve: Curve) -> float:

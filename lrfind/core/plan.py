@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from lrfind.core.analysis import Analysis, Recommendation, combine
+from lrfind.core.analysis import Analysis, Recommendation, combine, unconfirmed
 from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
 from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
@@ -50,6 +50,7 @@ class SearchOutcome:
     recommendation: Recommendation | None
     notes: list[str]  # what the plan did beyond the single sweep (auto-range, skipped repeats)
     interrupted: bool = False  # stop_requested ended a sweep; the plan stopped there
+    no_recommendation: list[str] = field(default_factory=list)  # why there is none, if none
 
     @property
     def main(self) -> RangeTestResult:
@@ -82,9 +83,12 @@ def search(
             f"Interrupted during the full sweep at step {len(main.records)}: the "
             "recommendation, if any, is read from the steps recorded and no repeats were run."
         )
-        return SearchOutcome(sweeps, _partial(main.analysis.recommendation), notes, True)
+        recommendation = _partial(main.analysis.recommendation)
+        return SearchOutcome(sweeps, recommendation, notes, True, main.analysis.no_recommendation)
     if search_settings.repeats == 0:
-        return SearchOutcome(sweeps, main.analysis.recommendation, notes)
+        return SearchOutcome(
+            sweeps, main.analysis.recommendation, notes, False, main.analysis.no_recommendation
+        )
 
     focused = focus_range(main.analysis, settings) if search_settings.refine else settings
     if focused is None:
@@ -92,20 +96,26 @@ def search(
             "The repeats were skipped: the full sweep shows no descent to focus on, so its own "
             "reading (if any) stands."
         )
-        return SearchOutcome(sweeps, main.analysis.recommendation, notes)
+        return SearchOutcome(
+            sweeps, main.analysis.recommendation, notes, False, main.analysis.no_recommendation
+        )
     sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes)
     finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
     interrupted = len(finished) < len(sweeps) - 1
-    recommendation = main.analysis.recommendation
+    recommendation, reasons = main.analysis.recommendation, main.analysis.no_recommendation
     if finished:
-        recommendation = combine(
-            [sweep.result.analysis.recommendation for sweep in finished],
-            method,
-            full=main.analysis.recommendation,
-        )
+        found = [sweep.result.analysis.recommendation for sweep in finished]
+        recommendation = combine(found, method, full=main.analysis.recommendation)
+        reasons = unconfirmed(found)
     if interrupted:
         recommendation = _partial(recommendation)
-    return SearchOutcome(sweeps, recommendation, notes, interrupted)
+    return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons)
+
+
+def _full_sweep_alone(sweeps: list[Sweep], notes: list[str]) -> SearchOutcome:
+    """The plan's outcome when the full sweep's own reading stands (no repeats were run)."""
+    analysis = sweeps[0].result.analysis
+    return SearchOutcome(sweeps, analysis.recommendation, notes, False, analysis.no_recommendation)
 
 
 def _repeats(

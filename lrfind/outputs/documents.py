@@ -37,15 +37,15 @@ def document(**blocks: Any) -> dict[str, Any]:
 
 def recommendation_blocks(
     recommendation: Recommendation | None,
-    analysis: Analysis,
-    notes: list[str],
+    reasons: list[str],
+    diagnostics: list[str],
     steps_per_epoch: int | None,
 ) -> dict[str, Any]:
-    """The last blocks of result.json: what went wrong with the curve (`diagnostics`, with the
-    plan's `notes` first), why there is no recommendation when there is none, and the
-    `recommendation` with its schedules, or null."""
+    """The last blocks of result.json: what went wrong with the curve (`diagnostics`), why
+    there is no recommendation (`reasons`) when there is none, and the `recommendation` with
+    its schedules, or null."""
     if recommendation is None:
-        reasons = analysis.no_recommendation or ["the curve holds no descent to read a rate from"]
+        reasons = reasons or ["the curve holds no descent to read a rate from"]
         block = None
     else:
         reasons = []
@@ -54,7 +54,7 @@ def recommendation_blocks(
             "schedules": schedule_parameters(Bounds.of(recommendation), steps_per_epoch),
         }
     return {
-        "diagnostics": notes + analysis.diagnostics,
+        "diagnostics": diagnostics,
         "no_recommendation": reasons,
         "recommendation": block,
     }
