@@ -11,18 +11,19 @@ staging folder (`.<name>.partial-*`) or claim file (`.lrfind-claim`) is left beh
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from tests.conftest import write_python
 from tests.test_apply import SETUP, write_result
@@ -41,20 +42,53 @@ ENVIRONMENT = {
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def lrfind(
-    *arguments: Any, cwd: Path | None = None, debug_env: bool = False
-) -> subprocess.CompletedProcess[str]:
+def lrfind(*arguments: Any, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """The command as a user runs it: its own process, no terminal, nothing on stdin."""
-    environment = {**ENVIRONMENT, "LRFIND_DEBUG": "1"} if debug_env else ENVIRONMENT
     return subprocess.run(
         [*LRFIND, *(str(argument) for argument in arguments)],
         capture_output=True,
         text=True,
         timeout=300,
-        env=environment,
+        env=ENVIRONMENT,
         cwd=cwd,
         stdin=subprocess.DEVNULL,
     )
+
+
+@contextlib.contextmanager
+def started(*arguments: Any) -> Iterator[subprocess.Popen[str]]:
+    """The command in its own process, left running for the caller; killed, by its own id,
+    if the caller fails before it ends."""
+    process = subprocess.Popen(
+        [*LRFIND, *(str(argument) for argument in arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENVIRONMENT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def signal_when(
+    process: subprocess.Popen[str], cue: str, delay_s: float, signal_number: int
+) -> tuple[str, str]:
+    """Send `signal_number` `delay_s` after the process printed `cue`; its whole output."""
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if cue in line:
+            break
+    time.sleep(delay_s)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=120)
+    return stdout, "".join(seen) + stderr
 
 
 def said(completed: subprocess.CompletedProcess[str]) -> str:
@@ -64,11 +98,14 @@ def said(completed: subprocess.CompletedProcess[str]) -> str:
 
 def files_under(root: Path, *skipped: Path) -> dict[str, bytes | str]:
     """Every entry under `root` as a user could tell it apart: a file's bytes, a link's
-    target, or "folder". Entries under `skipped` paths are left out."""
+    target, or "folder". Entries under `skipped` paths are left out, and so is the bytecode
+    Python may cache when lrfind imports the user's own file."""
     found: dict[str, bytes | str] = {}
     for folder, folders, files in os.walk(root):
         here = Path(folder)
-        folders[:] = [name for name in folders if here / name not in skipped]
+        folders[:] = [
+            name for name in folders if here / name not in skipped and name != "__pycache__"
+        ]
         for name in folders + files:
             path = here / name
             if path in skipped:
@@ -102,10 +139,12 @@ def assert_refused(
     before: dict[str, bytes | str],
     root: Path,
 ) -> None:
-    """A one-paragraph refusal holding every phrase, and `root` exactly as it was."""
+    """One paragraph after "Error:" holding every phrase, and `root` exactly as it was."""
     output = completed.stdout + completed.stderr
     assert completed.returncode == exit_code, output
     assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "\n\n" not in output.split("\nError: ")[-1].strip(), output
     for phrase in phrases:
         assert phrase in said(completed), output
     assert files_under(root) == before
@@ -208,29 +247,14 @@ def test_out_under_a_regular_file_is_refused_before_any_work(
     assert "loading data" not in completed.stderr and "full sweep" not in completed.stderr
 
 
-def test_out_that_is_a_regular_file_is_refused(mnist_dir: Path, tmp_path: Path) -> None:
-    target = tmp_path / "run"
-    target.write_text("a file where the run folder would go\n")
-    before = files_under(tmp_path)
-    completed = lrfind(*tiny_run_arguments(mnist_dir, target), "--overwrite")
-    assert_refused(
-        completed,
-        1,
-        f"{target} exists and is not a folder",
-        "Choose another path with --out",
-        before=before,
-        root=tmp_path,
-    )
-
-
 def test_out_under_proc_is_refused_before_the_sweep(mnist_dir: Path, tmp_path: Path) -> None:
     before = files_under(tmp_path)
     completed = lrfind(*tiny_run_arguments(mnist_dir, Path("/proc/lrfind-x/run")))
     assert_refused(
         completed,
         1,
-        "cannot write /proc/lrfind-x/run",
-        "choose another folder with --out",
+        "/proc/lrfind-x/run",  # as root it cannot be made; as anyone else /proc is read-only
+        "another folder with --out",
         before=before,
         root=tmp_path,
     )
@@ -327,18 +351,11 @@ def test_two_runs_started_at_once_on_one_folder_lose_nothing(
     lose) or, if both swept, keeps its curve where its message says."""
     out = tmp_path / "runs" / "shared"
     seeds = (0, 1)
-    processes = [
-        subprocess.Popen(
-            [*LRFIND, *tiny_run_arguments(mnist_dir, out), "--repeats", "0", "--seed", str(seed)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENVIRONMENT,
-            stdin=subprocess.DEVNULL,
-        )
-        for seed in seeds
-    ]
-    outputs = [process.communicate(timeout=300) for process in processes]
+    arguments = [*tiny_run_arguments(mnist_dir, out), "--repeats", "0", "--seed"]
+    before = files_under(tmp_path)
+    with started(*arguments, seeds[0]) as first, started(*arguments, seeds[1]) as second:
+        processes = [first, second]
+        outputs = [process.communicate(timeout=300) for process in processes]
     codes = [process.returncode for process in processes]
     assert sorted(codes) == [0, 1], outputs
     winner, loser = (0, 1) if codes[0] == 0 else (1, 0)
@@ -360,7 +377,8 @@ def test_two_runs_started_at_once_on_one_folder_lose_nothing(
         ), message
         assert "full sweep" not in outputs[loser][1]
     assert {path.name for path in out.parent.iterdir()} == {"shared", *(p.name for p in kept)}
-    assert leftovers(out.parent) == []
+    assert files_under(tmp_path, out.parent) == before
+    assert leftovers(tmp_path) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,7 +400,7 @@ def still_falling() -> tuple[np.ndarray, np.ndarray]:
 
 
 def too_fast() -> tuple[np.ndarray, np.ndarray]:
-    """30 points over 8 decades: a descent and a blow-up, about 3.6 points a decade."""
+    """30 points over 8 decades (under 4 a decade): a descent, then a blow-up."""
     index = np.arange(30)
     losses = 2.3 - 1.5 / (1 + 10 ** (-(index - 17) / 3)) + np.maximum(0, index - 25)
     return 10 ** (-7 + index * 8 / 29), losses
@@ -538,91 +556,55 @@ def bad_csv(tmp_path: Path, kind: str) -> Path:
     return path
 
 
-BAD_CSVS = [
-    ("two-loss-columns", ["2 columns named 'loss' (columns 2 and 3", "Keep one of them"]),
-    (
-        "nan-first-loss",
-        [
-            "the loss in data row 1 (lr 1e-06) is missing or not finite",
-            "cut the curve before that row",
-        ],
-    ),
-    ("inf-loss-mid-curve", ["the loss in data row 21", "is missing or not finite"]),
-    ("nine-rows", ["has 9 rows; at least 10 are needed", "Run a longer sweep"]),
-    ("binary", ["codec can't decode byte", "Pass a UTF-8 CSV file"]),
-    ("falling-lrs", ["is below the one before", "Sort the rows by lr"]),
-    (
-        "semicolons",
-        ["has no 'lr' or 'loss' column (found: lr;loss)", "The first row must name the columns"],
-    ),
-    ("empty", ["(found: no header)", "The first row must name the columns"]),
-]
+BAD_CSV_PHRASES = {
+    "two-loss-columns": ["2 columns named 'loss' (columns 2 and 3", "Keep one of them"],
+    "nan-first-loss": ["the loss in data row 1 (lr 1e-06) is missing or not finite",
+                       "cut the curve before that row"],
+    "inf-loss-mid-curve": ["the loss in data row 21", "is missing or not finite"],
+    "nine-rows": ["has 9 rows; at least 10 are needed", "Run a longer sweep"],
+    "binary": ["codec can't decode byte", "Pass a UTF-8 CSV file"],
+    "falling-lrs": ["is below the one before", "Sort the rows by lr"],
+    "semicolons": ["has no 'lr' or 'loss' column (found: lr;loss)",
+                   "The first row must name the columns"],
+    "empty": ["(found: no header)", "The first row must name the columns"],
+}  # fmt: skip
 
 
-@pytest.mark.parametrize(("kind", "phrases"), BAD_CSVS, ids=[kind for kind, _ in BAD_CSVS])
-def test_analyze_refuses_a_csv_it_cannot_read_and_writes_nothing(
-    tmp_path: Path, kind: str, phrases: list[str]
-) -> None:
+@pytest.mark.parametrize("kind", list(BAD_CSV_PHRASES))
+def test_analyze_refuses_a_csv_it_cannot_read_and_writes_nothing(tmp_path: Path, kind: str) -> None:
     curve = bad_csv(tmp_path, kind)
     out = tmp_path / "analysis"
     before = files_under(tmp_path)
     completed = lrfind("analyze", curve, "--out", out)
-    assert_refused(completed, 2, curve.name, *phrases, before=before, root=tmp_path)
+    assert_refused(completed, 2, curve.name, *BAD_CSV_PHRASES[kind], before=before, root=tmp_path)
     assert not out.exists()
 
 
-HAND_MADE_RESULTS = [
-    (
-        "nan-rates",
-        {"base_lr": float("nan"), "max_lr": float("nan"), "lr": float("nan")},
-        {},
-        [],
-        ["no usable base_lr (got nan)", "Rerun `lrfind run`"],
-    ),
-    (
-        "string-rates",
-        {"base_lr": "0.1", "max_lr": "0.2"},
-        {},
-        [],
-        ["no usable base_lr (got '0.1')", "Rerun `lrfind run`"],
-    ),
-    ("zero-base-lr", {"base_lr": 0}, {}, [], ["no usable base_lr (got 0)"]),
-    (
-        "base-above-max",
-        {"base_lr": 0.5, "max_lr": 0.25},
-        {},
-        [],
-        ["base_lr (0.5) is not below its max_lr (0.25)", "rerun `lrfind run`"],
-    ),
-    (
-        "negative-epochs",
-        {},
-        {},
-        ["--epochs", "-5"],
-        ["--epochs must be a positive number of training epochs; got -5", "e.g. --epochs 5"],
-    ),
-    (
-        "format-99",
-        {},
-        {"format_version": 99},
-        [],
-        ["has format_version 99; this lrfind reads versions 1 to 2", "Upgrade lrfind"],
-    ),
-    (
-        "format-1-null-rates",
-        {"base_lr": None, "max_lr": None, "lr": None},
-        {"format_version": 1},
-        [],
-        ["holds no recommendation", "rerun `lrfind run`"],
-    ),
-]
+NAN = float("nan")
 
 
 @pytest.mark.parametrize(
     ("recommendation", "document", "arguments", "phrases"),
-    [case[1:] for case in HAND_MADE_RESULTS],
-    ids=[case[0] for case in HAND_MADE_RESULTS],
-)
+    [
+        pytest.param({"base_lr": NAN, "max_lr": NAN, "lr": NAN}, {}, [],
+                     ["no usable base_lr (got nan)", "Rerun `lrfind run`"], id="nan-rates"),
+        pytest.param({"base_lr": "0.1", "max_lr": "0.2"}, {}, [],
+                     ["no usable base_lr (got '0.1')", "Rerun `lrfind run`"], id="string-rates"),
+        pytest.param({"base_lr": 0}, {}, [], ["no usable base_lr (got 0)"], id="zero-base-lr"),
+        pytest.param({"base_lr": 0.5, "max_lr": 0.25}, {}, [],
+                     ["base_lr (0.5) is not below its max_lr (0.25)", "rerun `lrfind run`"],
+                     id="base-above-max"),
+        pytest.param({}, {}, ["--epochs", "-5"],
+                     ["--epochs must be a positive number of training epochs; got -5",
+                      "e.g. --epochs 5"], id="negative-epochs"),
+        pytest.param({}, {"format_version": 99}, [],
+                     ["has format_version 99; this lrfind reads versions 1 to 2",
+                      "Upgrade lrfind"], id="format-99"),
+        pytest.param({"base_lr": None, "max_lr": None, "lr": None}, {"format_version": 1}, [],
+                     ["holds no recommendation", "rerun `lrfind run`"],
+                     id="format-1-null-rates"),
+    ],
+)  # fmt: skip
 def test_apply_refuses_a_hand_made_result_that_means_nothing(
     tmp_path: Path,
     recommendation: dict[str, Any],
@@ -659,39 +641,19 @@ def test_a_range_wider_than_a_float_is_refused_before_work(mnist_dir: Path, tmp_
     assert "loading data" not in completed.stderr and "full sweep" not in completed.stderr
 
 
-def interrupted_run(
-    mnist_dir: Path, out: Path, signal_number: int
-) -> tuple[subprocess.Popen[str], str, str]:
-    """A sweep far longer than the wait, stopped by `signal_number` 3 s into it."""
-    arguments = tiny_run_arguments(mnist_dir, out)
-    for flag, value in (("--steps", "1000000"), ("--start-lr", "1e-7"), ("--end-lr", "1e-6")):
-        arguments[arguments.index(flag) + 1] = value
-    process = subprocess.Popen(
-        [*LRFIND, *arguments, "--model", "mlp"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENVIRONMENT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:  # the sweep starts right after the model is built
-        seen.append(line)
-        if "building model" in line:
-            break
-    time.sleep(3.0)
-    process.send_signal(signal_number)
-    stdout, stderr = process.communicate(timeout=120)
-    return process, stdout, "".join(seen) + stderr
-
-
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGHUP], ids=["INT", "HUP"])
 def test_a_signal_mid_sweep_keeps_the_partial_curve_and_exits_130(
     mnist_dir: Path, tmp_path: Path, signal_number: int
 ) -> None:
+    """A sweep far longer than the wait, stopped 3 s into it."""
     out = tmp_path / "runs" / "run"
-    process, stdout, stderr = interrupted_run(mnist_dir, out, signal_number)
+    arguments = tiny_run_arguments(mnist_dir, out)
+    for flag, value in (("--steps", "1000000"), ("--start-lr", "1e-7"), ("--end-lr", "1e-6")):
+        arguments[arguments.index(flag) + 1] = value
+    before = files_under(tmp_path)
+    with started(*arguments, "--model", "mlp") as process:
+        # The sweep starts right after the model is built.
+        stdout, stderr = signal_when(process, "building model", 3.0, signal_number)
     assert process.returncode == 130, stdout + stderr
     assert "Traceback" not in stdout + stderr
     assert "Interrupted:" in stderr
@@ -699,7 +661,9 @@ def test_a_signal_mid_sweep_keeps_the_partial_curve_and_exits_130(
     assert document["interrupted"] is True
     assert document["sweep"]["stop_reason"] == "interrupted"
     assert 0 < document["sweep"]["steps_run"] < 1_000_000
+    assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
     assert [path.name for path in out.parent.iterdir()] == ["run"]
+    assert files_under(tmp_path, out.parent) == before
     assert leftovers(tmp_path) == []
 
 
@@ -708,31 +672,14 @@ def test_a_signal_while_a_factory_loads_writes_nothing(tmp_path: Path) -> None:
     factory = write_python(
         tmp_path / "slow_data.py", "def build():\n    time.sleep(120)\n", imports="import time\n"
     )
-    out = tmp_path / "run"
     before = files_under(tmp_path)
-    process = subprocess.Popen(
-        [*LRFIND, "run", "--dataset", f"{factory}:build", "--device", "cpu", "--out", str(out)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENVIRONMENT,
-        stdin=subprocess.DEVNULL,
-    )
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if "loading data" in line:
-            break
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
-    output = stdout + "".join(seen) + stderr
-    assert process.returncode == 130, output
-    assert "Traceback" not in output and "Interrupted; nothing was written." in output
-    assert files_under(tmp_path, tmp_path / "slow_data.py", tmp_path / "__pycache__") == {
-        key: value for key, value in before.items() if key != "slow_data.py"
-    }
+    arguments = ["run", "--dataset", f"{factory}:build", "--device", "cpu", "--out"]
+    with started(*arguments, tmp_path / "run") as process:
+        stdout, stderr = signal_when(process, "loading data", 0.5, signal.SIGINT)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "Interrupted; nothing was written." in stderr
+    assert files_under(tmp_path) == before
     assert leftovers(tmp_path) == []
 
 
@@ -789,7 +736,7 @@ def fails_on_step_20():
 
 
 def exits():
-    sys.exit(0)
+    sys.exit()
 """
 
 
@@ -822,30 +769,13 @@ def user_dataset_run(factory: Path, dataset: str, out: Path) -> list[Any]:
     ]
 
 
-def assert_user_code_failure(
-    completed: subprocess.CompletedProcess[str],
-    exit_code: int,
-    *phrases: str,
-    before: dict[str, bytes | str],
-    root: Path,
-) -> None:
-    """As assert_refused; the run imported the user's file, so its bytecode may appear."""
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == exit_code, output
-    assert "Traceback" not in output
-    for phrase in phrases:
-        assert phrase in said(completed), output
-    assert files_under(root, root / "__pycache__") == before
-    assert leftovers(root) == []
-
-
 def test_a_dataset_that_raises_at_sample_40_names_the_step_and_the_error(
     tmp_path: Path, user_code: Path
 ) -> None:
     out = tmp_path / "run"
     before = files_under(tmp_path)
     completed = lrfind(*user_dataset_run(user_code, "breaks_at_40", out))
-    assert_user_code_failure(
+    assert_refused(
         completed,
         1,
         f"model '{user_code}:linear' on '{user_code}:breaks_at_40'",
@@ -864,7 +794,7 @@ def test_labels_beyond_the_classes_name_the_label_and_the_step(
     out = tmp_path / "run"
     before = files_under(tmp_path)
     completed = lrfind(*user_dataset_run(user_code, "labels_out_of_range", out))
-    assert_user_code_failure(
+    assert_refused(
         completed,
         1,
         f"on '{user_code}:labels_out_of_range'",
@@ -889,7 +819,7 @@ def test_a_forward_pass_that_raises_on_step_20_names_the_step_and_its_lr(
     ]
     before = files_under(tmp_path)
     completed = lrfind(*arguments)
-    assert_user_code_failure(
+    assert_refused(
         completed,
         1,
         f"model '{user_code}:fails_on_step_20' on 'mnist'",
@@ -901,10 +831,11 @@ def test_a_forward_pass_that_raises_on_step_20_names_the_step_and_its_lr(
     )
 
 
-@pytest.mark.parametrize("how", ["--debug", "LRFIND_DEBUG=1"])
 def test_debug_shows_the_traceback_of_the_users_error(
-    mnist_dir: Path, tmp_path: Path, user_code: Path, how: str
+    mnist_dir: Path, tmp_path: Path, user_code: Path
 ) -> None:
+    """The pair of the case above: the same run with --debug (LRFIND_DEBUG=1 is the same
+    switch, tested in test_user_code.py)."""
     out = tmp_path / "run"
     arguments = [
         *tiny_run_arguments(mnist_dir, out),
@@ -913,10 +844,7 @@ def test_debug_shows_the_traceback_of_the_users_error(
         "--model",
         f"{user_code}:fails_on_step_20",
     ]
-    if how == "--debug":
-        completed = lrfind("--debug", *arguments)
-    else:
-        completed = lrfind(*arguments, debug_env=True)
+    completed = lrfind("--debug", *arguments)
     assert completed.returncode == 1, completed.stderr
     assert "Traceback (most recent call last)" in completed.stderr
     assert f'File "{user_code}"' in completed.stderr and "in forward" in completed.stderr
@@ -926,15 +854,14 @@ def test_debug_shows_the_traceback_of_the_users_error(
 
 
 def test_a_factory_that_calls_sys_exit_is_a_usage_error_not_a_success(
-    mnist_dir: Path, tmp_path: Path, user_code: Path
+    tmp_path: Path, user_code: Path
 ) -> None:
-    out = tmp_path / "run"
     before = files_under(tmp_path)
-    completed = lrfind(*tiny_run_arguments(mnist_dir, out), "--model", f"{user_code}:exits")
-    assert_user_code_failure(
+    completed = lrfind(*user_dataset_run(user_code, "exits", tmp_path / "run"))
+    assert_refused(
         completed,
         2,
-        f"model factory '{user_code}:exits' raised SystemExit",
+        f"dataset factory '{user_code}:exits' raised SystemExit",
         before=before,
         root=tmp_path,
     )
@@ -993,33 +920,3 @@ def test_a_constant_schedule_with_a_base_lr_is_refused(tmp_path: Path) -> None:
         before=before,
         root=tmp_path,
     )
-
-
-class RunsCode:
-    """Unpickling this runs a shell command that creates `marker`."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return os.system, (f"touch {self.marker}",)
-
-
-def test_weights_that_would_run_code_are_refused_and_run_none(
-    mnist_dir: Path, tmp_path: Path
-) -> None:
-    """A pickle whose loading would create a file: weights_only=True refuses it unrun."""
-    marker = tmp_path / "pwned"
-    checkpoint = tmp_path / "evil.pt"
-    torch.save({"weight": RunsCode(marker)}, checkpoint)
-    before = files_under(tmp_path)
-    completed = lrfind(*tiny_run_arguments(mnist_dir, tmp_path / "run"), "--weights", checkpoint)
-    assert_refused(
-        completed,
-        2,
-        f"--weights {checkpoint} cannot be read as a PyTorch state dict",
-        "torch.save(model.state_dict(), path)",
-        before=before,
-        root=tmp_path,
-    )
-    assert not marker.exists()
