@@ -8,7 +8,8 @@ For each benchmark config of scripts/bench_quality.py, plus two that no rule was
 plan (full sweep from 1e-7 to 10, then the focused repeats) runs with 100 steps and with
 fewer, from the same seed (initial weights and data order). A shorter sweep passes when it
 recommends within AGREEMENT decades of the 100-step answer of the same seed, or gives no
-recommendation at all; the table counts both and prints the largest disagreement.
+recommendation at all; the table counts both, the disagreements, the answers that have no
+100-step answer to compare with, and prints the largest distance in decades.
 """
 
 from __future__ import annotations
@@ -51,32 +52,29 @@ def main() -> int:
         torch.set_num_threads(arguments.threads)
     bench = Bench()
     started = time.perf_counter()
-    print("| config | steps | agree | no answer | disagree | largest distance (decades) |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| config | steps | agree | no answer | disagree | not comparable | largest distance |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     failures = 0
     for config in [*CONFIGS.values(), *UNSEEN]:
         answers = {
             steps: [recommend(bench, config, seed, steps) for seed in arguments.seeds]
             for steps in STEPS
         }
+        full = answers[STEPS[0]]
+        print(f"| {config.name} | 100 | {sum(a is not None for a in full)} answered | | | | |")
         for steps in STEPS[1:]:
-            distances = [
-                abs(math.log10(short / full))
-                for short, full in zip(answers[steps], answers[STEPS[0]], strict=True)
-                if short is not None and full is not None
-            ]
-            silent = sum(answer is None for answer in answers[steps])
+            pairs = list(zip(answers[steps], full, strict=True))
+            distances = [abs(math.log10(a / b)) for a, b in pairs if a is not None and b]
+            silent = sum(short is None for short, _ in pairs)
+            alone = sum(short is not None and long is None for short, long in pairs)
             wrong = sum(distance > AGREEMENT for distance in distances)
             failures += wrong
             largest = f"{max(distances):.2f}" if distances else "-"
             print(
                 f"| {config.name} | {steps} | {len(distances) - wrong} | {silent} | {wrong} | "
-                f"{largest} |",
+                f"{alone} | {largest} |",
                 flush=True,
             )
-        missing = sum(answer is None for answer in answers[STEPS[0]])
-        if missing:
-            print(f"| {config.name} | 100 | (no 100-step answer for {missing} seeds) | | | |")
     seconds = time.perf_counter() - started
     print(f"\n{failures} disagreements beyond {AGREEMENT} decades; {seconds:.0f} s")
     return 0
