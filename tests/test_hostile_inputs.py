@@ -861,7 +861,7 @@ def test_a_factory_that_calls_sys_exit_is_a_usage_error_not_a_success(
     assert_refused(
         completed,
         2,
-        f"dataset factory '{user_code}:exits' raised SystemExit",
+        f"dataset factory '{user_code}:exits' called sys.exit(",
         before=before,
         root=tmp_path,
     )
@@ -920,3 +920,79 @@ def test_a_constant_schedule_with_a_base_lr_is_refused(tmp_path: Path) -> None:
         before=before,
         root=tmp_path,
     )
+
+
+def test_out_that_is_a_dangling_symlink_is_named_as_one(mnist_dir: Path, tmp_path: Path) -> None:
+    link = tmp_path / "run"
+    link.symlink_to(tmp_path / "nowhere")
+    before = files_under(tmp_path)
+    completed = lrfind(*tiny_run_arguments(mnist_dir, link))
+    assert_refused(completed, 1, str(link), "link", str(tmp_path / "nowhere"), "--out",
+                   before=before, root=tmp_path)  # fmt: skip
+    assert "another lrfind run" not in said(completed)
+
+
+def training_config(tmp_path: Path) -> Path:
+    config = tmp_path / "train.yaml"
+    config.write_text("".join(f"{key}: {value}\n" for key, value in SETUP.items()))
+    return config
+
+
+@pytest.mark.parametrize("steps_per_epoch", [-3, 1.5, "many", float("inf")])
+def test_apply_refuses_a_result_whose_steps_per_epoch_mean_nothing(
+    tmp_path: Path, steps_per_epoch: Any
+) -> None:
+    result = write_result(tmp_path)
+    document = json.loads(result.read_text())
+    document["data"]["steps_per_epoch"] = steps_per_epoch
+    result.write_text(json.dumps(document))
+    config = training_config(tmp_path)
+    before = files_under(tmp_path)
+    completed = lrfind("apply", result, config, "--schedule", "triangular")
+    assert_refused(completed, 2, "steps_per_epoch", str(steps_per_epoch), before=before,
+                   root=tmp_path)  # fmt: skip
+
+
+def test_apply_refuses_a_constant_rate_above_max_lr(tmp_path: Path) -> None:
+    result = write_result(tmp_path, lr=5.0)
+    config = training_config(tmp_path)
+    before = files_under(tmp_path)
+    completed = lrfind("apply", result, config, "--schedule", "constant")
+    assert_refused(completed, 2, "lr (5.0)", "max_lr (0.2561)", "rerun `lrfind run`",
+                   before=before, root=tmp_path)  # fmt: skip
+
+
+def test_apply_quotes_the_reasons_a_format_1_result_gives_for_no_rate(tmp_path: Path) -> None:
+    result = write_result(tmp_path, base_lr=None, max_lr=None, lr=None)
+    document = json.loads(result.read_text())
+    document["format_version"] = 1
+    document["recommendation"]["diagnostics"] = [
+        "The loss never diverged up to lr=10: raise --end-lr (e.g. ten times higher)."
+    ]
+    result.write_text(json.dumps(document))
+    config = training_config(tmp_path)
+    before = files_under(tmp_path)
+    completed = lrfind("apply", result, config)
+    assert_refused(completed, 2, "holds no recommendation", "The loss never diverged up to lr=10",
+                   before=before, root=tmp_path)  # fmt: skip
+    assert "no reasons recorded" not in said(completed)
+
+
+def test_a_factory_that_calls_sys_exit_says_so_and_what_to_return(
+    tmp_path: Path, user_code: Path
+) -> None:
+    before = files_under(tmp_path)
+    completed = lrfind(*user_dataset_run(user_code, "exits", tmp_path / "run"))
+    assert_refused(completed, 2, f"dataset factory '{user_code}:exits'", "sys.exit",
+                   "must return", before=before, root=tmp_path)  # fmt: skip
+    assert "SystemExit: ." not in said(completed)
+
+
+def test_weights_that_are_a_folder_are_named_as_a_folder(mnist_dir: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    (folder / "model.pt").write_bytes(b"not read")
+    before = files_under(tmp_path)
+    completed = lrfind(*tiny_run_arguments(mnist_dir, tmp_path / "run"), "--weights", folder)
+    assert_refused(completed, 2, f"--weights {folder}", "folder", before=before, root=tmp_path)
+    assert "does not exist" not in said(completed)

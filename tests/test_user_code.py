@@ -96,7 +96,7 @@ def test_a_factory_that_calls_sys_exit_is_an_error(tmp_path: Path, mnist_dir: Pa
     factory = write_python(tmp_path / "exits.py", "import sys\n\ndef build():\n    sys.exit(3)\n")
     out = tmp_path / "run"
     result = invoke(*tiny_run_arguments(mnist_dir, out), "--model", f"{factory}:build")
-    assert_clean_failure(result, 2, "raised SystemExit", out=out)
+    assert_clean_failure(result, 2, "called sys.exit(", out=out)
 
 
 def test_the_api_raises_the_users_own_error_with_a_note_saying_where() -> None:

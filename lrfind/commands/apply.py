@@ -75,7 +75,7 @@ def plan_apply(
         epochs = setup["epochs"]
     if not force and isinstance(result.get("config"), dict):
         check_result_matches(result["config"], setup, result_file, str(train_config))
-    steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
+    steps_per_epoch = _steps_per_epoch(result, result_file)
     section = schedule_section(kind, bounds, steps_per_epoch, epochs)
     change = plan_change(config, key, section)
     return PlannedApply(kind=kind, key=key, change=change, warnings=result_warnings(result))
@@ -102,11 +102,28 @@ def _setup_of(document: Any, keys: list[str]) -> dict[str, Any]:
     return {**document, **(parent if isinstance(parent, dict) else {})}
 
 
+def _steps_per_epoch(result: dict[str, Any], where: object) -> int | None:
+    """The result's `data.steps_per_epoch`: a positive whole number, or absent (the lengths
+    are then written in epochs). Anything else was edited or damaged, and is refused."""
+    data = result.get("data")
+    value = data.get("steps_per_epoch") if isinstance(data, dict) else None
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(
+            f"{where} has data.steps_per_epoch {value!r}; it must be a positive whole number "
+            "(the batches in one epoch), since the schedule's lengths are counted from it. "
+            "The result was edited or is damaged; rerun `lrfind run`, or remove the field to "
+            "write lengths in epochs."
+        )
+    return value
+
+
 def snippet(result: dict[str, Any], kind: str, fmt: str) -> str:
     """The `kind` schedule of a result as text to paste: a config block in `fmt`, or the
     Python lines that build the scheduler (`python`)."""
     check_choice("--emit format", fmt, EMIT_FORMATS)
-    steps_per_epoch = result.get("data", {}).get("steps_per_epoch")
+    steps_per_epoch = _steps_per_epoch(result, "the result")
     section = schedule_section(kind, Bounds.of(result), steps_per_epoch)
     if fmt == "python":
         return python_snippet(section, steps_per_epoch or 1)

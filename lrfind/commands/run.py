@@ -33,7 +33,7 @@ from lrfind.engine.distributed import Ranks, distributed_group
 from lrfind.engine.loop import user_code_errors
 from lrfind.engine.range_test import range_test
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
-from lrfind.errors import ConfigError, SpecError
+from lrfind.errors import ConfigError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
 from lrfind.outputs.documents import document, recommendation_blocks, search_blocks
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
@@ -109,8 +109,8 @@ def run(
 
 def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks) -> RunOutcome:
     check_specs(config)
-    if config.weights is not None and not config.weights.is_file():
-        raise SpecError(f"--weights {config.weights} does not exist. Check the checkpoint path.")
+    if config.weights is not None:
+        models.check_weights_path(config.weights)
     out = config.out or default_out(config)
     subject = f"the run of model {config.model!r} on {config.dataset!r} raised"
     if ranks.rank != 0:  # under torchrun, rank 0 alone claims and writes the folder

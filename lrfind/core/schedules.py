@@ -76,6 +76,12 @@ class Bounds:
                     "no rate to build a schedule from. Rerun `lrfind run` (see its diagnostics)."
                 )
         base_lr, max_lr, lr = (float(values[key]) for key in ("base_lr", "max_lr", "lr"))
+        if not lr <= max_lr:
+            raise ConfigError(
+                f"the recommendation's lr ({lr!r}) is above its max_lr ({max_lr!r}), the "
+                "highest rate that still trains well. The result was edited or is damaged; "
+                "rerun `lrfind run`."
+            )
         if not base_lr < max_lr:
             raise ConfigError(
                 f"the recommendation's base_lr ({base_lr:g}) is not below its max_lr "

@@ -133,9 +133,10 @@ def _from_version_1(loaded: dict[str, Any]) -> dict[str, Any]:
     block = dict(loaded["recommendation"])
     diagnostics = block.pop("diagnostics", [])
     empty = block.get("max_lr") is None
+    reasons = [*block.get("confidence_reasons", []), *diagnostics]
     return {
         **loaded,
         "diagnostics": diagnostics,
-        "no_recommendation": list(block.get("confidence_reasons", [])) if empty else [],
+        "no_recommendation": reasons if empty else [],
         "recommendation": None if empty else block,
     }

@@ -87,6 +87,11 @@ def check_run_folder(out: Path, overwrite: bool) -> None:
             f"--out {out} is the current folder or one that holds it; a run folder is replaced "
             "as a whole, so it must be a folder of its own. Pass e.g. --out runs/my-sweep."
         )
+    if out.is_symlink() and not out.exists():
+        raise OutputError(
+            f"--out {out} is a symbolic link to {os.readlink(out)}, which does not exist. "
+            "Point the link at a folder, remove it, or choose another folder with --out."
+        )
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out} exists and is not a folder. Choose another path with --out.")
     if out.exists() and not overwrite:
@@ -209,6 +214,36 @@ class RunFolder:
                     self.out.rmdir()
 
 
+def _write_claim(out: Path, token: str, created: bool) -> None:
+    """Put the claim file in place with its token already in it (written aside, then linked
+    to its name, which fails when it exists), so that no reader ever sees it empty."""
+    aside = out / f"{CLAIM_FILE}.{token.split()[1]}"
+    try:
+        aside.write_text(token + "\n")
+        try:
+            os.link(aside, out / CLAIM_FILE)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: create it exclusively instead
+            descriptor = os.open(out / CLAIM_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(token + "\n")
+    except FileExistsError:
+        if created:
+            with contextlib.suppress(OSError):
+                aside.unlink()
+                out.rmdir()
+        raise OutputError(
+            f"another lrfind run is writing to {out} (it holds {CLAIM_FILE}). Wait for it, or "
+            "choose another folder with --out."
+        ) from None
+    except OSError as error:
+        raise OutputError(_write_failure(out, error)) from None
+    finally:
+        with contextlib.suppress(OSError):
+            aside.unlink()
+
+
 def _check_claim_is_stale(out: Path) -> None:
     """A claim left by a run that is still running is refused; one left by a run that died
     (killed, machine restarted) is removed, so that --overwrite can take the folder."""
@@ -249,19 +284,14 @@ def claim_run_folder(out: Path, overwrite: bool) -> Iterator[RunFolder]:
         if not out.exists():
             os.mkdir(out)
             created = True
-        descriptor = os.open(out / CLAIM_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
-        if created:
-            with contextlib.suppress(OSError):
-                out.rmdir()
         raise OutputError(
-            f"another lrfind run is writing to {out} (it holds {CLAIM_FILE}). Wait for it, or "
-            "choose another folder with --out."
+            f"{out} appeared while this run was starting (another program or run created "
+            "it). Run again to check what it holds, or choose another folder with --out."
         ) from None
     except OSError as error:
         raise OutputError(_write_failure(out, error)) from None
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(token + "\n")
+    _write_claim(out, token, created)
     folder = RunFolder(out, token.split()[1], created)
     try:
         yield folder

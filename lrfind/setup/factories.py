@@ -41,8 +41,8 @@ def load_factory(spec: str, kind: str) -> Callable[..., Any]:
             ) from None
         except (Exception, SystemExit) as error:
             raise SpecError(
-                f"{kind} spec {spec!r}: importing {target!r} failed with "
-                f"{type(error).__name__}: {error}. Fix the module and run again."
+                f"{kind} spec {spec!r}: importing {target!r} {_what_happened(error)}. Fix the "
+                "module and run again."
             ) from None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
@@ -79,8 +79,8 @@ def _load_file(path: Path, spec: str, kind: str) -> Any:
     except (Exception, SystemExit) as error:
         sys.modules.pop(module_name, None)
         raise SpecError(
-            f"{kind} spec {spec!r}: running {path} failed with {type(error).__name__}: "
-            f"{error}. Fix the file and run again."
+            f"{kind} spec {spec!r}: running {path} {_what_happened(error)}. Fix the file and "
+            "run again."
         ) from error
     return module
 
@@ -95,8 +95,21 @@ def call_factory(factory: Callable[..., Any], spec: str, kind: str, **offered: A
     arguments = {key: value for key, value in offered.items() if takes_any or key in parameters}
     try:
         return factory(**arguments)
-    except (Exception, SystemExit) as error:
+    except SystemExit as error:
+        raise SpecError(
+            f"{kind} factory {spec!r} called sys.exit({error.code!r}): it must return the "
+            f"{kind} instead of ending the program. Replace the exit with a return, or with an "
+            "exception that says what is wrong."
+        ) from error
+    except Exception as error:
         raise SpecError(
             f"{kind} factory {spec!r} raised {type(error).__name__}: {error}. It is called "
             f"with the keyword arguments it accepts among: {', '.join(offered) or 'none'}."
         ) from error
+
+
+def _what_happened(error: BaseException) -> str:
+    """How loading user code failed, for a message: sys.exit() is not an error's text."""
+    if isinstance(error, SystemExit):
+        return f"called sys.exit({error.code!r}), which a module that is imported must not do"
+    return f"failed with {type(error).__name__}: {error}"

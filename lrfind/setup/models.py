@@ -265,11 +265,21 @@ def check_model_fits(
 NESTED_STATE_KEYS = ("state_dict", "model_state_dict", "model")
 
 
+def check_weights_path(path: Path) -> None:
+    """Refuse a --weights path that is not a file, before any work."""
+    if path.is_dir():
+        raise SpecError(
+            f"--weights {path} is a folder, not a checkpoint file. Give the file inside it "
+            "that holds the state dict, e.g. --weights checkpoints/model.pt."
+        )
+    if not path.is_file():
+        raise SpecError(f"--weights {path} does not exist. Check the path to the checkpoint.")
+
+
 def load_weights(model: nn.Module, path: Path) -> None:
     """Start from a checkpoint (`--weights`): a state dict, loaded with weights_only=True so
     that a file can hold tensors but never code. A mismatch is refused with the keys listed."""
-    if not path.is_file():
-        raise SpecError(f"--weights {path} does not exist. Check the path to the checkpoint.")
+    check_weights_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # unpickling refused, truncated or not a torch file at all
