@@ -323,14 +323,14 @@ def test_user_dataset_and_user_model_run_end_to_end(isolated_data: Path, tmp_pat
     out = tmp_path / "runs" / "user"
     result = invoke(
         "run", "--dataset", f"{factories}:train_set", "--model", f"{factories}:net",
-        "--batch-size", "32", "--steps", "40", "--start-lr", "1e-2", "--end-lr", "1e2",
+        "--batch-size", "128", "--steps", "40", "--start-lr", "1e-2", "--end-lr", "1e2",
         "--out", out, "-q",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     document = json.loads((out / "result.json").read_text())
     assert document["data"]["input_shape"] == [3, 8, 8]
     assert document["data"]["num_classes"] == 3
-    assert document["data"]["steps_per_epoch"] == 512 // 32
+    assert document["data"]["steps_per_epoch"] == 512 // 128
     assert document["model"]["parameters"] == 3 * 8 * 8 * 3 + 3
     assert document["recommendation"]["max_lr"] is not None
 
