@@ -476,6 +476,18 @@ def test_apply_writes_no_rate_from_a_curve_without_an_answer(
     )
 
 
+def test_train_from_a_result_without_an_answer_is_refused_before_loading_data(
+    tmp_path: Path, no_answer_result: Path
+) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text("model: lenet\nepochs: 1\n")
+    before = files_under(tmp_path)
+    completed = lrfind("train", "--config", config, "--result", no_answer_result, "--out",
+                       tmp_path / "run")  # fmt: skip
+    assert_refused(completed, 2, "holds no recommendation", before=before, root=tmp_path)
+    assert "loading data" not in completed.stderr
+
+
 @pytest.fixture(scope="module")
 def good_result(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The recommendation `analyze` gives the good curve, to compare others against."""

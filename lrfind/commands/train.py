@@ -171,6 +171,7 @@ def _checked_result(config: TrainConfig, force: bool) -> dict[str, Any] | None:
     if config.result is None:
         return None
     result = read_result(config.result)
+    Bounds.of(result)  # a result without usable rates is refused before any data is loaded
     if not force and isinstance(result.get("config"), dict):
         check_result_matches(result["config"], config.to_dict(), config.result, "training config")
     return result
