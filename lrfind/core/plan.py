@@ -86,19 +86,14 @@ def search(
         recommendation = _partial(main.analysis.recommendation)
         return SearchOutcome(sweeps, recommendation, notes, True, main.analysis.no_recommendation)
     if search_settings.repeats == 0:
-        return SearchOutcome(
-            sweeps, main.analysis.recommendation, notes, False, main.analysis.no_recommendation
-        )
+        return _full_sweep_alone(sweeps, notes)
 
     focused = focus_range(main.analysis, settings) if search_settings.refine else settings
     if focused is None:
         notes.append(
-            "The repeats were skipped: the full sweep shows no descent to focus on, so its own "
-            "reading (if any) stands."
+            "The repeats were skipped: the full sweep holds no answer for them to confirm."
         )
-        return SearchOutcome(
-            sweeps, main.analysis.recommendation, notes, False, main.analysis.no_recommendation
-        )
+        return _full_sweep_alone(sweeps, notes)
     sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes)
     finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
     interrupted = len(finished) < len(sweeps) - 1
