@@ -641,7 +641,8 @@ def analyze(
             table = _rates_table(f"lrfind analyze ({method})", recommendation, with_meaning=False)
             table.add_row("confidence", recommendation["confidence"])
             console.print(table)
-            _print_diagnostics(recommendation["confidence_reasons"])
+            if recommendation["confidence"] != "high":  # a high one's reason is no warning
+                _print_diagnostics(recommendation["confidence_reasons"])
         _print_diagnostics(written["diagnostics"])
         if recommendation is not None:
             _print_snippets(recommendation["schedules"])

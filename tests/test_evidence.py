@@ -42,7 +42,7 @@ class Shape:
     drift: float  # a steady rise over the sweep, in scales
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
-        decades = self.points / 12.5  # the default sweep's density: 100 points, 8 decades
+        decades = min(self.points / 12.5, 10.0)  # at least the default sweep's density
         lrs = np.array(sweep_lrs(1e-6, 1e-6 * 10**decades, self.points, "exp"))
         position = np.linspace(0.0, 1.0, self.points)
         steepness = min(40.0, 0.4 * self.points)  # the descent spans at least 10 points
@@ -141,3 +141,52 @@ def test_a_loss_that_explodes_at_once_stops_the_sweep_early() -> None:
     losses = np.array([2.3, 2.31, 2.29, 36208.0, 1.8e14, 5.5e17, 1.7e23, 4.8e7, 132.0, 187.0])
     index = analysis.divergence_index(np.concatenate([losses, np.full(90, 200.0)]), 0.9, 4.0)
     assert index == 3
+
+
+def test_one_bad_batch_before_the_fall_is_not_divergence() -> None:
+    shape = Shape(100, 1, 2.3, 1.0, 1.8, 0.45, 0.02, 0.85, 0.0)
+    lrs, losses = shape.curve()
+    clean = analysis.analyze(lrs, losses)
+    losses[30] += 2.0  # a hundred noise deviations, once
+    spiked = analysis.analyze(lrs, losses)
+    assert spiked.divergence_index == clean.divergence_index
+    assert clean.recommendation is not None and spiked.recommendation is not None
+
+
+def test_a_sweep_of_thousands_of_steps_still_diverges() -> None:
+    """The starting level's window is capped at the noise samples the rule keeps."""
+    shape = Shape(5000, 3, 2.3, 1.0, 1.8, 0.45, 0.02, 0.85, 0.0)
+    lrs, losses = shape.curve()
+    result = analysis.analyze(lrs, losses)
+    assert result.divergence_index is not None and 0.8 * 5000 < result.divergence_index < 4400
+
+
+@pytest.mark.parametrize("shape", ["rounded", "repeated", "two-level"])
+def test_values_that_repeat_do_not_make_the_noise_zero(shape: str) -> None:
+    rng = np.random.default_rng(1)
+    lrs = np.array(sweep_lrs(1e-7, 10.0, 100, "exp"))
+    losses = {
+        "rounded": np.round(2.3 + rng.normal(0, 0.002, 100), 2),
+        "repeated": np.repeat(2.3 + rng.normal(0, 0.05, 25), 4),
+        "two-level": 2.3 + np.where(rng.random(100) < 0.5, 0.0, 0.3),
+    }[shape]
+    assert analysis.batch_noise(losses) > 0
+    assert analysis.analyze(lrs, losses).recommendation is None
+
+
+def test_a_steady_descent_to_the_last_point_has_no_bottom() -> None:
+    lrs = np.array(sweep_lrs(1e-5, 1e-1, 100, "exp"))
+    for seed in range(20):
+        losses = np.linspace(2.3, 0.3, 100) + np.random.default_rng(seed).normal(0, 0.05, 100)
+        result = analysis.analyze(lrs, losses)
+        assert result.recommendation is None
+        assert any("still falling" in reason for reason in result.no_recommendation)
+
+
+def test_a_rate_held_for_several_steps_counts_once_in_the_density() -> None:
+    """Ten rates over seven decades, five steps each: 1.4 distinct rates per decade."""
+    lrs = np.repeat(np.array(sweep_lrs(1e-6, 10.0, 10, "exp")), 5)
+    shape = Shape(50, 0, 2.3, 1.0, 1.8, 0.45, 0.01, 0.85, 0.0)
+    result = analysis.analyze(lrs, shape.curve()[1])
+    assert result.recommendation is None
+    assert any("steps per decade" in reason for reason in result.no_recommendation)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lrfind import find_lr
-from lrfind.core.analysis import analyze
+from lrfind.core.analysis import DivergenceDetector, analyze, baseline_steps
 from lrfind.core.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, search
 from lrfind.core.ramp import sweep_lrs
 from lrfind.core.records import (
@@ -30,6 +30,18 @@ def steps_per_decade(settings: SweepSettings) -> float:
     return (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
 
 
+def firing_step(losses: np.ndarray, settings: SweepSettings) -> int | None:
+    """The step at which the engine stops: where the detector says so, which can be one
+    after the divergence step it reports (a rise confirmed by a second raw loss)."""
+    detector = DivergenceDetector(
+        settings.smoothing, settings.divergence_factor, baseline_steps(settings.steps)
+    )
+    for step, loss in enumerate(losses):
+        if detector.update(float(loss))[1]:
+            return step
+    return None
+
+
 class SyntheticSweeps:
     """A stand-in for the engine: the synthetic loss of test_analysis at the planned rates,
     cut where the divergence rule fires, with a new noise draw for every repeat."""
@@ -44,7 +56,7 @@ class SyntheticSweeps:
         lrs = np.array(sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, "exp"))
         losses = synthetic_loss(lrs, self.descent_center, self.diverge_at, 0.01, seed=repeat)
         analysis = analyze(lrs, losses, method="bottom", planned_steps=settings.steps)
-        stop = analysis.divergence_index
+        stop = firing_step(losses, settings)
         if stop is not None:
             analysis = analyze(
                 lrs[: stop + 1], losses[: stop + 1], method="bottom", planned_steps=settings.steps

@@ -57,6 +57,8 @@ SURE_NOISE_POINTS = 20
 # follow: the curve is read late, shifted to higher rates, and a shorter sweep no longer agrees
 # with the 100-step one (scripts/bench_short.py measures it).
 MIN_STEPS_PER_DECADE = 8.0
+# A curve whose last tenth still does this share of its fall has not reached its bottom.
+STILL_FALLING_SHARE = 0.02
 
 
 class OnlineEMA:
@@ -103,6 +105,8 @@ class DivergenceDetector:
       returns to chance (dead ReLUs: log(classes), where a ratio rule never fires), and
     - `divergence_factor` batch-noise standard deviations, so that noise on a curve that has
       not fallen (yet) is never taken for a rise.
+    Against the noise alone, a single bad batch can lift the EMA that far, so there the raw
+    losses of this step and the one before must be above the limit as well.
     Both are differences of losses measured against the curve's own scale, so the rule gives
     the same step for a loss shifted by a constant or multiplied by a positive factor,
     negative losses included.
@@ -119,12 +123,15 @@ class DivergenceDetector:
 
     def __init__(self, smoothing: float, divergence_factor: float, baseline_steps: int) -> None:
         self.divergence_factor = divergence_factor
-        self.baseline_steps = max(3, baseline_steps)
+        self.baseline_steps = min(max(3, baseline_steps), NOISE_SAMPLES)  # within the seen
         self._ema = OnlineEMA(smoothing)
         self._seen: list[float] = []  # the first NOISE_SAMPLES losses
         self._start_level = math.nan
         self._noise = math.nan
         self.best = math.inf  # the best causal EMA since the rule started watching
+        self._previous = math.nan  # the raw loss of the step before
+        self._waiting = False  # the EMA and the raw loss crossed the limit once, alone
+        self.diverged_late = False  # it diverged at the step before the one that said so
         self.steps = 0
 
     def update(self, loss: float) -> tuple[float, bool]:
@@ -143,16 +150,32 @@ class DivergenceDetector:
             if len(before) < EARLY_REFERENCE:
                 return smoothed, False
             return smoothed, smoothed > EARLY_EXPLOSION * max(abs(value) for value in before)
-        if len(self._seen) == window:
+        if math.isnan(self._start_level):
             self._start_level = float(np.mean(self._seen[: self.baseline_steps]))
         self.best = min(self.best, smoothed)
-        fall = self._start_level - self.best
+        previous, self._previous = self._previous, loss
+        given_back = COLLAPSE_SHARE * (self._start_level - self.best)
+        noise_rise = self.divergence_factor * self._noise
         allowed = max(
-            COLLAPSE_SHARE * fall,
-            self.divergence_factor * self._noise,
-            RESOLUTION * max(abs(self._start_level), abs(self.best)),
+            given_back, noise_rise, RESOLUTION * max(abs(self._start_level), abs(self.best))
         )
-        return smoothed, smoothed - self.best > allowed
+        waiting, self._waiting = self._waiting, False
+        if not smoothed - self.best > allowed:
+            return smoothed, False
+        if given_back >= noise_rise:
+            return smoothed, True
+        # Measured against the noise alone, one bad batch can lift the EMA that far: the raw
+        # loss must be above the limit for two steps in a row. When the EMA crossed at the
+        # first of them, that is where it diverged (the usable curve ends where it would
+        # without this guard).
+        above = loss - self.best > allowed
+        if above and waiting:
+            self.diverged_late = True
+            return smoothed, True
+        if above and previous - self.best > allowed:
+            return smoothed, True
+        self._waiting = above
+        return smoothed, False
 
 
 def batch_noise(losses: np.ndarray) -> float:
@@ -160,12 +183,17 @@ def batch_noise(losses: np.ndarray) -> float:
 
     Estimated from differences of consecutive losses, which cancel the slow trend of the
     curve (residuals around a smoothed curve would count its bends as noise), with a median
-    absolute deviation so that a few spikes do not dominate it.
+    absolute deviation so that a few spikes do not dominate it. When most differences are
+    exactly zero, the deviation is zero too, and the root mean square of the changes that did
+    happen is the scale instead (no noise at all stays 0).
     """
     if len(losses) < 3:
         return 0.0
     differences = np.diff(losses)
     spread = 1.4826 * np.median(np.abs(differences - np.median(differences)))
+    if spread == 0:  # most values repeat (rounded, or a logger that repeats): use the changes
+        changes = differences[differences != 0]
+        spread = float(np.sqrt(np.mean(changes**2))) if len(changes) else 0.0
     return float(spread / math.sqrt(2.0))
 
 
@@ -185,7 +213,7 @@ def divergence_index(
     for index, loss in enumerate(losses):
         _, diverged = detector.update(float(loss))
         if diverged:
-            return index
+            return index - 1 if detector.diverged_late else index
     return None
 
 
@@ -542,22 +570,31 @@ def _evidence_fall(curve: Curve) -> float:
 
 
 def _still_falling(curve: Curve) -> bool:
-    """Whether the curve ends in its descent: its minimum is the last point, and its last
-    tenth still does more than ONSET_FRACTION of the fall (a flat end falls by noise only)."""
+    """Whether the curve ends in its descent: its smoothed minimum is the last point, and the
+    raw losses of its last tenth lie below those of the tenth before by more than
+    STILL_FALLING_SHARE of its fall and more than their noise (a flat end does next to
+    nothing; a steady descent does a tenth). Raw means, as the smoothing lags at the end."""
     points = len(curve.lrs)
     if curve.min_index != points - 1:
         return False
     tail = max(2, points // 10)
-    return bool(curve.smoothed[-tail] - curve.smoothed[-1] > ONSET_FRACTION * _descent(curve))
+    last, before = curve.losses[-tail:], curve.losses[-2 * tail : -tail]
+    fall_at_end = float(np.mean(before) - np.mean(last))
+    noise = 3 * _noise(curve) * math.sqrt(2 / tail)
+    return fall_at_end > max(STILL_FALLING_SHARE * _descent(curve), noise)
 
 
 def _steps_per_decade_at(curve: Curve, index: int) -> float:
-    """How densely the sweep samples the rates around one of its points."""
-    low, high = max(index - 1, 0), min(index + 1, len(curve.lrs) - 1)
-    if high == low or not (curve.lrs[low] > 0 and curve.lrs[high] > 0):
-        return math.inf  # one point, or rates on a linear scale through zero: no density
-    decades = abs(math.log10(curve.lrs[high] / curve.lrs[low]))
-    return math.inf if decades == 0 else (high - low) / decades
+    """How densely the sweep samples distinct rates within half a decade of one of its points
+    (a rate held for several steps, as a stepwise ramp does, counts once)."""
+    positive = curve.lrs[curve.lrs > 0]
+    if len(positive) < 2 or not curve.lrs[index] > 0:
+        return math.inf  # rates on a linear scale through zero: no density to speak of
+    offsets = np.log10(positive / curve.lrs[index])
+    rates = np.unique(offsets[np.abs(offsets) <= 0.5])
+    if len(rates) < 2:
+        return 0.0 if len(np.unique(positive)) > 1 else math.inf
+    return (len(rates) - 1) / float(rates[-1] - rates[0])
 
 
 def _diverged_at_once(divergence: int | None, total_points: int) -> bool:
