@@ -262,12 +262,18 @@ def test_out_under_proc_is_refused_before_the_sweep(mnist_dir: Path, tmp_path: P
     assert not Path("/proc/lrfind-x").exists()
 
 
+@pytest.mark.parametrize("command", ["run", "analyze"])
 def test_an_existing_run_is_kept_byte_for_byte_without_overwrite(
-    mnist_dir: Path, tmp_path: Path
+    mnist_dir: Path, tmp_path: Path, command: str
 ) -> None:
     earlier = fake_run_folder(tmp_path / "runs" / "earlier")
+    curve = write_curve(tmp_path / "sweep.csv", *good_losses())
+    arguments = {
+        "run": tiny_run_arguments(mnist_dir, earlier),
+        "analyze": ["analyze", curve, "--out", earlier],
+    }[command]
     before = files_under(tmp_path)
-    completed = lrfind(*tiny_run_arguments(mnist_dir, earlier))
+    completed = lrfind(*arguments)
     assert_refused(
         completed,
         1,
@@ -324,21 +330,6 @@ def test_analyze_refuses_to_overwrite_a_project_folder(tmp_path: Path, project: 
         1,
         f"{project} is not one: it holds data, train.py",
         "Choose another folder with --out",
-        before=before,
-        root=tmp_path,
-    )
-
-
-def test_analyze_keeps_an_earlier_analysis_without_overwrite(tmp_path: Path) -> None:
-    curve = write_curve(tmp_path / "sweep.csv", *good_losses())
-    earlier = fake_run_folder(tmp_path / "reanalysed")
-    before = files_under(tmp_path)
-    completed = lrfind("analyze", curve, "--out", earlier)
-    assert_refused(
-        completed,
-        1,
-        f"run folder {earlier} already exists",
-        "Pass --overwrite to replace it",
         before=before,
         root=tmp_path,
     )

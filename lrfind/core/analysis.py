@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -232,6 +233,16 @@ class Curve:
     @property
     def min_index(self) -> int:
         return int(np.argmin(self.smoothed))
+
+    @cached_property
+    def noise(self) -> float:
+        """The batch noise of the raw losses (`batch_noise`), worked out once."""
+        return batch_noise(self.losses)
+
+    @cached_property
+    def fall(self) -> float:
+        """How far the loss falls, as the evidence rule measures it (`_evidence_fall`)."""
+        return _evidence_fall(self)
 
     def slopes(self) -> np.ndarray:
         """d(smoothed loss) / d(log10 lr) at every point."""
@@ -456,7 +467,7 @@ def evidence_gaps(
             "needed to tell a descent from batch noise: lower --start-lr or raise --steps"
         ]
     gaps = []
-    fall, noise = _evidence_fall(curve), _noise(curve)
+    fall, noise = curve.fall, curve.noise
     rounding = RESOLUTION * float(np.max(np.abs(curve.losses)))
     ratio = NO_DESCENT_NOISE_RATIO * max(1.0, math.sqrt(SURE_NOISE_POINTS / points))
     if not fall > max(ratio * noise, rounding):
@@ -549,10 +560,6 @@ def unconfirmed(recommendations: Sequence[Recommendation | None]) -> list[str]:
     ]
 
 
-def _noise(curve: Curve) -> float:
-    return batch_noise(curve.losses)
-
-
 def _evidence_fall(curve: Curve) -> float:
     """How far the loss falls: from its starting level (the median of the first
     baseline_steps points, which one odd first batch does not move) to the lowest causal EMA
@@ -580,7 +587,7 @@ def _still_falling(curve: Curve) -> bool:
     tail = max(2, points // 10)
     last, before = curve.losses[-tail:], curve.losses[-2 * tail : -tail]
     fall_at_end = float(np.mean(before) - np.mean(last))
-    noise = 3 * _noise(curve) * math.sqrt(2 / tail)
+    noise = 3 * curve.noise * math.sqrt(2 / tail)
     return fall_at_end > max(STILL_FALLING_SHARE * _descent(curve), noise)
 
 
@@ -647,8 +654,7 @@ def _confidence(
     curve: Curve, suggestion: Suggestion, divergence: int | None, diagnostics: list[str]
 ) -> tuple[str, list[str]]:
     reasons = []
-    noise = _noise(curve)
-    descent = _evidence_fall(curve)
+    noise, descent = curve.noise, curve.fall
     if divergence is None:
         reasons.append("the loss never diverged, so the top of the usable range is not seen")
     if descent < 10 * noise:
