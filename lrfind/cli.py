@@ -203,6 +203,22 @@ def run(
     momentum: Annotated[str | None, Value("momentum", "SGD momentum.", "FLOAT")] = None,
     weight_decay: Annotated[str | None, Value("weight_decay", "Weight decay.", "FLOAT")] = None,
     batch_size: Annotated[str | None, Value("batch_size", "Mini-batch size.", "INTEGER")] = None,
+    loss: Annotated[
+        str | None,
+        Value(
+            "loss",
+            "cross-entropy, nll, bce (with logits), mse, l1, huber, smooth-l1, file.py:fn or "
+            "module:fn.",
+            "NAME",
+        ),
+    ] = None,
+    label_smoothing: Annotated[
+        str | None, Value("label_smoothing", "Cross-entropy label smoothing.", "FLOAT")
+    ] = None,
+    num_classes: Annotated[
+        str | None,
+        Value("num_classes", "Outputs per sample of a built-in model (classes).", "INTEGER"),
+    ] = None,
     start_lr: Annotated[str | None, Value("start_lr", "First LR of the sweep.", "FLOAT")] = None,
     end_lr: Annotated[str | None, Value("end_lr", "Last LR of the sweep.", "FLOAT")] = None,
     steps: Annotated[

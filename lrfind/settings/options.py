@@ -24,6 +24,10 @@ from lrfind.settings.formats import parse_document, read_text
 Config = TypeVar("Config")
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+# The losses by name (built in lrfind.setup.losses); any other is a file.py:fn or module:fn spec.
+LOSSES = ("cross-entropy", "nll", "bce", "mse", "l1", "huber", "smooth-l1")
+# Losses whose targets are class indices: the model's outputs are one logit per class.
+CLASS_INDEX_LOSSES = ("cross-entropy", "nll")
 MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -118,6 +122,9 @@ class SetupSettings:
     momentum: float = 0.0  # plain SGD by default; 0.9 is the usual choice with momentum
     weight_decay: float = 0.0  # no regularisation: the sweep is about optimisation speed
     batch_size: int = 256  # what the chapter used; large enough for a low-noise curve
+    loss: str = "cross-entropy"  # the loss of classification, the task of the built-in data
+    label_smoothing: float = 0.0  # cross-entropy only; 0.1 is the usual choice when used
+    num_classes: int | None = None  # outputs of a built-in model; default: read from the data
     seed: int = 0  # model init and data order; the same seed gives the same run
     device: str = "auto"  # cuda, then mps, then cpu
     out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
@@ -151,6 +158,27 @@ class SetupSettings:
             raise ConfigError(
                 f"seed must be between 0 and {MAX_SEED} (torch seeds are 64-bit, and each "
                 f"repeat adds one); got {self.seed}. Try --seed 0."
+            )
+        if self.loss not in LOSSES and ":" not in self.loss:
+            raise ConfigError(
+                f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}, or give "
+                "your own as path/to/file.py:function or package.module:function taking "
+                "(outputs, targets) and returning the batch's mean loss."
+            )
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(
+                f"label_smoothing must be in [0, 1); got {self.label_smoothing:g}. "
+                "Use 0 for none or e.g. --label-smoothing 0.1."
+            )
+        if self.label_smoothing and self.loss != "cross-entropy":
+            raise ConfigError(
+                f"label_smoothing applies to --loss cross-entropy only; got label smoothing "
+                f"{self.label_smoothing:g} with {self.loss}. Drop --label-smoothing."
+            )
+        if self.num_classes is not None and not 1 <= self.num_classes <= 10_000_000:
+            raise ConfigError(
+                f"num_classes must be a positive integer; got {self.num_classes}. It is the "
+                "number of outputs per sample (e.g. --num-classes 10)."
             )
         if not self.model.strip():
             raise ConfigError("model is empty. Pass --model lenet, or see `lrfind list`.")
@@ -264,7 +292,7 @@ class TrainConfig(SetupSettings):
 
 
 # What an LR range depends on: a result measured on another setup does not transfer.
-MATCHED_FIELDS = ("model", "dataset", "optimizer", "batch_size", "momentum")
+MATCHED_FIELDS = ("model", "dataset", "optimizer", "batch_size", "momentum", "loss")
 
 
 def check_result_matches(
@@ -323,6 +351,7 @@ UNSET_MEANS = {
     "lr": "the recommended lr",
     "scheduler": "none",
     "result": "sweep first",
+    "num_classes": "read from the dataset",
 }
 
 
