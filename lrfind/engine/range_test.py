@@ -232,6 +232,7 @@ def find_lr(
     auto_range: bool = False,
     method: str = DEFAULT_METHOD,
     seed: int = 0,
+    on_sweep: Callable[[int, SweepSettings], None] | None = None,
     **sweep_options: Any,
 ) -> SearchOutcome:
     """lrfind's default plan (lrfind.core.plan) on your objects: the full sweep, then
@@ -243,10 +244,14 @@ def find_lr(
 
     `sweep_options` are `range_test`'s (start_lr, end_lr, steps, ...). A loader with its own
     fixed order sees the same batches in every repeat; shuffle it to get the benefit.
+    `on_sweep(repeat, settings)` is called before each sweep starts (repeat 0 is the full
+    sweep), so a progress display knows each sweep's range and steps.
     """
     base = {name: sweep_options.pop(name) for name in SWEEP_FIELDS if name in sweep_options}
 
     def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if on_sweep is not None:
+            on_sweep(repeat, settings)
         return range_test(
             model,
             optimizer,
