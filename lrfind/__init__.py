@@ -3,6 +3,7 @@
     from lrfind import find_lr, range_test
     outcome = find_lr(model, optimizer, loss_fn, train_loader)  # the default plan: 6 sweeps
     print(outcome.recommendation)
+    outcome.plot()  # a matplotlib Figure: the curve, the repeats, the recommended rates
     result = range_test(model, optimizer, loss_fn, train_loader, start_lr=1e-7, end_lr=10)
 
 Names are imported lazily so that `lrfind --help` does not pay for importing torch.
@@ -15,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "range_test": "lrfind.engine.range_test",
-    "find_lr": "lrfind.engine.range_test",
+    "range_test": "lrfind.api",
+    "find_lr": "lrfind.api",
     "RangeTestResult": "lrfind.core.records",
     "StepRecord": "lrfind.core.records",
     "analyze": "lrfind.core.analysis",
@@ -42,9 +43,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from lrfind.api import find_lr, range_test
     from lrfind.core.analysis import Analysis, Recommendation, analyze
     from lrfind.core.records import RangeTestResult, StepRecord
-    from lrfind.engine.range_test import find_lr, range_test
     from lrfind.engine.schedulers import build_scheduler
     from lrfind.errors import LrfindError
     from lrfind.settings.options import RunConfig

@@ -34,13 +34,14 @@ from lrfind.errors import LrfindError
 from lrfind.settings.options import RunConfig, SweepSettings, TrainConfig, describe_default
 
 if TYPE_CHECKING:
-    from rich.progress import Progress, TaskID
+    from rich.progress import TaskID
 
     from lrfind.commands.run import RunOutcome
     from lrfind.commands.train import TrainingOutcome
     from lrfind.core.records import StepRecord
     from lrfind.engine.distributed import Ranks
     from lrfind.engine.trainer import EpochRecord
+    from lrfind.outputs.progress import RichBars
 
 
 class _FlagHelp:
@@ -410,15 +411,14 @@ def _run(
 
 
 class _SweepProgress:
-    """A live bar per sweep, on stderr, fed by the run's hooks."""
+    """A live bar per sweep, on stderr, fed by the run's hooks (lrfind.outputs.progress)."""
 
     def __init__(self, settings: RunConfig) -> None:
         self.settings = settings
-        self.progress: Progress | None = None
-        self.task: TaskID | None = None
+        self.bars: RichBars | None = None
 
     def on_stage(self, name: str) -> None:
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from lrfind.outputs.progress import RichBars
 
         if self.settings.quiet:
             return
@@ -426,42 +426,22 @@ class _SweepProgress:
         if name != "sweeping":
             error_console.print(f"[dim]{name}...[/]")
             return
-        self.progress = Progress(
-            TextColumn("[bold]{task.description:>10}[/]"),
-            BarColumn(),
-            TextColumn("step {task.completed:>4.0f}/{task.total:.0f}"),
-            TextColumn("lr {task.fields[lr]:>9.3g}"),
-            TextColumn("loss {task.fields[loss]:>8.4g}"),
-            TimeElapsedColumn(),
-            console=error_console,
-            transient=False,
-        )
-        self.progress.start()
+        self.bars = RichBars(error_console)
 
     def on_sweep(self, repeats: tuple[int, ...], sweep: SweepSettings) -> None:
-        progress = self.progress
-        if progress is None:
-            return
-        if self.task is not None:  # a sweep that stopped early shows where it stopped
-            progress.update(self.task, total=progress.tasks[self.task].completed)
-        if repeats == (0,):
-            name = "full sweep"
-        elif len(repeats) == 1:
-            name = f"repeat {repeats[0]}/{self.settings.repeats}"
-        else:
-            name = f"repeats {repeats[0]}-{repeats[-1]} stacked"
-        self.task = progress.add_task(name, total=sweep.steps, lr=float("nan"), loss=float("nan"))
+        from lrfind.outputs.progress import sweep_name
+
+        if self.bars is not None:
+            self.bars.sweep(sweep_name(repeats, self.settings.repeats), sweep.steps)
 
     def on_step(self, record: StepRecord) -> None:
-        if self.progress is not None and self.task is not None:
-            self.progress.update(
-                self.task, completed=record.step + 1, lr=record.lr, loss=record.smoothed_loss
-            )
+        if self.bars is not None:
+            self.bars.step(record)
 
     def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
 
 
 def _run_with_progress(settings: RunConfig, ranks: Ranks) -> RunOutcome:

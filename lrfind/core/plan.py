@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from lrfind.core.analysis import Analysis, Recommendation, combine, unconfirmed
+from lrfind.core.analysis import METHODS, Analysis, Recommendation, combine, unconfirmed
 from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
 from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
@@ -83,7 +83,7 @@ def search(
             f"Interrupted during the full sweep at step {len(main.records)}: the "
             "recommendation, if any, is read from the steps recorded and no repeats were run."
         )
-        recommendation = _partial(main.analysis.recommendation)
+        recommendation = interrupted_answer(main.analysis.recommendation)
         return SearchOutcome(sweeps, recommendation, notes, True, main.analysis.no_recommendation)
     if search_settings.repeats == 0:
         return _full_sweep_alone(sweeps, notes)
@@ -95,16 +95,42 @@ def search(
         )
         return _full_sweep_alone(sweeps, notes)
     sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes)
-    finished = [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
+    finished = finished_repeats(sweeps)
     interrupted = len(finished) < len(sweeps) - 1
-    recommendation, reasons = main.analysis.recommendation, main.analysis.no_recommendation
-    if finished:
-        found = [sweep.result.analysis.recommendation for sweep in finished]
-        recommendation = combine(found, method, full=main.analysis.recommendation)
-        reasons = unconfirmed(found)
+    found = [sweep.result.analysis.recommendation for sweep in finished]
+    recommendation, reasons = median_of_repeats(main.analysis, found, method)
     if interrupted:
-        recommendation = _partial(recommendation)
+        recommendation = interrupted_answer(recommendation)
     return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons)
+
+
+def finished_repeats(sweeps: list[Sweep]) -> list[Sweep]:
+    """The repeats (not the full sweep) that stopped by themselves: those the median reads."""
+    return [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
+
+
+def median_of_repeats(
+    full: Analysis, repeats: list[Recommendation | None], method: str
+) -> tuple[Recommendation | None, list[str]]:
+    """The plan's answer and, when there is none, why: the median of the finished repeats'
+    recommendations (base_lr from the full sweep), or the full sweep's own with no repeats."""
+    if not repeats:
+        return full.recommendation, full.no_recommendation
+    return combine(repeats, method, full=full.recommendation), unconfirmed(repeats)
+
+
+def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendation | None]:
+    """What every suggestion method (lrfind.core.analysis.METHODS) recommends from the same
+    sweeps, each combined as the plan combines its own: the full sweep and the finished
+    repeats re-analysed by that method. The repeats' range does not depend on the method
+    (it is set by where the full sweep diverged), so each method reads sweeps fit for it."""
+    repeats = finished_repeats(outcome.sweeps)
+    answers = {}
+    for method in METHODS:
+        found = [sweep.result.analysis_by(method).recommendation for sweep in repeats]
+        answer, _ = median_of_repeats(outcome.main.analysis_by(method), found, method)
+        answers[method] = interrupted_answer(answer) if outcome.interrupted else answer
+    return answers
 
 
 def _full_sweep_alone(sweeps: list[Sweep], notes: list[str]) -> SearchOutcome:
@@ -144,7 +170,7 @@ def _repeats(
     return sweeps
 
 
-def _partial(recommendation: Recommendation | None) -> Recommendation | None:
+def interrupted_answer(recommendation: Recommendation | None) -> Recommendation | None:
     """An interrupted plan's answer, marked: low confidence, and the reason first."""
     if recommendation is None:
         return None

@@ -59,6 +59,21 @@ class RangeTestResult:
     def recommendation(self) -> Recommendation | None:
         return self.analysis.recommendation
 
+    def analysis_by(self, method: str) -> Analysis:
+        """This sweep's records analysed by another suggestion method, with its settings."""
+        return _analysis(self.records, self.settings, method)
+
+
+def _analysis(records: list[StepRecord], settings: SweepSettings, method: str) -> Analysis:
+    return analyze(
+        [record.lr for record in records],
+        [record.loss for record in records],
+        smoothing=settings.smoothing,
+        divergence_factor=settings.divergence_factor,
+        method=method,
+        planned_steps=settings.steps,
+    )
+
 
 def analysed_result(
     records: list[StepRecord],
@@ -71,19 +86,11 @@ def analysed_result(
     group_ratios: tuple[float, ...] = (1.0,),
 ) -> RangeTestResult:
     """One sweep's records, analysed as every engine reports them."""
-    analysis = analyze(
-        [record.lr for record in records],
-        [record.loss for record in records],
-        smoothing=settings.smoothing,
-        divergence_factor=settings.divergence_factor,
-        method=method,
-        planned_steps=settings.steps,
-    )
     return RangeTestResult(
         records=records,
         stop_reason=stop_reason,
         settings=settings,
-        analysis=analysis,
+        analysis=_analysis(records, settings, method),
         sweep_seconds=sweep_seconds,
         skipped_steps=skipped_steps,
         group_ratios=group_ratios,

@@ -56,26 +56,36 @@ def write_curve_files(
     """sweep.csv and sweep.png: the full sweep (first) and every repeat."""
     lines = [curve.lines() for curve in curves]
     write_sweep_csv(folder / "sweep.csv", lines)
-    main = curves[0].analysis
+    marks = plot_marks(curves[0].analysis, recommendation)
+    render_plot(folder / "sweep.png", lines, marks, title, log_x=log_x)
+
+
+def plot_marks(main: Analysis, recommendation: Recommendation | None) -> PlotMarks:
+    """sweep.png's marks: the recommended bounds and where the full sweep diverged."""
     divergence = main.divergence_index
-    marks = PlotMarks(
+    return PlotMarks(
         base_lr=None if recommendation is None else recommendation.base_lr,
         max_lr=None if recommendation is None else recommendation.max_lr,
         divergence_lr=main.divergence_lr,
         divergence_loss=None if divergence is None else float(main.losses[divergence]),
     )
-    render_plot(folder / "sweep.png", lines, marks, title, log_x=log_x)
 
 
 def write_sweep_csv(path: Path, curves: Sequence[CurveLines]) -> None:
     """One row per step of every sweep. Non-finite or absent values are empty cells."""
+    write_csv(path, CSV_COLUMNS, sweep_rows(curves))
+
+
+def sweep_rows(curves: Sequence[CurveLines]) -> list[tuple[Any, ...]]:
+    """sweep.csv's rows (CSV_COLUMNS), one per step of every sweep; None where a sweep has
+    no held-out loss."""
     rows = []
     for curve in curves:
         val_losses = curve.val_losses if curve.val_losses is not None else [None] * len(curve.lrs)
         values = zip(curve.lrs, curve.losses, curve.smoothed, val_losses, strict=True)
         for step, (lr, loss, smoothed, val_loss) in enumerate(values):
             rows.append((curve.repeat, step, lr, loss, smoothed, val_loss))
-    write_csv(path, CSV_COLUMNS, rows)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,10 @@
-"""Pictures of curves: sweep.png for a sweep, history.png for `lrfind train`.
+"""Pictures of curves: sweep.png for a sweep, history.png for `lrfind train`, and the figure
+`result.plot()` returns in a notebook (the same drawing as sweep.png).
 
 matplotlib's object API on an Agg canvas: no pyplot, no global backend, no window, and
-matplotlib is imported only when a picture is drawn.
+matplotlib is imported only when a picture is drawn. A figure made this way is not one of
+pyplot's, so Jupyter's inline backend does not show it on its own at the end of a cell: a
+notebook shows it once, as the cell's value.
 """
 
 from __future__ import annotations
@@ -12,11 +15,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lrfind.outputs.files import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class PlotMarks:
     max_lr: float | None
     divergence_lr: float | None
     divergence_loss: float | None
+    lr: float | None = None  # the constant rate; sweep.png leaves it out
+    method: str | None = None  # the rule max_lr came from, named in its legend entry
+    # Other rules' max_lr on the same sweeps, (method, rate), drawn as ticks on the x axis.
+    other_methods: tuple[tuple[str, float], ...] = ()
 
 
 def render_plot(
@@ -45,18 +55,38 @@ def render_plot(
     title: str,
     log_x: bool = True,
 ) -> None:
+    """sweep.png: `sweep_figure` written as a PNG file."""
+    figure = sweep_figure(curves, marks, title, log_x)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+
+
+def sweep_figure(
+    curves: Sequence[CurveLines],
+    marks: PlotMarks,
+    title: str,
+    log_x: bool = True,
+    axes: Any = None,
+    figure_class: type[Figure] | None = None,
+) -> Figure:
     """Loss vs LR: the full sweep (raw and smoothed), every repeat's smoothed curve, the
-    validation loss when recorded, the recommended bounds and the divergence point.
+    validation loss when recorded, the recommended rates and the divergence point.
 
-    Uses matplotlib's object API on an Agg canvas: no pyplot, no global backend, no window.
+    Drawn into `axes` when given (its figure is returned, its layout left alone), else on a
+    new `figure_class` figure (matplotlib's `Figure` by default) with an Agg canvas.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    if axes is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
 
+        figure = (figure_class or Figure)(figsize=(8, 5), dpi=110)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        own_figure = True
+    else:
+        figure, own_figure = axes.figure, False
     main = curves[0]
-    figure = Figure(figsize=(8, 5), dpi=110)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
     _draw_curves(axes, curves)
     if log_x:
         axes.set_xscale("log")
@@ -68,10 +98,9 @@ def render_plot(
     axes.set_title(title)
     axes.grid(True, which="major", alpha=0.3)
     axes.legend(loc="best", fontsize=9)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    write_atomic(path, buffer.getvalue())
+    if own_figure:
+        figure.tight_layout()
+    return figure
 
 
 def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
@@ -116,14 +145,28 @@ def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
 def _draw_marks(axes: Any, marks: PlotMarks, top: float) -> None:
     """The recommended bounds as vertical lines, the divergence point as a cross (drawn at
     `top` when its loss is off the chart)."""
-    for rate, colour, name in (
-        (marks.base_lr, "#2a9d3f", "base_lr"),
-        (marks.max_lr, "#d9822b", "max_lr"),
+    chosen = f" ({marks.method})" if marks.method else ""
+    for rate, colour, style, label in (
+        (marks.base_lr, "#2a9d3f", "--", "base_lr {:.2g}"),
+        (marks.max_lr, "#d9822b", "--", "max_lr {:.2g}" + chosen),
+        (marks.lr, "#555555", ":", "lr {:.2g} (constant)"),
     ):
         if rate is not None:
             axes.axvline(
-                rate, color=colour, linestyle="--", linewidth=1.4, label=f"{name} {rate:.2g}"
+                rate, color=colour, linestyle=style, linewidth=1.4, label=label.format(rate)
             )
+    markers = itertools.cycle(("^", "v", "D", "s", "P"))
+    for (method, rate), marker in zip(marks.other_methods, markers, strict=False):
+        axes.plot(  # x in data units, y in axes units: a tick standing on the x axis
+            [rate],
+            [0.03],
+            transform=axes.get_xaxis_transform(),
+            marker=marker,
+            markersize=7,
+            color="#444444",
+            linestyle="none",
+            label=f"{method} rule: max_lr {rate:.2g}",
+        )
     if marks.divergence_lr is not None:
         loss = marks.divergence_loss
         shown = top if loss is None or not math.isfinite(loss) else min(loss, top)

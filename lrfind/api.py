@@ -1,0 +1,134 @@
+"""The Python API as a notebook meets it: the engine's range test and plan, with live progress
+while they run and results that draw themselves.
+
+    import lrfind
+    outcome = lrfind.find_lr(model, optimizer, loss_fn, train_loader)
+    outcome.plot()          # the figure of sweep.png
+    outcome.suggestions()   # every method's rates, the chosen one marked
+
+`lrfind.range_test` and `lrfind.find_lr` are the functions here. They run
+lrfind.engine.range_test's, which never print, and feed its callbacks to progress bars on
+stderr (lrfind.outputs.progress) where someone watches: in a Jupyter kernel or when stderr is
+a terminal; `progress=False` turns them off, `progress=True` on. They return the engine's
+results as lrfind.outputs.notebook's subclasses, which add `plot`, `to_dataframe` and
+`suggestions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from lrfind.core.records import StepRecord
+from lrfind.engine import range_test as engine
+from lrfind.errors import ConfigError
+from lrfind.outputs.notebook import NotebookOutcome, NotebookResult
+from lrfind.outputs.progress import Bars, sweep_bars, sweep_name
+from lrfind.settings.options import DEFAULT_METHOD, REPEATS, SweepSettings
+
+
+def range_test(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Any,
+    train_loader: Iterable[Any],
+    *,
+    progress: bool | None = None,
+    **options: Any,
+) -> NotebookResult:
+    """One LR range test on your objects, analysed: lrfind.engine.range_test.range_test,
+    whose keyword arguments `options` are (start_lr, end_lr, steps, method, seed, callback,
+    ...), with a progress bar as `progress` says (None: when someone watches).
+
+        result = lrfind.range_test(model, optimizer, loss_fn, loader, end_lr=1, steps=80)
+        result.recommendation, result.plot(), result.to_dataframe(), result.suggestions()
+    """
+    shown = _Progress(progress, options.pop("callback", None))
+    shown.sweep("sweep", options.get("steps", SweepSettings.steps))
+    try:
+        result = engine.range_test(
+            model, optimizer, loss_fn, train_loader, callback=shown.step, **options
+        )
+    finally:
+        shown.stop()
+    return NotebookResult.of(result, options.get("method", DEFAULT_METHOD))
+
+
+def find_lr(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Any,
+    train_loader: Iterable[Any],
+    *,
+    progress: bool | None = None,
+    **options: Any,
+) -> NotebookOutcome:
+    """lrfind's default plan on your objects (the full sweep, focused repeats, their median):
+    lrfind.engine.range_test.find_lr, whose keyword arguments `options` are (repeats, method,
+    seed, on_sweep, and range_test's), with one progress bar per sweep as `progress` says.
+
+        outcome = lrfind.find_lr(model, optimizer, loss_fn, loader)
+        outcome.recommendation, outcome.plot(), outcome.suggestions()
+    """
+    shown = _Progress(progress, options.pop("callback", None))
+    on_sweep = options.pop("on_sweep", None)
+    repeats = options.get("repeats", REPEATS)
+
+    def announce(repeat: int, settings: SweepSettings) -> None:
+        shown.sweep(sweep_name((repeat,), repeats), settings.steps)
+        if on_sweep is not None:
+            on_sweep(repeat, settings)
+
+    try:
+        outcome = engine.find_lr(
+            model,
+            optimizer,
+            loss_fn,
+            train_loader,
+            callback=shown.step,
+            on_sweep=announce,
+            **options,
+        )
+    finally:
+        shown.stop()
+    return NotebookOutcome.of(outcome, options.get("method", DEFAULT_METHOD))
+
+
+class _Progress:
+    """One API call's bars, opened at its first recorded step (a call refused before any
+    work shows none), and the caller's own callback, which sees every record as before."""
+
+    def __init__(
+        self, progress: bool | None, callback: Callable[[StepRecord], None] | None
+    ) -> None:
+        if progress is not None and not isinstance(progress, bool):
+            raise ConfigError(
+                f"progress must be True (always show bars), False (never) or None (when "
+                f"stderr is a terminal or a Jupyter kernel); got {progress!r}."
+            )
+        self.progress = progress
+        self.callback = callback
+        self.bars: Bars | None = None
+        self.opened = False
+        self.coming: tuple[str, int] | None = None  # the sweep announced, not yet stepped
+
+    def sweep(self, name: str, total: int) -> None:
+        self.coming = (name, total)
+
+    def step(self, record: StepRecord) -> None:
+        if self.coming is not None:
+            if not self.opened:
+                self.bars, self.opened = sweep_bars(self.progress), True
+            if self.bars is not None:
+                self.bars.sweep(*self.coming)
+            self.coming = None
+        if self.bars is not None:
+            self.bars.step(record)
+        if self.callback is not None:
+            self.callback(record)
+
+    def stop(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
