@@ -95,13 +95,14 @@ class RichBars:
 
 
 class TextBars:
-    """Plain text for a notebook without ipywidgets: one line per sweep, rewritten in place."""
+    """Plain text for a notebook without ipywidgets: one line per sweep, rewritten in place;
+    a sweep that stopped early ends on the step it stopped at, as a rich bar does."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
         self.name = ""
         self.total = 0
-        self.open = False  # a line has been written and not yet ended
+        self.last: StepRecord | None = None  # written, its line not yet ended
 
     def sweep(self, name: str, total: int) -> None:
         self._end_line()
@@ -110,20 +111,23 @@ class TextBars:
     def step(self, record: StepRecord) -> None:
         done = record.step + 1
         every = max(1, self.total // TEXT_UPDATES_PER_SWEEP)
-        if done % every and done != self.total:
-            return
-        self.stream.write(
-            f"\r{self.name}: step {done}/{self.total}  lr {record.lr:.3g}  "
-            f"loss {record.smoothed_loss:.4g}"
-        )
-        self.stream.flush()
-        self.open = True
+        if done % every == 0 or done == self.total:
+            self._write(record, self.total)
+        self.last = record
 
     def stop(self) -> None:
         self._end_line()
 
+    def _write(self, record: StepRecord, total: int) -> None:
+        self.stream.write(
+            f"\r{self.name}: step {record.step + 1}/{total}  lr {record.lr:.3g}  "
+            f"loss {record.smoothed_loss:.4g}"
+        )
+        self.stream.flush()
+
     def _end_line(self) -> None:
-        if self.open:
+        if self.last is not None:
+            self._write(self.last, self.last.step + 1)
             self.stream.write("\n")
             self.stream.flush()
-            self.open = False
+            self.last = None
