@@ -311,6 +311,15 @@ def run(
             "NAME",
         ),
     ] = None,
+    snapshot: Annotated[
+        str | None,
+        Value(
+            "snapshot",
+            "Where the model's state waits during a sweep: auto (host memory off a GPU, a "
+            "file for a CPU model over 16 MiB), device, cpu or disk.",
+            "NAME",
+        ),
+    ] = None,
     out: Annotated[Path | None, Value("out", "Run folder.", "PATH")] = None,
     overwrite: Annotated[
         bool | None,

@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from lrfind.core.plan import SearchOutcome, search
-from lrfind.core.records import RangeTestResult, StepRecord
+from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
 from lrfind.engine.loop import user_code_errors
 from lrfind.engine.range_test import range_test
+from lrfind.engine.snapshot import device_free_bytes
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.errors import ConfigError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
@@ -239,6 +240,7 @@ class Sweeper:
         self.hooks = hooks
         self.notes: list[str] = []
         self.stacked = False  # whether the repeats did run stacked
+        self.full_snapshot: SnapshotPlace | None = None  # where the full sweep kept the state
         self.memory_baseline = _start_gpu_peak(device)
         plain = self.plain_model(config.seed)
         models.check_model_fits(plain, prepared.sample_inputs, prepared.num_classes, config.model)
@@ -269,7 +271,7 @@ class Sweeper:
             model = self.fast_model(self.plain_model(seed))
             optimizer = build_optimizer(config, model.parameters(), config.start_lr)
         self.hooks.sweep((repeat,), settings)
-        return range_test(
+        result = range_test(
             model,
             optimizer,
             nn.CrossEntropyLoss(),
@@ -285,7 +287,11 @@ class Sweeper:
             accumulate=config.accumulate,
             channels_last=config.channels_last,
             ranks=self.ranks,
+            snapshot=config.snapshot,
         )
+        if not repeat:  # the stacked repeats' memory check leaves out its snapshot
+            self.full_snapshot = result.snapshot
+        return result
 
     def try_stacking(self) -> bool:
         """Whether the repeats run stacked; a note where they could not."""
@@ -302,7 +308,9 @@ class Sweeper:
         None (run them one by one) where they would not fit in GPU memory."""
         config = self.config
         if self.memory_baseline is not None and config.stack_repeats == "auto":
-            problem = _stacked_memory_problem(len(repeats), self.memory_baseline, self.device)
+            problem = _stacked_memory_problem(
+                len(repeats), self.memory_baseline, self.device, self.full_snapshot
+            )
             if problem is not None:
                 self.notes.append(f"The repeats ran one after another, not stacked: {problem}.")
                 return None
@@ -372,13 +380,17 @@ def _start_gpu_peak(device: torch.device) -> int | None:
     return torch.cuda.memory_allocated(device)
 
 
-def _stacked_memory_problem(copies: int, baseline: int, device: torch.device) -> str | None:
+def _stacked_memory_problem(
+    copies: int, baseline: int, device: torch.device, snapshot: SnapshotPlace | None = None
+) -> str | None:
     """Whether `copies` stacked copies of what the full sweep used since `baseline` (one
-    model, its optimizer and activations) fit in the GPU memory still free."""
+    model, its optimizer and activations) fit in the GPU memory still free, measured as the
+    snapshot's choice measures it. A snapshot the full sweep kept on the device is left out:
+    stacked copies take none."""
     bytes_per_copy = torch.cuda.max_memory_allocated(device) - baseline
-    free, _ = torch.cuda.mem_get_info(device)
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-    return memory_problem(copies, bytes_per_copy, free)
+    if snapshot is not None and snapshot.place == "device":
+        bytes_per_copy -= snapshot.state_bytes
+    return memory_problem(copies, bytes_per_copy, device_free_bytes(device) or 0)
 
 
 def _plot_title(config: RunConfig) -> str:

@@ -32,6 +32,18 @@ class StepRecord:
 
 
 @dataclass(frozen=True)
+class SnapshotPlace:
+    """Where a range test kept the caller's state while it swept (lrfind.engine.snapshot)."""
+
+    place: str  # device, cpu or disk (SNAPSHOT_PLACES less auto)
+    state_bytes: int  # state dict, buffers, gradients and optimizer state, each tensor once
+    reason: str  # why there, as a phrase
+
+    def to_dict(self) -> dict[str, object]:
+        return {"place": self.place, "state_bytes": self.state_bytes, "reason": self.reason}
+
+
+@dataclass(frozen=True)
 class RangeTestResult:
     records: list[StepRecord]
     stop_reason: str
@@ -40,6 +52,7 @@ class RangeTestResult:
     sweep_seconds: float
     skipped_steps: int = 0  # fp16 steps the GradScaler skipped (the LR did not advance)
     group_ratios: tuple[float, ...] = (1.0,)  # each group's LR / the reference group's (core.ramp)
+    snapshot: SnapshotPlace | None = None  # None for stacked copies, which need none
 
     @property
     def lrs(self) -> np.ndarray:

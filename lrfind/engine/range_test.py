@@ -12,7 +12,6 @@ objects next. The engine never prints: progress goes to `callback`, one `StepRec
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +31,7 @@ from lrfind.engine.loop import (
     sweep_loop,
     to_device,
 )
+from lrfind.engine.snapshot import kept_while_sweeping
 from lrfind.errors import ConfigError
 from lrfind.settings.options import (
     DEFAULT_METHOD,
@@ -91,44 +91,6 @@ class SingleModel:
         return [total / len(self.held_out)]
 
 
-class Snapshot:
-    """Everything a sweep changes on the caller's objects, to put back afterwards: the state
-    dict (extra state included), buffers kept out of it, each parameter's `.grad` (None
-    stays None), the optimizer's state and the train/eval mode."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
-        self.model = model
-        self.optimizer = optimizer
-        self.state = {key: _copy(value) for key, value in model.state_dict().items()}
-        persistent = set(self.state)
-        self.buffers = {
-            name: buffer.detach().clone()
-            for name, buffer in model.named_buffers()
-            if name not in persistent
-        }
-        self.grads = [_copy(parameter.grad) for parameter in model.parameters()]
-        self.optimizer_state = copy.deepcopy(optimizer.state_dict())
-        self.training = model.training
-
-    def restore(self) -> None:
-        model = self.model
-        model.load_state_dict(self.state)
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                if name in self.buffers:
-                    buffer.copy_(self.buffers[name])
-        for parameter, grad in zip(model.parameters(), self.grads, strict=True):
-            parameter.grad = grad
-        self.optimizer.load_state_dict(self.optimizer_state)
-        model.train(self.training)
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().clone()
-    return copy.deepcopy(value)
-
-
 def range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -151,6 +113,7 @@ def range_test(
     accumulate: int = 1,
     channels_last: bool = False,
     ranks: Ranks | None = None,
+    snapshot: str = "auto",
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
@@ -172,6 +135,9 @@ def range_test(
     Under torch.distributed (torchrun, the model wrapped in DistributedDataParallel), every
     rank takes its shard of each global batch and the recorded loss is the mean over ranks;
     `ranks` defaults to those of the initialised process group.
+    `snapshot` is where the model's and optimizer's state wait meanwhile (lrfind.engine.snapshot):
+    auto (host memory off an accelerator, a file for a CPU model over 16 MiB, by the free
+    memory), device, cpu or disk; the result's `snapshot` says where it went.
     """
     settings = SweepSettings(
         start_lr=start_lr,
@@ -190,16 +156,13 @@ def range_test(
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
     trainee = SingleModel(model, optimizer, loss_fn, device, val_batches, channels_last, ranks)
 
-    snapshot = Snapshot(model, optimizer)
-    started = time.perf_counter()
-    try:
+    with kept_while_sweeping(model, optimizer, snapshot, device) as kept:
+        started = time.perf_counter()
         with seeded_rng(seed, device):
             outcome = sweep_loop(
                 trainee, [endless_batches(train_loader)], settings, device, options
             )
-    finally:
-        snapshot.restore()
-    return analysed_result(
+    result = analysed_result(
         outcome.records[0],
         outcome.stops[0],
         settings,
@@ -208,6 +171,7 @@ def range_test(
         skipped_steps=outcome.skipped_steps,
         group_ratios=outcome.group_ratios,
     )
+    return dataclasses.replace(result, snapshot=kept.place)
 
 
 def check_sweep_options(method: str, precision: str, accumulate: int) -> None:

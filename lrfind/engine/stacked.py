@@ -38,13 +38,14 @@ from lrfind.engine.loop import (
     to_device,
 )
 from lrfind.engine.range_test import check_sweep_options
+from lrfind.engine.snapshot import DEVICE_SHARE
 from lrfind.errors import ConfigError, SweepError
 from lrfind.settings.options import DEFAULT_METHOD, SweepSettings
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 # Stacked copies may plan on this share of the free GPU memory: the estimate per copy is one
-# sweep's peak, and the allocator needs room to fragment.
-MEMORY_SHARE = 0.8
+# sweep's peak, and the allocator needs room to fragment (as a snapshot on the device may).
+MEMORY_SHARE = DEVICE_SHARE
 
 
 class StackedModels:

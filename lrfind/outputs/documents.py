@@ -17,6 +17,7 @@ from typing import Any
 
 from lrfind.core.analysis import Analysis, Recommendation
 from lrfind.core.plan import SearchOutcome
+from lrfind.core.records import SnapshotPlace
 from lrfind.core.schedules import Bounds, schedule_parameters
 from lrfind.errors import ConfigError
 
@@ -84,7 +85,10 @@ def search_blocks(outcome: SearchOutcome, seed: int) -> dict[str, Any]:
     """The blocks of result.json that describe the plan's sweeps and what they recommend."""
     main = outcome.main
     return {
-        "sweep": sweep_document(main.analysis, main.settings.steps, main.stop_reason),
+        "sweep": {
+            **sweep_document(main.analysis, main.settings.steps, main.stop_reason),
+            "snapshot": _snapshot_block(main.snapshot),
+        },
         "repeats": [
             {
                 "repeat": sweep.repeat,
@@ -92,11 +96,18 @@ def search_blocks(outcome: SearchOutcome, seed: int) -> dict[str, Any]:
                 **sweep_document(
                     sweep.result.analysis, sweep.result.settings.steps, sweep.result.stop_reason
                 ),
+                "snapshot": _snapshot_block(sweep.result.snapshot),
             }
             for sweep in outcome.sweeps[1:]
         ],
         "steps_total": outcome.steps_run,
     }
+
+
+def _snapshot_block(snapshot: SnapshotPlace | None) -> dict[str, object] | None:
+    """Where the sweep kept the model's state (lrfind.engine.snapshot); null for stacked
+    copies, which keep none."""
+    return None if snapshot is None else snapshot.to_dict()
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -34,6 +34,9 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # Train the repeats' model copies stacked, as one (lrfind.engine.stacked). auto: on CUDA, which it
 # is built for; on this project's CPU it measured slower than one copy after another.
 STACK_REPEATS = ("auto", "on", "off")
+# Where range_test keeps the model's state while it sweeps (lrfind.engine.snapshot). auto: host
+# memory for a model on an accelerator, a file for a CPU model over 16 MiB, by the free memory.
+SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
 # Focused repeats of the default plan: with five, the median moved by at most a quarter
 # decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
 REPEATS = 5
@@ -215,6 +218,7 @@ class RunConfig(SetupSettings):
     channels_last: bool = False  # NHWC memory for conv nets; a small, noisy win here (docs)
     compile: bool = False  # torch.compile: a LeNet sweep took 22.9 s with it, 1.2 s without
     stack_repeats: str = "auto"  # see STACK_REPEATS
+    snapshot: str = "auto"  # see SNAPSHOT_PLACES: a copy beside the model doubles its state
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -223,6 +227,7 @@ class RunConfig(SetupSettings):
         check_choice("method", self.method, METHOD_NAMES)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("stack_repeats", self.stack_repeats, STACK_REPEATS)
+        check_choice("snapshot", self.snapshot, SNAPSHOT_PLACES)
         if self.stack_repeats == "on" and (conflict := self.stacking_conflict()):
             raise ConfigError(
                 f"--stack-repeats on cannot be combined with {conflict}. Drop one of them; "
