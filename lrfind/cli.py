@@ -187,7 +187,12 @@ def run(
         Value("model", "lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.", "NAME"),
     ] = None,
     dataset: Annotated[
-        str | None, Value("dataset", "fashion-mnist, mnist, file.py:fn or module:fn.", "NAME")
+        str | None,
+        Value(
+            "dataset",
+            "fashion-mnist, mnist, torchvision:<Class>, folder:PATH, file.py:fn or module:fn.",
+            "NAME",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None, Value("data_dir", "Folder searched first for dataset files.", "PATH")
@@ -195,7 +200,10 @@ def run(
     download: Annotated[
         bool | None,
         Opt(
-            _shown("Allow torchvision to download a missing built-in dataset.", "download"),
+            _shown(
+                "Allow torchvision to download a missing built-in or torchvision: dataset.",
+                "download",
+            ),
             "--download/--no-download",
             flag=True,
         ),
@@ -946,7 +954,11 @@ def list_specs() -> None:
             f" (apt: {dataset.apt_package})" if dataset.apt_package else ""
         )
         datasets.add_row(name, str(dataset.num_classes), source)
-    datasets.add_row("file.py:fn / module:fn", "-", "your factory returning a torch Dataset")
+    datasets.add_row("torchvision:<Class>", "its own", "--data-dir, else the cache; --download")
+    datasets.add_row("folder:PATH", "subfolders", "one subfolder of same-size images per class")
+    datasets.add_row(
+        "file.py:fn / module:fn", "from the data", "your factory: a map-style or iterable Dataset"
+    )
     console.print(datasets)
 
 

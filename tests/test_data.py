@@ -16,7 +16,7 @@ import torch
 import torchvision.datasets
 
 from lrfind.errors import DataError, SpecError
-from lrfind.setup import data
+from lrfind.setup import data, userdata
 from tests.conftest import (
     idx_bytes,
     learnable_images,
@@ -218,22 +218,24 @@ def test_user_dataset_factory(tmp_path: Path) -> None:
         tmp_path,
         "def make():\n    return TensorDataset(torch.randn(40, 3, 8, 8), torch.arange(40) % 4)\n",
     )
-    user = data.load_user_dataset(f"{path}:make")
+    user = userdata.load_user_dataset(f"{path}:make")
     assert user.input_shape == (3, 8, 8)
-    assert user.num_classes is None  # TensorDataset carries no class count
-    loader = data.user_loader(user, batch_size=16, seed=0)
+    assert user.num_classes == 4  # from its label tensor: labels 0..3
+    assert user.num_classes_from is not None and "TensorDataset" in user.num_classes_from
+    loader = userdata.user_loader(user, batch_size=16, seed=0)
     assert [inputs.shape[0] for inputs, _ in loader] == [16, 16]
 
 
 def test_user_dataset_factory_returning_the_wrong_type(tmp_path: Path) -> None:
-    path = write_factory(tmp_path, "def make():\n    return [1, 2, 3]\n")
-    with pytest.raises(SpecError, match=r"returned a list, not a torch\.utils\.data\.Dataset"):
-        data.load_user_dataset(f"{path}:make")
+    path = write_factory(tmp_path, "def make():\n    return {'x': 1}\n")
+    with pytest.raises(SpecError, match=r"returned a dict, not a torch\.utils\.data\.Dataset"):
+        userdata.load_user_dataset(f"{path}:make")
 
 
 def test_unknown_dataset_lists_the_valid_ones() -> None:
-    with pytest.raises(SpecError, match="fashion-mnist, mnist"):
-        data.check_dataset_spec("cifar")
+    with pytest.raises(SpecError, match="fashion-mnist, mnist") as caught:
+        userdata.check_dataset_spec("cifar")
+    assert "torchvision:<Class>" in str(caught.value) and "folder:PATH" in str(caught.value)
 
 
 @pytest.mark.parametrize(
@@ -249,9 +251,152 @@ def test_user_dataset_factories_that_fail_are_explained(
 ) -> None:
     path = write_factory(tmp_path, body)
     with pytest.raises(SpecError, match=message):
-        data.load_user_dataset(f"{path}{spec_suffix}")
+        userdata.load_user_dataset(f"{path}{spec_suffix}")
 
 
 def test_a_missing_dataset_factory_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SpecError, match="does not exist"):
-        data.load_user_dataset(f"{tmp_path}/absent.py:make")
+        userdata.load_user_dataset(f"{tmp_path}/absent.py:make")
+
+
+# ---------------------------------------------------------------------------------------------
+# torchvision datasets by name: KMNIST reads raw IDX files (no checksum) from root/KMNIST/raw
+
+
+def write_torchvision_mnist(root: Path, class_name: str, train: int = 64, test: int = 16) -> Path:
+    """The uncompressed IDX files torchvision's MNIST-style classes read, where they read them."""
+    raw = root / class_name / "raw"
+    raw.mkdir(parents=True)
+    for split, count, seed in (("train", train, 0), ("test", test, 1)):
+        images, labels = learnable_images(count, seed)
+        images_name, labels_name = data.idx_filenames(split)
+        write_idx(raw / images_name, images)
+        write_idx(raw / labels_name, labels)
+    return root
+
+
+def test_a_torchvision_dataset_by_name_gives_float_tensors_from_its_pil_images(
+    tmp_path: Path,
+) -> None:
+    root = write_torchvision_mnist(tmp_path / "data", "KMNIST")
+    user = userdata.load_user_dataset("torchvision:KMNIST", data_dir=root, allow_download=False)
+    assert (user.input_shape, user.target_shape) == ((1, 28, 28), ())
+    assert user.num_classes == 10 and user.num_classes_from == "the dataset's `classes` attribute"
+    inputs, targets = next(iter(userdata.user_loader(user, batch_size=8, seed=0)))
+    assert inputs.dtype == torch.float32 and inputs.shape == (8, 1, 28, 28)
+    assert targets.dtype == torch.int64
+    images, labels = learnable_images(64, 0)
+    image, label = user.collate([user.dataset[5]])
+    np.testing.assert_allclose(image[0, 0].numpy(), images[5] / 255.0, rtol=1e-6)
+    assert int(label[0]) == labels[5]
+
+
+def test_a_missing_torchvision_dataset_names_the_fixes(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as caught:
+        userdata.load_user_dataset(
+            "torchvision:KMNIST", data_dir=tmp_path / "empty", allow_download=False
+        )
+    message = str(caught.value)
+    assert "--no-download is set" in message and str(tmp_path / "empty") in message
+    assert "--download" in message and "--data-dir FOLDER" in message
+    assert "FOLDER/KMNIST/raw/" in message
+
+
+def test_a_torchvision_dataset_is_downloaded_when_allowed(
+    tmp_path: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, folder = local_mirror
+    write_mnist_files(folder, train=64, test=16)  # gzipped, as the real mirrors serve them
+    resources = [
+        (path.name, hashlib.md5(path.read_bytes()).hexdigest()) for path in sorted(folder.iterdir())
+    ]
+    monkeypatch.setattr(torchvision.datasets.KMNIST, "mirrors", [url])
+    monkeypatch.setattr(torchvision.datasets.KMNIST, "resources", resources)
+    root = tmp_path / "data"
+
+    user = userdata.load_user_dataset("torchvision:KMNIST", data_dir=root, allow_download=True)
+
+    assert len(user.dataset) == 64
+    assert (root / "KMNIST" / "raw" / "train-images-idx3-ubyte").is_file()
+
+
+def test_a_failed_torchvision_download_says_what_failed(
+    tmp_path: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, _ = local_mirror  # an empty folder: every file is a 404
+    monkeypatch.setattr(torchvision.datasets.KMNIST, "mirrors", [url])
+    with pytest.raises(DataError, match="downloading it failed") as caught:
+        userdata.load_user_dataset("torchvision:KMNIST", data_dir=tmp_path, allow_download=True)
+    assert "--data-dir FOLDER" in str(caught.value)
+
+
+def test_the_torchvision_root_defaults_to_the_cache(
+    isolated_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert userdata.torchvision_root(None) == isolated_data / "cache" / "lrfind"
+    monkeypatch.setenv("LRFIND_DATA_DIR", str(isolated_data / "elsewhere"))
+    assert userdata.torchvision_root(None) == isolated_data / "elsewhere"
+    assert userdata.torchvision_root(isolated_data / "given") == isolated_data / "given"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("torchvision:cifar10", "Did you mean torchvision:CIFAR10"),
+        ("torchvision:NoSuchSet", "all of them: "),
+        ("folder:/no/such/folder", "is not a folder"),
+    ],
+)
+def test_bad_torchvision_and_folder_specs_fail_before_any_data(spec: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        userdata.check_dataset_spec(spec)
+
+
+def test_the_new_spec_forms_are_accepted(tmp_path: Path) -> None:
+    for spec in ("torchvision:CIFAR10", "torchvision:FashionMNIST", f"folder:{tmp_path}"):
+        userdata.check_dataset_spec(spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image folders
+
+
+def write_image_folder(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> Path:
+    """PNG files under root/<class>/, one per size given, with pixels drawn from a seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for class_name, class_sizes in sizes.items():
+        (root / class_name).mkdir(parents=True)
+        for number, (width, height) in enumerate(class_sizes):
+            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / class_name / f"{number}.png")
+    return root
+
+
+def test_an_image_folder_is_read_as_rgb_tensors_with_its_classes(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = write_image_folder(tmp_path / "images", {"cat": [(6, 4)] * 3, "dog": [(6, 4)] * 2})
+    user = userdata.load_user_dataset(f"folder:{root}")
+    assert (user.input_shape, user.num_classes) == ((3, 4, 6), 2)
+    assert user.source == str(root)
+    inputs, labels = user.collate([user.dataset[index] for index in range(5)])
+    assert labels.tolist() == [0, 0, 0, 1, 1]
+    expected = np.asarray(Image.open(root / "dog" / "1.png")).transpose(2, 0, 1) / 255.0
+    np.testing.assert_allclose(inputs[4].numpy(), expected, rtol=1e-6)
+
+
+def test_an_image_folder_of_mixed_sizes_is_refused_with_the_fix(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", {"a": [(8, 8), (8, 8)], "b": [(8, 8), (9, 8)]})
+    with pytest.raises(DataError, match="image 3") as caught:
+        userdata.load_user_dataset(f"folder:{root}")
+    message = str(caught.value)
+    assert "9x8 pixels" in message and "8x8" in message and "Resize" in message
+    assert str(root / "b" / "1.png") in message
+
+
+def test_a_folder_without_class_subfolders_says_how_it_is_laid_out(tmp_path: Path) -> None:
+    (tmp_path / "flat").mkdir()
+    with pytest.raises(DataError, match="one subfolder per class"):
+        userdata.load_user_dataset(f"folder:{tmp_path / 'flat'}")

@@ -189,10 +189,11 @@ def _load_data(config: RunConfig, device: torch.device) -> PreparedData:
         )
 
 
-def _held_out_count(config: RunConfig, samples: int) -> int:
-    """Samples set aside for --val-batches, from the end of the training split."""
+def _held_out_count(config: RunConfig, samples: int | None) -> int:
+    """Samples set aside for --val-batches, from the end of the training split (the start
+    of an iterable dataset, whose size is unknown: None)."""
     held_out = config.val_batches * config.batch_size
-    if held_out and samples - held_out < config.batch_size:
+    if held_out and samples is not None and samples - held_out < config.batch_size:
         raise ConfigError(
             f"--val-batches {config.val_batches} holds out {held_out} of the dataset's "
             f"{samples} samples, leaving less than one training batch of {config.batch_size}. "

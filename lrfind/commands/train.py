@@ -267,7 +267,7 @@ def _training_data(config: TrainConfig, device: torch.device) -> tuple[PreparedD
     data = prepare_data(
         config,
         device,
-        held_out_samples=lambda total: max(1, int(total * USER_TEST_SHARE)),
+        held_out_samples=lambda total: max(1, int((total or 0) * USER_TEST_SHARE)),
         test_split=True,
     )
     if data.num_classes is None:

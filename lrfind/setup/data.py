@@ -1,4 +1,4 @@
-"""Datasets: the built-in Fashion-MNIST and MNIST, and user dataset factories.
+"""Datasets: the built-in Fashion-MNIST and MNIST.
 
     lrfind run --dataset fashion-mnist --data-dir ~/data
 
@@ -7,11 +7,11 @@ $LRFIND_DATA_DIR, the user cache (~/.cache/lrfind) and system folders such as De
 /usr/share/datasets/fashion-mnist. Only when none holds them, and downloading is allowed,
 torchvision downloads them (into a temporary folder, moved into the cache when complete).
 They are loaded once into memory as uint8 tensors and batched without per-sample work.
+Every other dataset is in lrfind.setup.userdata.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import os
 import shutil
@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind.errors import DataError, SpecError, noted
-from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
+from lrfind.errors import DataError
 
 IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
@@ -335,100 +334,3 @@ class TensorBatches:
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 pixels to zero-mean, unit-variance floats (dataset statistics)."""
         return images.float().sub_(self.mean).div_(self.std)
-
-
-# ---------------------------------------------------------------------------------------------
-# User datasets
-
-
-@dataclass(frozen=True)
-class UserData:
-    spec: str
-    dataset: Any  # a torch Dataset
-    input_shape: tuple[int, ...]
-    num_classes: int | None
-
-
-def load_user_dataset(spec: str) -> UserData:
-    factory = load_factory(spec, "dataset")
-    dataset = call_factory(factory, spec, "dataset")
-    if not isinstance(dataset, torch.utils.data.Dataset):
-        raise SpecError(
-            f"dataset factory {spec!r} returned a {type(dataset).__name__}, not a "
-            "torch.utils.data.Dataset. Return a Dataset whose items are (input, target) pairs."
-        )
-    try:
-        with noted(f"while lrfind asked dataset {spec!r} for its length"):
-            size = len(dataset)  # type: ignore[arg-type]
-    except TypeError:
-        raise SpecError(
-            f"dataset factory {spec!r} returned a Dataset without a length; return a "
-            "map-style Dataset (with __len__ and __getitem__)."
-        ) from None
-    if size == 0:
-        raise SpecError(f"dataset factory {spec!r} returned an empty Dataset.")
-    sample = read_sample(dataset, 0, spec)
-    if not isinstance(sample, (tuple, list)) or len(sample) < 2:
-        raise SpecError(
-            f"dataset factory {spec!r}: items must be (input, target) pairs; item 0 is a "
-            f"{type(sample).__name__}."
-        )
-    inputs = torch.as_tensor(sample[0])
-    return UserData(
-        spec=spec,
-        dataset=dataset,
-        input_shape=tuple(inputs.shape),
-        num_classes=_count_classes(dataset),
-    )
-
-
-def read_sample(dataset: Any, index: int, spec: str) -> Any:
-    """Item `index` of a user dataset; an error in its code carries a note naming the item."""
-    with noted(f"while reading item {index} of dataset {spec!r}"):
-        return dataset[index]
-
-
-def _count_classes(dataset: Any) -> int | None:
-    """From the conventions torchvision uses: `classes`, `num_classes`, or `targets`."""
-    if hasattr(dataset, "classes"):
-        return len(dataset.classes)
-    if hasattr(dataset, "num_classes"):
-        return int(dataset.num_classes)
-    targets = getattr(dataset, "targets", None)
-    if targets is not None:
-        return int(torch.as_tensor(targets).max()) + 1
-    return None
-
-
-def split_tail(data: UserData, count: int) -> tuple[UserData, torch.utils.data.Subset]:
-    """The dataset without its last `count` samples, and those samples: held-out data that
-    training never sees (validation batches for a sweep, the test set for `lrfind train`)."""
-    total = len(data.dataset)
-    kept = torch.utils.data.Subset(data.dataset, range(total - count))
-    return dataclasses.replace(data, dataset=kept), torch.utils.data.Subset(
-        data.dataset, range(total - count, total)
-    )
-
-
-def user_loader(data: UserData, batch_size: int, seed: int) -> torch.utils.data.DataLoader:
-    if batch_size > len(data.dataset):
-        raise DataError(
-            f"batch_size {batch_size} is larger than the dataset {data.spec!r} "
-            f"({len(data.dataset)} samples). Use --batch-size {len(data.dataset)} or smaller."
-        )
-    return torch.utils.data.DataLoader(
-        data.dataset,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        generator=torch.Generator().manual_seed(seed),
-    )
-
-
-def check_dataset_spec(spec: str) -> None:
-    if spec not in BUILTIN_DATASETS and not is_factory_spec(spec):
-        raise SpecError(
-            f"unknown dataset {spec!r}. Built-in datasets: {', '.join(BUILTIN_DATASETS)}; "
-            "or give a factory as path/to/file.py:function or package.module:function that "
-            "returns a torch Dataset."
-        )
