@@ -400,3 +400,11 @@ def test_a_folder_without_class_subfolders_says_how_it_is_laid_out(tmp_path: Pat
     (tmp_path / "flat").mkdir()
     with pytest.raises(DataError, match="one subfolder per class"):
         userdata.load_user_dataset(f"folder:{tmp_path / 'flat'}")
+
+
+def test_an_image_folder_with_a_file_that_is_no_image_names_it(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "images", {"a": [(4, 4)], "b": [(4, 4)]})
+    (root / "b" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot be read") as caught:
+        userdata.load_user_dataset(f"folder:{root}")
+    assert str(root / "b" / "broken.png") in str(caught.value)

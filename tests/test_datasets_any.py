@@ -160,6 +160,13 @@ def test_num_classes_given_overrides_what_the_data_says(specs: str) -> None:
     assert (loaded.num_classes, loaded.num_classes_from) == (12, "--num-classes")
 
 
+def test_num_classes_given_overrides_a_built_in_dataset_too(mnist_dir: Path) -> None:
+    config = RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, num_classes=12)
+    prepared = prepare_data(config, torch.device("cpu"), held_out_samples=lambda total: 0)
+    assert prepared.num_classes == 12 and prepared.target_shape == ()
+    assert prepared.description["num_classes_from"] == "--num-classes"
+
+
 def test_labels_are_read_only_for_a_classification_loss(specs: str) -> None:
     loaded = userdata.load_user_dataset(specs + "pairs", classification=False)
     assert loaded.num_classes is None
