@@ -208,7 +208,24 @@ def run(
             flag=True,
         ),
     ] = None,
-    optimizer: Annotated[str | None, Value("optimizer", "sgd, adam or adamw.", "NAME")] = None,
+    optimizer: Annotated[
+        str | None,
+        Value(
+            "optimizer",
+            "Any torch.optim name, any case (sgd, adam, adamw, rmsprop, nadam, radam, adagrad, "
+            "...), or module:Class / file.py:Class.",
+            "NAME",
+        ),
+    ] = None,
+    optimizer_args: Annotated[
+        list[str] | None,
+        Opt(
+            "A keyword argument of the optimizer; repeat for more (alpha=0.9, betas=0.9,0.99, "
+            "nesterov=true). \\[default: the optimizer's own]",
+            "--optimizer-arg",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
     momentum: Annotated[str | None, Value("momentum", "SGD momentum.", "FLOAT")] = None,
     weight_decay: Annotated[str | None, Value("weight_decay", "Weight decay.", "FLOAT")] = None,
     batch_size: Annotated[str | None, Value("batch_size", "Mini-batch size.", "INTEGER")] = None,
@@ -390,8 +407,13 @@ def _run(
     from lrfind.commands.apply import EMIT_FORMATS, snippet
     from lrfind.core.schedules import check_kind
     from lrfind.engine.distributed import Ranks
+    from lrfind.settings.optimizers import parse_optimizer_args
     from lrfind.settings.options import check_choice, load_config_file, resolve_config
 
+    if flags.get("optimizer_args"):  # --optimizer-arg key=value, repeated
+        flags["optimizer_args"] = parse_optimizer_args(flags["optimizer_args"])
+    else:
+        flags.pop("optimizer_args", None)
     if emit is not None:
         check_choice("--emit format", emit, EMIT_FORMATS)
     check_kind(schedule)
@@ -726,7 +748,8 @@ def apply(
             console.print(f"[yellow]Dry run:[/] {shown} was not changed.")
             return
         change.write()
-        console.print(f"Wrote the {planned.kind} schedule into {shown} ({planned.key}).")
+        rate = f"; its lr into {planned.rate_key}" if planned.rate_key else ""
+        console.print(f"Wrote the {planned.kind} schedule into {shown} ({planned.key}{rate}).")
 
 
 def _print_diff(diff: str) -> None:

@@ -3,6 +3,7 @@ of each file untouched, and bad input refused without touching anything."""
 
 from __future__ import annotations
 
+import difflib
 import errno
 import json
 import os
@@ -540,3 +541,142 @@ def test_a_file_changed_after_planning_is_not_written(tmp_path: Path) -> None:
         change.write()
     assert (tmp_path / "train.yaml").read_text() == "model: resnet18\n"
     assert list(tmp_path.glob(".*backup")) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Training configs of the usual shapes (lrfind.settings.layouts)
+
+LAYOUTS = {
+    "flat": "model: lenet\noptimizer: sgd\nmomentum: 0.0\nbatch_size: {batch}\nepochs: 4\n",
+    "name": "model: lenet\noptimizer:\n  name: {optimizer}\n  lr: 0.1\n  momentum: 0.0\n"
+    "data:\n  batch_size: {batch}\nepochs: 4\n",
+    "type": "model:\n  type: LeNet\noptimizer:\n  type: {optimizer}\n  lr: 0.1\n"
+    "dataloader:\n  batch_size: {batch}\nepochs: 4\n",
+    "hydra": "model:\n  _target_: my_project.models.lenet\n  num_classes: 10\n"
+    "optimizer:\n  _target_: torch.optim.{optimizer}\n  _partial_: true\n  lr: 0.1\n"
+    "train:\n  batch_size: {batch}\n  epochs: 4\n",
+    "lightning": "model:\n  class_path: my_project.LeNet\noptimizer:\n"
+    "  class_path: torch.optim.{optimizer}\n  init_args:\n    lr: 0.1\n    momentum: 0.0\n"
+    "data:\n  batch_size: {batch}\ntrainer:\n  max_epochs: 4\n",
+    "mmengine": "model:\n  type: LeNet\noptim_wrapper:\n  optimizer:\n    type: {optimizer}\n"
+    "    lr: 0.1\n    momentum: 0.0\ntrain_dataloader:\n  batch_size: {batch}\n"
+    "train_cfg:\n  max_epochs: 4\n",
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_usual_config_layouts_are_read_for_the_setup_and_the_length(
+    tmp_path: Path, layout: str
+) -> None:
+    from lrfind.settings.layouts import read_setup
+
+    text = LAYOUTS[layout].format(optimizer="SGD", batch=256)
+    setup = read_setup(yaml.safe_load(text))
+    assert (setup["optimizer"].lower(), setup["batch_size"], setup["epochs"]) == ("sgd", 256, 4)
+    assert "lenet" in setup["model"].lower()
+    config = tmp_path / "train.yaml"
+    config.write_text(text)
+    result = invoke("apply", write_result(tmp_path), config, "--schedule", "triangular")
+    assert result.exit_code == 0, result.output
+    written = yaml.safe_load(config.read_text())["scheduler"]
+    assert written["step_size_up"] == 234 * 4 // 2  # whole cycles in the 4 epochs it read
+
+
+@pytest.mark.parametrize("layout", [name for name in LAYOUTS if name != "flat"])
+def test_usual_config_layouts_from_another_setup_are_refused(tmp_path: Path, layout: str) -> None:
+    config = tmp_path / "train.yaml"
+    text = LAYOUTS[layout].format(optimizer="Adam", batch=128)
+    before = "".join(line for line in text.splitlines(True) if "momentum" not in line)
+    config.write_text(before)
+    result = invoke("apply", write_result(tmp_path), config)
+    message = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert "optimizer sgd (sweep) vs adam" in message.lower()
+    assert "batch_size 256 (sweep) vs 128" in message, message
+    assert config.read_text() == before
+
+
+def test_an_optimizer_mapping_with_its_rate_no_longer_reads_as_another_optimizer(
+    tmp_path: Path,
+) -> None:
+    """The case of issue 15: the whole mapping was compared with `sgd`."""
+    config = tmp_path / "train.yaml"
+    config.write_text("optimizer: {name: sgd, lr: 0.1}\nbatch_size: 256\n")
+    result = invoke("apply", write_result(tmp_path), config)
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(config.read_text())["optimizer"] == {"name": "sgd", "lr": 0.1}
+
+
+def test_momentum_and_optimizer_arguments_in_the_mapping_are_compared(tmp_path: Path) -> None:
+    result_file = write_result(tmp_path)
+    document = json.loads(result_file.read_text())
+    document["config"].update(optimizer="rmsprop", momentum=0.0, optimizer_args={"alpha": 0.9})
+    result_file.write_text(json.dumps(document))
+    config = tmp_path / "train.yaml"
+    config.write_text("optimizer:\n  name: RMSprop\n  alpha: 0.99\n  momentum: 0.9\n")
+    message = " ".join(invoke("apply", result_file, config).output.split())
+    assert "momentum 0.0 (sweep) vs 0.9" in message
+    assert "optimizer argument alpha 0.9 (sweep) vs 0.99" in message
+    config.write_text("optimizer:\n  name: RMSprop\n  alpha: 0.9\n  centered: true\n")
+    assert invoke("apply", result_file, config).exit_code == 0  # centered: not in the sweep's
+
+
+RATE_KEPT_IN_THE_OPTIMIZER = [
+    ("train.yaml", "optimizer:\n  name: sgd\n  lr: 0.1  # by hand\nepochs: 5\n", yaml.safe_load),
+    ("train.toml", '[optimizer]\nname = "sgd"\nlr = 0.1\n\n[data]\nbatch_size = 256\n',
+     tomllib.loads),
+    ("train.json", '{\n  "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1},\n'
+     '  "epochs": 5\n}\n', json.loads),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "read"), RATE_KEPT_IN_THE_OPTIMIZER)
+def test_the_rate_goes_where_the_config_keeps_it(
+    tmp_path: Path, name: str, text: str, read: Any
+) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    result = invoke("apply", write_result(tmp_path), config, "--schedule", "constant")
+    assert result.exit_code == 0, result.output
+    assert "its lr into optimizer.lr" in " ".join(result.output.split())
+    written = read(config.read_text())
+    assert written["optimizer"]["lr"] == RECOMMENDATION["lr"]
+    assert written["scheduler"] == {"kind": "constant"}
+    after = config.read_text().splitlines()
+    removed = [line[2:] for line in difflib.ndiff(text.splitlines(), after) if line[:2] == "- "]
+    assert "0.1" in removed[0]  # the old rate's line, now holding the new one
+    assert str(RECOMMENDATION["lr"]) in after[text.splitlines().index(removed[0])]
+    assert removed[1:] in ([], ['  "epochs": 5'])  # JSON: the last member gains a comma
+
+
+def test_warmup_peak_goes_into_lightnings_init_args_beside_the_schedule(tmp_path: Path) -> None:
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        "fit:\n  optimizer:\n    class_path: torch.optim.SGD\n    init_args:\n      lr: 0.1\n"
+        "  epochs: 6\n"
+    )
+    result = invoke(
+        "apply", write_result(tmp_path), config, "--schedule", "warmup-cosine",
+        "--key", "fit.scheduler",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    fit = yaml.safe_load(config.read_text())["fit"]
+    assert fit["optimizer"]["init_args"]["lr"] == RECOMMENDATION["max_lr"]  # the warm-up's peak
+    assert "lr" not in fit["scheduler"] and fit["scheduler"]["kind"] == "warmup-cosine"
+
+
+def test_lrfind_train_reads_the_rate_back_from_the_optimizer_mapping(tmp_path: Path) -> None:
+    from lrfind.commands.train import _sections_from_config
+    from lrfind.settings.options import TrainConfig, load_config_file, merge_options
+
+    config = tmp_path / "train.yaml"
+    config.write_text("optimizer:\n  name: sgd\n  lr: 0.1\n  momentum: 0.9\nepochs: 3\n")
+    applied = invoke("apply", write_result(tmp_path), config, "--schedule", "warmup-cosine")
+    assert applied.exit_code == 0, applied.output
+    settings = merge_options(TrainConfig, load_config_file(config), {}, str(config))
+    assert (settings.optimizer, settings.momentum) == ("sgd", 0.9)
+    assert settings.lr == RECOMMENDATION["max_lr"]  # the warm-up's peak, from optimizer.lr
+    assert settings.scheduler is not None and "lr" not in settings.scheduler
+    sections = _sections_from_config(settings, ["warmup-cosine"])
+    expected = schedule_section("warmup-cosine", Bounds(**RECOMMENDATION), 234, 3)
+    assert sections["warmup-cosine"] == expected

@@ -31,6 +31,7 @@ from lrfind.outputs.configedit import (
     split_key,
 )
 from lrfind.outputs.documents import read_result
+from lrfind.settings.layouts import rate_place, read_setup
 from lrfind.settings.options import check_choice, check_result_matches
 
 EMIT_FORMATS = ("yaml", "toml", "json", "python")  # what `lrfind run --emit` prints
@@ -42,6 +43,7 @@ class PlannedApply:
     key: str  # where in the config
     change: ConfigChange
     warnings: list[str]  # what the user should know about the result before it is written
+    rate_key: str | None = None  # where the section's lr went instead: the optimizer's `lr`
 
 
 def plan_apply(
@@ -70,15 +72,27 @@ def plan_apply(
     kind = schedule or (existing.get("kind") if isinstance(existing, dict) else None)
     kind = kind or DEFAULT_KIND
     check_kind(kind)
-    setup = _setup_of(current, keys)
-    if epochs is None and isinstance(setup.get("epochs"), int):
-        epochs = setup["epochs"]
+    beside = keys[:-1]  # the setup is read beside the schedule first, then at the top
+    setup = read_setup(current, beside)
+    configured_epochs = setup.get("epochs")
+    if epochs is None and isinstance(configured_epochs, int) and configured_epochs > 0:
+        epochs = configured_epochs
     if not force and isinstance(result.get("config"), dict):
-        check_result_matches(result["config"], setup, result_file, str(train_config))
+        check_result_matches(result["config"], current, result_file, str(train_config), beside)
     steps_per_epoch = _steps_per_epoch(result, result_file)
     section = schedule_section(kind, bounds, steps_per_epoch, epochs)
-    change = plan_change(config, key, section)
-    return PlannedApply(kind=kind, key=key, change=change, warnings=result_warnings(result))
+    rate_keys = rate_place(current, beside)
+    also: list[tuple[list[str], dict[str, Any]]] = []
+    if "lr" in section and rate_keys is not None:  # the config keeps its rate there
+        also = [(rate_keys, {"lr": section.pop("lr")})]
+    change = plan_change(config, key, section, also)
+    return PlannedApply(
+        kind=kind,
+        key=key,
+        change=change,
+        warnings=result_warnings(result),
+        rate_key=".".join(rate_keys) + ".lr" if also and rate_keys else None,
+    )
 
 
 def result_warnings(result: dict[str, Any]) -> list[str]:
@@ -94,12 +108,6 @@ def result_warnings(result: dict[str, Any]) -> list[str]:
         reasons = "; ".join(str(reason) for reason in block.get("confidence_reasons", []))
         warnings.append(f"The recommendation's confidence is low ({reasons}).")
     return warnings
-
-
-def _setup_of(document: Any, keys: list[str]) -> dict[str, Any]:
-    """The setup is read from the top level and from the mapping that holds the schedule."""
-    parent = lookup(document, keys[:-1]) if len(keys) > 1 else None
-    return {**document, **(parent if isinstance(parent, dict) else {})}
 
 
 def _steps_per_epoch(result: dict[str, Any], where: object) -> int | None:

@@ -38,11 +38,12 @@ from lrfind.errors import ConfigError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
 from lrfind.outputs.documents import document, recommendation_blocks, search_blocks
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
+from lrfind.settings.optimizers import describe as describe_optimizer
 from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
 from lrfind.setup import data as datasets
 from lrfind.setup import models
 from lrfind.setup.devices import environment_summary, resolve_device
-from lrfind.setup.optimizers import build_optimizer
+from lrfind.setup.optimizers import build_optimizer, optimizer_block
 from lrfind.setup.prepare import PreparedData, check_specs, prepare_data, seeded_model
 
 
@@ -395,9 +396,9 @@ def _stacked_memory_problem(
 
 
 def _plot_title(config: RunConfig) -> str:
-    optimizer = config.optimizer
-    if config.momentum:
-        optimizer += f" (momentum {config.momentum:g})"
+    optimizer = describe_optimizer(
+        config.optimizer, config.momentum, config.weight_decay, config.optimizer_args or {}
+    )
     return (
         f"LR range test: {config.model} on {config.dataset}\n"
         f"{optimizer}, batch {config.batch_size}, seed {config.seed}"
@@ -423,6 +424,7 @@ def _result_document(
             "spec": config.model,
             "parameters": sum(parameter.numel() for parameter in sweeper.model.parameters()),
         },
+        optimizer=optimizer_block(config),
         **search_blocks(outcome, config.seed),
         repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)
         skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),

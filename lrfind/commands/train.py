@@ -30,6 +30,7 @@ from lrfind.outputs.documents import document, read_result
 from lrfind.outputs.files import staged_run_folder, write_csv, write_json
 from lrfind.outputs.plots import HistoryLines, render_history
 from lrfind.outputs.tensorboard import check_tensorboard, write_training_scalars
+from lrfind.settings.optimizers import describe as describe_optimizer
 from lrfind.settings.options import TrainConfig, check_result_matches
 from lrfind.setup.devices import environment_summary, resolve_device
 from lrfind.setup.optimizers import build_optimizer
@@ -214,6 +215,9 @@ def _sections_from_config(config: TrainConfig, kinds: list[str]) -> dict[str, di
         return {}
     if set(section) == {"kind"}:
         return {}
+    needs_rate = "lr" in check_kind(section["kind"]).required
+    if needs_rate and "lr" not in section and config.lr is not None:
+        section = {**section, "lr": config.lr}  # `lrfind apply` wrote it into optimizer.lr
     return {section["kind"]: check_section(section, "scheduler in the training config")}
 
 
@@ -281,8 +285,11 @@ def _training_data(config: TrainConfig, device: torch.device) -> tuple[PreparedD
 
 
 def _title(config: TrainConfig) -> str:
+    optimizer = describe_optimizer(
+        config.optimizer, config.momentum, config.weight_decay, config.optimizer_args or {}
+    )
     return (
-        f"{config.model} on {config.dataset}: {config.optimizer}, batch {config.batch_size}, "
+        f"{config.model} on {config.dataset}: {optimizer}, batch {config.batch_size}, "
         f"{config.epochs} epochs, seed {config.seed}"
     )
 

@@ -32,7 +32,7 @@ import difflib
 import io
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from lrfind.outputs.configfile import Layout, check_writable, read_exact, resolv
 from lrfind.outputs.files import replace_in_place
 from lrfind.outputs.jsonsplice import splice_json
 from lrfind.settings.formats import format_of, parse_document, yaml_parser
+from lrfind.settings.layouts import lookup
 
 DEFAULT_KEY = "scheduler"
 WHAT = "training config"
@@ -115,29 +116,40 @@ def read_config(path: Path) -> ConfigFile:
     return ConfigFile(path, target, text, EDITORS[fmt].parse(body, path))
 
 
-def plan_change(config: ConfigFile, key: str, section: Mapping[str, Any]) -> ConfigChange:
+def plan_change(
+    config: ConfigFile,
+    key: str,
+    section: Mapping[str, Any],
+    also: Sequence[tuple[list[str], Mapping[str, Any]]] = (),
+) -> ConfigChange:
     """`config` with `section` written under `key`, and its new text; nothing is written yet.
-    `config.document` is edited in place. Refused when the edit would change anything but
-    the target."""
+    `also` are other mappings (keys, values) whose values are set, nothing else in them
+    removed: the optimizer's `lr`, where the config keeps its rate there. `config.document`
+    is edited in place. Refused when the edit would change anything but the targets."""
     path, keys = config.path, split_key(key)
     fmt = format_of(path, WHAT)
     editor = EDITORS[fmt]
     layout, body = Layout.of(config.text, path)
     document = config.document
     if fmt == "yaml":
-        check_not_shared(document, keys, path)
+        for target_keys in [keys, *(other for other, _ in also)]:
+            check_not_shared(document, target_keys, path)
     untouched = editor.render(document, body) if fmt != "json" else ""
     stale = stale_keys(lookup(document, keys), section)
     set_section(document, keys, section, editor.new_mapping, path)
+    for other, values in also:
+        set_section(document, other, values, editor.new_mapping, path, replace_stale=False)
     if not body.strip():
         new_body = editor.render(document, body)
     elif fmt == "yaml" and _yaml_holds_nothing(body):  # comments stay, the mapping follows
         new_body = body.rstrip("\n") + "\n" + editor.render(document, "")
     elif fmt == "json":
         new_body = splice_json(body, keys, section, stale)
+        for other, values in also:
+            new_body = splice_json(new_body, other, values, [])
     else:
         new_body = carry_edit(body, untouched, editor.render(document, body), path, key)
-    check_only_target_changed(editor.plain, body, new_body, keys, section, path)
+    check_only_target_changed(editor.plain, body, new_body, keys, section, path, also)
     return ConfigChange(path, config.target, config.text, layout.restore(new_body))
 
 
@@ -155,7 +167,10 @@ def set_section(
     section: Mapping[str, Any],
     new_mapping: Callable[[], MutableMapping[str, Any]],
     path: Path,
+    replace_stale: bool = True,
 ) -> None:
+    """`section`'s values written into the mapping at `keys` (created when missing); with
+    `replace_stale`, the schedule keys it does not have are removed from that mapping."""
     node = document
     for depth, key in enumerate(keys):
         child = node.get(key)
@@ -170,7 +185,7 @@ def set_section(
             )
         node = child
     with _closing_lines_kept(node):
-        for stale in stale_keys(node, section):
+        for stale in stale_keys(node, section) if replace_stale else []:
             del node[stale]
         for name, value in section.items():
             node[name] = value
@@ -181,15 +196,6 @@ def stale_keys(node: Any, section: Mapping[str, Any]) -> list[str]:
     if not isinstance(node, Mapping):
         return []
     return [name for name in node if name in SCHEDULE_KEYS and name not in section]
-
-
-def lookup(document: Mapping[str, Any], keys: list[str]) -> Any:
-    node: Any = document
-    for key in keys:
-        if not isinstance(node, Mapping) or key not in node:
-            return None
-        node = node[key]
-    return node
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,10 +256,12 @@ def check_only_target_changed(
     keys: list[str],
     section: Mapping[str, Any],
     path: Path,
+    also: Sequence[tuple[list[str], Mapping[str, Any]]] = (),
 ) -> None:
     """The safety net under every edit: `after`, parsed as a training script would parse it,
-    must be `before` with `section` written under `keys` and nothing else changed. Anything
-    that breaks this (an alias, a merge key, a library that rewrote a value) is refused."""
+    must be `before` with `section` written under `keys` (and the values of `also` set) and
+    nothing else changed. Anything that breaks this (an alias, a merge key, a library that
+    rewrote a value) is refused."""
     try:
         expected = _plain(plain(before)) or {}  # an empty or comment-only file holds nothing
         written = _plain(plain(after))
@@ -262,6 +270,8 @@ def check_only_target_changed(
         changed: str | None = f"how the file reads (it would not parse: {reason})"
     else:
         set_section(expected, keys, section, dict, path)
+        for other, values in also:
+            set_section(expected, other, values, dict, path, replace_stale=False)
         changed = _first_difference(written, expected)
     if changed is not None:
         key = ".".join(keys)

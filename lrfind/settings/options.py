@@ -13,17 +13,22 @@ import dataclasses
 import difflib
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from lrfind.errors import ConfigError
 from lrfind.settings.formats import parse_document, read_text
+from lrfind.settings.layouts import optimizer_fields, read_setup
+from lrfind.settings.optimizers import (
+    check_optimizer_args,
+    check_optimizer_name,
+    stacking_problem,
+)
 
 Config = TypeVar("Config")
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
 # The losses by name (built in lrfind.setup.losses); any other is a file.py:fn or module:fn spec.
 LOSSES = ("cross-entropy", "nll", "bce", "mse", "l1", "huber", "smooth-l1")
 # Losses whose targets are class indices: the model's outputs are one logit per class.
@@ -124,6 +129,7 @@ class SetupSettings:
     optimizer: str = "sgd"  # plain SGD, as in the chapter; its LR range is the most sensitive
     momentum: float = 0.0  # plain SGD by default; 0.9 is the usual choice with momentum
     weight_decay: float = 0.0  # no regularisation: the sweep is about optimisation speed
+    optimizer_args: dict[str, Any] | None = None  # other keyword arguments (betas, alpha, ...)
     batch_size: int = 256  # what the chapter used; large enough for a low-noise curve
     loss: str = "cross-entropy"  # the loss of classification, the task of the built-in data
     label_smoothing: float = 0.0  # cross-entropy only; 0.1 is the usual choice when used
@@ -135,7 +141,8 @@ class SetupSettings:
     quiet: bool = False  # no live progress, only the summary
 
     def __post_init__(self) -> None:
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_optimizer_name(self.optimizer)  # resolved, arguments checked: lrfind.setup
+        check_optimizer_args(self.optimizer_args or {})
         check_choice("device", self.device, DEVICES)
         if self.batch_size < 1:
             raise ConfigError(
@@ -146,11 +153,6 @@ class SetupSettings:
             raise ConfigError(
                 f"momentum must be in [0, 1); got {self.momentum:g}. Use 0 for plain SGD "
                 "or 0.9 for the usual momentum SGD."
-            )
-        if self.momentum and self.optimizer != "sgd":
-            raise ConfigError(
-                f"momentum applies to --optimizer sgd only; got momentum {self.momentum:g} "
-                f"with {self.optimizer}, whose momentum lives in its betas. Drop --momentum."
             )
         if not self.weight_decay >= 0.0 or not math.isfinite(self.weight_decay):
             raise ConfigError(
@@ -252,7 +254,7 @@ class RunConfig(SetupSettings):
             return "--channels-last (stacked inputs have five dimensions)"
         if self.compile:
             return "--compile"
-        return None
+        return stacking_problem(self.optimizer)
 
     def sweep_settings(self) -> SweepSettings:
         return SweepSettings(
@@ -301,38 +303,69 @@ MATCHED_FIELDS = ("model", "dataset", "optimizer", "batch_size", "momentum", "lo
 
 
 def check_result_matches(
-    result_config: Mapping[str, Any], setup: Mapping[str, Any], result_path: Path, target: str
+    result_config: Mapping[str, Any],
+    setup: Mapping[str, Any],
+    result_path: Path,
+    target: str,
+    beside: Sequence[str] = (),
 ) -> None:
-    """Refuse bounds measured on another model, dataset, optimizer, batch size or momentum.
+    """Refuse bounds measured on another model, dataset, optimizer, batch size or momentum,
+    or with other values of the optimizer's arguments.
 
-    Only fields present on both sides are compared; spec forms are compared by name
-    (`torchvision:resnet18` matches `resnet18`, `Fashion-MNIST` matches `fashion-mnist`).
+    `setup` is read in any layout `read_setup` knows (`beside`: the dotted path of the mapping
+    that holds the schedule). Only fields present on both sides are compared, and only the
+    arguments both name; spec forms are compared by name (`torchvision:resnet18` matches
+    `resnet18`, `Fashion-MNIST` matches `fashion-mnist`, `torch.optim.SGD` matches `sgd`).
     """
 
     def name(value: Any) -> str:
         text = str(value).rpartition(":")[2]
         return "".join(character for character in Path(text).stem.lower() if character.isalnum())
 
+    measured_setup, wanted_setup = read_setup(result_config), read_setup(setup, beside)
+    pairs = [
+        (field_name, measured_setup.get(field_name), wanted_setup.get(field_name))
+        for field_name in MATCHED_FIELDS
+    ]
+    measured_args, wanted_args = (_arguments_of(measured_setup), _arguments_of(wanted_setup))
+    shared_args = [key for key in measured_args if key in wanted_args]
+    pairs += [
+        (f"optimizer argument {key}", measured_args[key], wanted_args[key]) for key in shared_args
+    ]
     mismatches = []
-    for field_name in MATCHED_FIELDS:
-        if result_config.get(field_name) is None or setup.get(field_name) is None:
+    for field_name, measured, wanted in pairs:
+        if measured is None or wanted is None:
             continue
-        measured, wanted = result_config[field_name], setup[field_name]
         if field_name in ("model", "dataset", "optimizer"):
             same = name(measured) == name(wanted)
         else:
-            try:
-                same = math.isclose(float(measured), float(wanted))
-            except (TypeError, ValueError):
-                same = False
+            same = _same_value(measured, wanted)
         if not same:
             mismatches.append(f"{field_name} {measured} (sweep) vs {wanted} ({target})")
     if mismatches:
         raise ConfigError(
             f"{result_path} was measured on another setup: {'; '.join(mismatches)}. An LR "
-            f"range depends on the model, data, optimizer, momentum and batch size; sweep "
-            f"this setup with `lrfind run`, or pass --force to use these bounds anyway."
+            f"range depends on the model, data, optimizer and its arguments, momentum and "
+            f"batch size; sweep this setup with `lrfind run`, or pass --force to use these "
+            f"bounds anyway."
         )
+
+
+def _arguments_of(setup: Mapping[str, Any]) -> Mapping[str, Any]:
+    arguments = setup.get("optimizer_args")
+    return arguments if isinstance(arguments, Mapping) else {}
+
+
+def _same_value(measured: Any, wanted: Any) -> bool:
+    """Numbers within rounding, sequences item by item, anything else equal."""
+    if isinstance(measured, (list, tuple)) and isinstance(wanted, (list, tuple)):
+        return len(measured) == len(wanted) and all(map(_same_value, measured, wanted))
+    if isinstance(measured, bool) or isinstance(wanted, bool):
+        return bool(measured == wanted)
+    try:
+        return math.isclose(float(measured), float(wanted))
+    except (TypeError, ValueError):
+        return bool(measured == wanted)
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -357,6 +390,7 @@ UNSET_MEANS = {
     "scheduler": "none",
     "result": "sweep first",
     "num_classes": "read from the dataset",
+    "optimizer_args": "the optimizer's own defaults",
 }
 
 
@@ -417,12 +451,39 @@ def merge_options(
     hints = typing.get_type_hints(config_class)
     merged: dict[str, Any] = {}
     for origin, values in ((source, file_values or {}), ("flags", overrides or {})):
-        for raw_key, value in values.items():
+        for raw_key, value in _optimizer_expanded(values, origin, hints).items():
             key = str(raw_key).replace("-", "_")
             if key not in hints:
                 raise ConfigError(_unknown_key_message(str(raw_key), origin, config_class))
-            merged[key] = _coerce(key, value, hints[key], origin)
+            coerced = _coerce(key, value, hints[key], origin)
+            if key == "optimizer_args" and coerced is not None and merged.get(key):
+                coerced = {**merged[key], **coerced}  # flags add to the file's, key by key
+            merged[key] = coerced
     return config_class(**merged)
+
+
+def _optimizer_expanded(
+    values: Mapping[Any, Any], origin: str, hints: Mapping[str, Any]
+) -> dict[Any, Any]:
+    """`values` with an `optimizer` mapping (`{name: sgd, lr: 0.1, momentum: 0.9}`, Hydra's
+    `_target_`, ...; lrfind.settings.layouts) spread into the options it sets."""
+    optimizer = values.get("optimizer")
+    if not isinstance(optimizer, Mapping):
+        return dict(values)
+    fields = optimizer_fields(optimizer, origin)
+    if "lr" in fields and "lr" not in hints:
+        raise ConfigError(
+            f"optimizer.lr in {origin}: a sweep sets the rate at every step, from --start-lr "
+            "to --end-lr, so a rate here would not be used. Remove it from the sweep's config."
+        )
+    rest = {key: value for key, value in values.items() if key != "optimizer"}
+    for key in fields:
+        if key != "optimizer" and key in {str(name).replace("-", "_") for name in rest}:
+            raise ConfigError(
+                f"{key} in {origin} is given twice: in the optimizer mapping and at the top "
+                "level. Keep one of them."
+            )
+    return {**rest, **fields}
 
 
 def _unknown_key_message(key: str, origin: str, config_class: type) -> str:

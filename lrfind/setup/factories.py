@@ -26,7 +26,9 @@ def is_factory_spec(spec: str) -> bool:
     return bool(target) and bool(function) and target != "torchvision"
 
 
-def load_factory(spec: str, kind: str) -> Callable[..., Any]:
+def load_factory(spec: str, kind: str, noun: str = "function") -> Callable[..., Any]:
+    """The callable a spec names. `noun` is what it usually is ("function", or "class" for
+    optimizers): a missing one gets a list of the module's public ones of that sort."""
     target, _, name = spec.rpartition(":")
     example = f"path/to/file.py:make_{kind} or package.module:make_{kind}"
     if target.endswith(".py") or "/" in target or "\\" in target:
@@ -46,15 +48,17 @@ def load_factory(spec: str, kind: str) -> Callable[..., Any]:
             ) from None
     factory = getattr(module, name, None)
     if factory is None or not callable(factory):
+        listed = inspect.isclass if noun == "class" else inspect.isfunction
         available = sorted(
             attribute
             for attribute, value in vars(module).items()
-            if inspect.isfunction(value) and not attribute.startswith("_")
+            if listed(value) and not attribute.startswith("_")
         )
         listing = ", ".join(available) if available else "none"
+        plural = "Classes" if noun == "class" else "Functions"
         raise SpecError(
-            f"{kind} spec {spec!r}: {target!r} has no function {name!r}. "
-            f"Functions it defines: {listing}."
+            f"{kind} spec {spec!r}: {target!r} has no {noun} {name!r}. "
+            f"{plural} it defines: {listing}."
         )
     return factory
 

@@ -1,28 +1,177 @@
-"""The optimizer a setup names, built over any parameters (a model's, or stacked copies').
+"""The optimizer a setup names: resolved and checked before any data loads, then built over
+any parameters (a model's, or stacked copies').
 
-optimizer = build_optimizer(RunConfig(optimizer="adam"), model.parameters(), lr=1e-7)
+    check_optimizer(RunConfig(optimizer="rmsprop", optimizer_args={"alpha": 0.9}))
+    optimizer = build_optimizer(config, model.parameters(), lr=1e-7)
+
+A name is a torch.optim class in any case (`rmsprop`, `NAdam`); `package.module:Class` and
+`path/to/file.py:Class` name any other callable that takes the parameters and `lr=` and returns
+a torch optimizer. Its keyword arguments are `optimizer_args`, `momentum` (when set) and
+`weight_decay` (wherever the optimizer takes one: lrfind's default is none, where AdamW's own
+is 0.01), each checked against the optimizer's signature. What lrfind refuses and what it
+stacks is plain data in lrfind.settings.optimizers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import difflib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from lrfind.errors import ConfigError, SpecError
+from lrfind.settings.optimizers import OWNED_ARGUMENTS, REFUSED, torch_name
 from lrfind.settings.options import SetupSettings
+from lrfind.setup.factories import load_factory
+
+# The rate the optimizer is checked at before the sweep sets its own.
+PROBE_LR = 1e-3
+
+
+def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
+    """torch.optim's optimizers by lower-case class name, those a range test refuses left out."""
+    return {
+        name.lower(): value
+        for name, value in vars(torch.optim).items()
+        if isinstance(value, type)
+        and issubclass(value, torch.optim.Optimizer)
+        and value is not torch.optim.Optimizer
+        and name.lower() not in REFUSED
+    }
+
+
+@dataclass(frozen=True)
+class ResolvedOptimizer:
+    spec: str  # as the setup names it
+    target: Callable[..., Any]  # the class (or factory) that builds it
+    qualified: str  # torch.optim.RMSprop, my_opt.Lion: for messages
+    arguments: dict[str, Any]  # every keyword argument besides lr
+
+    @property
+    def from_torch(self) -> bool:
+        return self.qualified.startswith("torch.optim.")
+
+    def build(self, parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        shown = ", ".join(f"{key}={value!r}" for key, value in self.arguments.items())
+        try:
+            optimizer = self.target(parameters, lr=lr, **self.arguments)
+        except Exception as error:
+            if self.from_torch:
+                raise ConfigError(
+                    f"optimizer {self.spec!r} ({self.qualified}) refused its arguments "
+                    f"({shown or 'none besides lr'}): {error}. Change the --optimizer-arg "
+                    "(or --momentum, --weight-decay) it names."
+                ) from None
+            raise SpecError(
+                f"optimizer spec {self.spec!r} raised {type(error).__name__}: {error}. It is "
+                f"called with the parameters, lr={lr:g} and {shown or 'no other arguments'}."
+            ) from error
+        if not isinstance(optimizer, torch.optim.Optimizer):
+            raise SpecError(
+                f"optimizer spec {self.spec!r} returned a {type(optimizer).__name__}, not a "
+                "torch.optim.Optimizer. Point it at an optimizer class, or at a function that "
+                "builds one from (params, lr=..., **arguments)."
+            )
+        return optimizer
+
+
+def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
+    """The optimizer the setup names and its keyword arguments, checked against its
+    signature: an unknown name or argument fails here, with what is accepted."""
+    target, qualified = _target(setup.optimizer)
+    accepted, takes_any = _keyword_arguments(target)
+    if "lr" not in accepted and not takes_any:
+        raise SpecError(
+            f"optimizer {setup.optimizer!r} ({qualified}) takes no `lr` argument, so a range "
+            "test cannot set its rate. Give an optimizer whose constructor takes lr=."
+        )
+    arguments = {
+        key: tuple(value) if isinstance(value, list) else value  # YAML and JSON lists
+        for key, value in (setup.optimizer_args or {}).items()
+    }
+    if setup.momentum:
+        if "momentum" not in accepted and not takes_any:
+            raise ConfigError(
+                f"momentum applies to optimizers with a momentum argument (sgd, rmsprop, ...); "
+                f"{setup.optimizer} ({qualified}) has none (Adam-like optimizers keep theirs "
+                f"in betas: --optimizer-arg betas=0.9,0.999). Drop --momentum."
+            )
+        arguments["momentum"] = setup.momentum
+    if "weight_decay" in accepted:
+        arguments["weight_decay"] = setup.weight_decay
+    elif setup.weight_decay:
+        if not takes_any:
+            raise ConfigError(
+                f"{setup.optimizer} ({qualified}) takes no weight_decay; got --weight-decay "
+                f"{setup.weight_decay:g}. Drop --weight-decay."
+            )
+        arguments["weight_decay"] = setup.weight_decay
+    unknown = [key for key in arguments if key not in accepted]
+    if unknown and not takes_any:
+        own = [name for name in accepted if name not in OWNED_ARGUMENTS]
+        close = difflib.get_close_matches(unknown[0], own, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"optimizer {setup.optimizer!r} ({qualified}) takes no argument "
+            f"{unknown[0]!r}.{hint} Its arguments: {', '.join(own) or 'none'} (lr is set by "
+            "the sweep; momentum and weight_decay by --momentum and --weight-decay)."
+        )
+    return ResolvedOptimizer(setup.optimizer, target, qualified, arguments)
+
+
+def check_optimizer(setup: SetupSettings) -> None:
+    """Resolve the optimizer and build it over one probe tensor, so that a bad name,
+    argument or value fails before any data is loaded."""
+    probe = torch.zeros(2, 2, requires_grad=True)
+    resolve_optimizer(setup).build([probe], PROBE_LR)
 
 
 def build_optimizer(
     setup: SetupSettings, parameters: Iterable[torch.Tensor], lr: float
 ) -> torch.optim.Optimizer:
     """The optimizer the setup names, at `lr` (the sweep or the schedule then sets it)."""
-    if setup.optimizer == "sgd":
-        return torch.optim.SGD(
-            parameters,
-            lr=lr,
-            momentum=setup.momentum,
-            weight_decay=setup.weight_decay,
+    return resolve_optimizer(setup).build(parameters, lr)
+
+
+def _target(spec: str) -> tuple[Callable[..., Any], str]:
+    name = torch_name(spec)
+    if name is None:
+        target = load_factory(spec, "optimizer", noun="class")
+        return target, f"{target.__module__}.{getattr(target, '__qualname__', spec)}"
+    known = torch_optimizers()
+    if name not in known:
+        close = difflib.get_close_matches(name, list(known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(
+            f"unknown optimizer {spec!r}.{hint} torch.optim has: {', '.join(sorted(known))} "
+            "(any case); for another package's, give package.module:Class or "
+            "path/to/file.py:Class."
         )
-    if setup.optimizer == "adam":
-        return torch.optim.Adam(parameters, lr=lr, weight_decay=setup.weight_decay)
-    return torch.optim.AdamW(parameters, lr=lr, weight_decay=setup.weight_decay)
+    return known[name], f"torch.optim.{known[name].__name__}"
+
+
+def _keyword_arguments(target: Callable[..., Any]) -> tuple[list[str], bool]:
+    """The keyword arguments `target` takes after the parameters, and whether it takes any
+    (**kwargs, or a signature that cannot be read)."""
+    try:
+        parameters = list(inspect.signature(target).parameters.values())
+    except (TypeError, ValueError):
+        return [], True
+    takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
+    named = [
+        parameter.name
+        for parameter in parameters[1:]  # the first takes the parameters
+        if parameter.kind
+        in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    ]
+    return named, takes_any
+
+
+def optimizer_block(setup: SetupSettings) -> dict[str, Any]:
+    """The `optimizer` block of result.json: the class that was built and every keyword
+    argument it was given besides the sweep's lr."""
+    resolved = resolve_optimizer(setup)
+    return {"spec": setup.optimizer, "class": resolved.qualified, "arguments": resolved.arguments}

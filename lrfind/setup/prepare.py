@@ -27,6 +27,7 @@ from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
 from lrfind.setup import data as datasets
 from lrfind.setup import models, userdata
 from lrfind.setup.batches import map_tensors
+from lrfind.setup.optimizers import check_optimizer
 from lrfind.setup.samples import inputs_part
 
 
@@ -241,3 +242,4 @@ def check_specs(setup: SetupSettings) -> None:
     """Resolve the model and dataset specs without building them: a bad one fails first."""
     userdata.check_dataset_spec(setup.dataset)
     models.check_model_spec(setup.model)
+    check_optimizer(setup)
