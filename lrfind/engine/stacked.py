@@ -13,8 +13,9 @@ Every copy keeps its own weights, optimizer state, batches and divergence detect
 the same LR schedule, in the one sweep loop a single model uses (lrfind.engine.loop). A copy
 that diverges stops recording while the others go on (it keeps computing: its slice of every
 tensor is independent of the others'). One optimizer acts on the stacked tensors, which is
-exactly K optimizers for those that update each element on its own: SGD, Adam and AdamW, with
-or without momentum and weight decay, as lrfind builds them.
+exactly K optimizers for those that update each element on its own: the registry
+`ELEMENTWISE` in lrfind.settings.optimizers (SGD, Adam, AdamW, RMSprop, NAdam, ...); the
+pipeline stacks no other (`RunConfig.stacking_conflict`).
 """
 
 from __future__ import annotations
