@@ -131,6 +131,23 @@ def test_momentum_needs_an_optimizer_that_has_one() -> None:
         built(optimizer="adam", momentum=0.9)
 
 
+@pytest.mark.parametrize(
+    ("name", "arguments", "message"),
+    [
+        ("adam", {"betas": 0.9}, "argument betas takes a tuple (its default is (0.9, 0.999)); "
+         "got 0.9. Write e.g. --optimizer-arg betas=0.9,0.999."),
+        ("rmsprop", {"centered": "yes"}, "argument centered takes true or false"),
+        ("rmsprop", {"alpha": "high"}, "argument alpha takes a number (its default is 0.99)"),
+        ("sgd", {"nesterov": 1}, "argument nesterov takes true or false"),
+    ],
+)  # fmt: skip
+def test_a_value_of_the_wrong_kind_is_named_with_the_default(
+    name: str, arguments: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        built(optimizer=name, optimizer_args=arguments)
+
+
 def test_a_value_torch_refuses_is_one_paragraph_with_torchs_reason() -> None:
     with pytest.raises(ConfigError, match=r"refused its arguments .*Invalid alpha value: -1"):
         built(optimizer="rmsprop", optimizer_args={"alpha": -1.0})

@@ -62,8 +62,8 @@ class ResolvedOptimizer:
             if self.from_torch:
                 raise ConfigError(
                     f"optimizer {self.spec!r} ({self.qualified}) refused its arguments "
-                    f"({shown or 'none besides lr'}): {error}. Change the --optimizer-arg "
-                    "(or --momentum, --weight-decay) it names."
+                    f"({shown or 'none besides lr'}): {error}. Change the argument it names, "
+                    "or choose another optimizer."
                 ) from None
             raise SpecError(
                 f"optimizer spec {self.spec!r} raised {type(error).__name__}: {error}. It is "
@@ -82,7 +82,7 @@ def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
     """The optimizer the setup names and its keyword arguments, checked against its
     signature: an unknown name or argument fails here, with what is accepted."""
     target, qualified = _target(setup.optimizer)
-    accepted, takes_any = _keyword_arguments(target)
+    accepted, takes_any, defaults = _keyword_arguments(target)
     if "lr" not in accepted and not takes_any:
         raise SpecError(
             f"optimizer {setup.optimizer!r} ({qualified}) takes no `lr` argument, so a range "
@@ -119,7 +119,30 @@ def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
             f"{unknown[0]!r}.{hint} Its arguments: {', '.join(own) or 'none'} (lr is set by "
             "the sweep; momentum and weight_decay by --momentum and --weight-decay)."
         )
+    for key, value in arguments.items():
+        _check_kind(setup.optimizer, qualified, key, value, defaults.get(key))
     return ResolvedOptimizer(setup.optimizer, target, qualified, arguments)
+
+
+def _check_kind(spec: str, qualified: str, key: str, value: Any, default: Any) -> None:
+    """A value of the kind the argument's default has: a tuple for a tuple, a number for a
+    number, true/false for a switch (torch's own checks fail on them obscurely)."""
+    if isinstance(default, tuple):
+        wanted, fits = "a tuple", isinstance(value, tuple)
+        example = ",".join(str(item) for item in default)
+    elif isinstance(default, bool):
+        wanted, fits, example = "true or false", isinstance(value, bool), str(default).lower()
+    elif isinstance(default, (int, float)):
+        wanted = "a number"
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        example = f"{default:g}"
+    else:
+        return
+    if not fits:
+        raise ConfigError(
+            f"optimizer {spec!r} ({qualified}) argument {key} takes {wanted} (its default is "
+            f"{default!r}); got {value!r}. Write e.g. --optimizer-arg {key}={example}."
+        )
 
 
 def check_optimizer(setup: SetupSettings) -> None:
@@ -153,21 +176,26 @@ def _target(spec: str) -> tuple[Callable[..., Any], str]:
     return known[name], f"torch.optim.{known[name].__name__}"
 
 
-def _keyword_arguments(target: Callable[..., Any]) -> tuple[list[str], bool]:
-    """The keyword arguments `target` takes after the parameters, and whether it takes any
-    (**kwargs, or a signature that cannot be read)."""
+def _keyword_arguments(target: Callable[..., Any]) -> tuple[list[str], bool, dict[str, Any]]:
+    """The keyword arguments `target` takes after the parameters, whether it takes any
+    (**kwargs, or a signature that cannot be read), and the defaults it declares."""
     try:
         parameters = list(inspect.signature(target).parameters.values())
     except (TypeError, ValueError):
-        return [], True
+        return [], True, {}
     takes_any = any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters)
     named = [
-        parameter.name
+        parameter
         for parameter in parameters[1:]  # the first takes the parameters
         if parameter.kind
         in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     ]
-    return named, takes_any
+    defaults = {
+        parameter.name: parameter.default
+        for parameter in named
+        if parameter.default is not inspect.Parameter.empty
+    }
+    return [parameter.name for parameter in named], takes_any, defaults
 
 
 def optimizer_block(setup: SetupSettings) -> dict[str, Any]:
