@@ -903,10 +903,11 @@ def _train_with_progress(
     def on_epoch(name: str, record: EpochRecord) -> None:
         if settings.quiet:
             return
+        train = "" if record.train_accuracy is None else f", train acc {record.train_accuracy:.4f}"
         test = "" if record.test_accuracy is None else f", test acc {record.test_accuracy:.4f}"
         progress.console.print(
             f"  {escape(name)} epoch {record.epoch}/{settings.epochs}: train loss "
-            f"{record.train_loss:.4f}, train acc {record.train_accuracy:.4f}{test}"
+            f"{record.train_loss:.4f}{train}{test}"
         )
 
     with progress, _graceful_stop():
@@ -935,12 +936,13 @@ def _print_training_table(outcome: TrainingOutcome) -> None:
             if name in ("lr", "base_lr", "max_lr") and isinstance(value, float)
         )
         final = run.final
-        best = max((record.test_accuracy or 0.0) for record in run.history)
+        accuracies = [record.test_accuracy for record in run.history]
+        best = max((value for value in accuracies if value is not None), default=None)
         table.add_row(
             run.name,
             parameters,
             "-" if final.test_accuracy is None else f"{final.test_accuracy:.4f}",
-            f"{best:.4f}",
+            "-" if best is None else f"{best:.4f}",
             "-" if final.test_loss is None else f"{final.test_loss:.4f}",
             f"{run.seconds:.0f} s",
         )

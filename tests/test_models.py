@@ -11,7 +11,10 @@ import torch
 from torch import nn
 
 from lrfind.errors import SpecError
+from lrfind.settings.options import RunConfig
 from lrfind.setup import models
+from lrfind.setup.batches import BatchRule
+from lrfind.setup.losses import build_loss
 from tests.conftest import write_python
 
 MNIST_SHAPE = (1, 28, 28)
@@ -50,7 +53,7 @@ def test_torchvision_model_is_adapted_to_one_channel_and_ten_classes() -> None:
     model = models.build_model("torchvision:resnet18", MNIST_SHAPE, 10)
     assert model.conv1.in_channels == 1
     assert model.conv1.out_channels == 64 and model.conv1.kernel_size == (7, 7)
-    models.check_model_fits(model, torch.zeros(2, *MNIST_SHAPE), 10, "torchvision:resnet18")
+    fits(model, torch.zeros(2, *MNIST_SHAPE), 10, "torchvision:resnet18")
 
 
 def test_unknown_torchvision_model_suggests_close_names() -> None:
@@ -123,13 +126,13 @@ def test_missing_factory_module_is_named() -> None:
 def test_fit_check_names_the_shapes_when_classes_do_not_match() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 5))
     with pytest.raises(SpecError, match=r"5 outputs .* 10 classes.*\(2, 5\)"):
-        models.check_model_fits(model, torch.zeros(2, 1, 28, 28), 10, "m")
+        fits(model, torch.zeros(2, 1, 28, 28), 10)
 
 
 def test_fit_check_names_the_input_shape_the_model_cannot_take() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(100, 10))
     with pytest.raises(SpecError, match=r"cannot take inputs of shape \(2, 1, 28, 28\)"):
-        models.check_model_fits(model, torch.zeros(2, 1, 28, 28), 10, "m")
+        fits(model, torch.zeros(2, 1, 28, 28), 10)
 
 
 def test_fit_check_refuses_a_model_without_trainable_parameters() -> None:
@@ -137,7 +140,16 @@ def test_fit_check_refuses_a_model_without_trainable_parameters() -> None:
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     with pytest.raises(SpecError, match="no trainable parameters"):
-        models.check_model_fits(model, torch.zeros(2, 1, 28, 28), 10, "m")
+        fits(model, torch.zeros(2, 1, 28, 28), 10)
+
+
+def fits(
+    model: nn.Module, inputs: torch.Tensor, num_classes: int | None, spec: str = "m", **setup: Any
+) -> None:
+    """The fit check on a batch of `inputs` with class-0 targets, as `lrfind run` calls it."""
+    config = RunConfig(model=spec, **setup)
+    batch = BatchRule(model).split((inputs, torch.zeros(len(inputs), dtype=torch.long)))
+    models.check_model_fits(model, batch, build_loss(config), config, num_classes)
 
 
 def lenet_for_mnist(seed: int) -> nn.Module:

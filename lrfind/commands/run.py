@@ -30,7 +30,7 @@ from torch import nn
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
-from lrfind.engine.loop import user_code_errors
+from lrfind.engine.loop import endless_batches, to_device, user_code_errors
 from lrfind.engine.range_test import range_test
 from lrfind.engine.snapshot import device_free_bytes
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
@@ -42,7 +42,9 @@ from lrfind.settings.optimizers import describe as describe_optimizer
 from lrfind.settings.options import RunConfig, SetupSettings, SweepSettings
 from lrfind.setup import data as datasets
 from lrfind.setup import models
+from lrfind.setup.batches import BatchRule
 from lrfind.setup.devices import environment_summary, resolve_device
+from lrfind.setup.losses import build_loss
 from lrfind.setup.optimizers import build_optimizer, optimizer_block
 from lrfind.setup.prepare import PreparedData, check_specs, prepare_data, seeded_model
 
@@ -244,8 +246,16 @@ class Sweeper:
         self.stacked = False  # whether the repeats did run stacked
         self.full_snapshot: SnapshotPlace | None = None  # where the full sweep kept the state
         self.memory_baseline = _start_gpu_peak(device)
+        self.loss_fn = build_loss(config)
         plain = self.plain_model(config.seed)
-        models.check_model_fits(plain, prepared.sample_inputs, prepared.num_classes, config.model)
+        first = BatchRule(plain).split(next(endless_batches(prepared.loader_for(config.seed))))
+        models.check_model_fits(
+            plain,
+            to_device(first, device),
+            self.loss_fn,
+            config,
+            config.num_classes or prepared.num_classes,
+        )
         self.plain = plain
         self.model = self.fast_model(plain)
         self.optimizer = build_optimizer(config, self.model.parameters(), config.start_lr)
@@ -276,7 +286,7 @@ class Sweeper:
         result = range_test(
             model,
             optimizer,
-            nn.CrossEntropyLoss(),
+            self.loss_fn,
             self.prepared.loader_for(seed),
             **dataclasses.asdict(settings),
             method=config.method,
@@ -322,7 +332,7 @@ class Sweeper:
             results = stacked_range_tests(
                 [seeded_model(config, self.prepared, seed, config.weights) for seed in seeds],
                 lambda tensors: build_optimizer(config, tensors, config.start_lr),
-                nn.CrossEntropyLoss(),
+                self.loss_fn,
                 [self.prepared.loader_for(seed) for seed in seeds],
                 settings,
                 device=self.device,

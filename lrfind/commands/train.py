@@ -33,6 +33,7 @@ from lrfind.outputs.tensorboard import check_tensorboard, write_training_scalars
 from lrfind.settings.optimizers import describe as describe_optimizer
 from lrfind.settings.options import TrainConfig, check_result_matches
 from lrfind.setup.devices import environment_summary, resolve_device
+from lrfind.setup.losses import build_loss
 from lrfind.setup.optimizers import build_optimizer
 from lrfind.setup.prepare import PreparedData, check_specs, prepare_data, seeded_model
 
@@ -61,7 +62,14 @@ class ScheduleRun:
         return {
             "parameters": self.section,
             "final": dataclasses.asdict(self.final),
-            "best_test_accuracy": max((record.test_accuracy or 0.0) for record in self.history),
+            "best_test_accuracy": max(
+                (
+                    record.test_accuracy
+                    for record in self.history
+                    if record.test_accuracy is not None
+                ),
+                default=None,
+            ),
             "seconds": self.seconds,
         }
 
@@ -252,7 +260,7 @@ def _train_schedule(
     history = train_epochs(
         model,
         optimizer,
-        torch.nn.CrossEntropyLoss(),
+        build_loss(config),
         batches,
         epochs=config.epochs,
         scheduler=scheduler,
@@ -266,22 +274,20 @@ def _train_schedule(
 
 
 def _training_data(config: TrainConfig, device: torch.device) -> tuple[PreparedData, EvaluationSet]:
-    """The training batches and the test set: a built-in dataset's test split, or the last
-    USER_TEST_SHARE of a user dataset (which must say how many classes it has)."""
+    """The training batches and the test set: a built-in or torchvision dataset's test split,
+    or the last USER_TEST_SHARE of another."""
     data = prepare_data(
         config,
         device,
         held_out_samples=lambda total: max(1, int((total or 0) * USER_TEST_SHARE)),
         test_split=True,
     )
-    if data.num_classes is None:
-        raise SpecError(
-            f"dataset {config.dataset!r} does not say how many classes it has; give it a "
-            "`classes` or `targets` attribute so accuracy can be measured."
-        )
-    if data.held_out_inputs is None or data.held_out_labels is None:
+    if data.held_out_inputs is not None and data.held_out_labels is not None:
+        return data, EvaluationSet(data.held_out_inputs, data.held_out_labels)
+    held = data.held_out_batches(EvaluationSet.batch_size)
+    if not held:
         raise SpecError(f"dataset {config.dataset!r} has no samples left to test on.")
-    return data, EvaluationSet(data.held_out_inputs.float(), data.held_out_labels.long())
+    return data, EvaluationSet(given=tuple(held))
 
 
 def _title(config: TrainConfig) -> str:

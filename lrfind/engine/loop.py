@@ -33,8 +33,7 @@ from lrfind.core.records import (
 from lrfind.engine.distributed import Ranks
 from lrfind.errors import LrfindError, SweepError, UserCodeError, noted
 from lrfind.settings.options import SweepSettings
-
-LossFunction = Callable[[Any, Any], torch.Tensor]
+from lrfind.setup.batches import Batch
 
 # fp16: a GradScaler skips steps whose gradients overflow; the LR holds while it finds its
 # scale. This many skips in a row means the loss itself overflows: the sweep stops there.
@@ -275,21 +274,26 @@ def endless_batches(loader: Iterable[Any]) -> Iterator[Any]:
             )
 
 
-def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> tuple[Any, Any]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-        raise SweepError(
-            f"each batch must be an (inputs, targets) pair; the loader gave a "
-            f"{type(batch).__name__}. Wrap the dataset so that it returns pairs."
+def to_device(batch: Batch, device: torch.device, channels_last: bool = False) -> Batch:
+    """Every tensor of the batch on `device`; with `channels_last`, 4-D inputs in NHWC."""
+
+    def move(tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.to(device, non_blocking=True)
+
+    moved = batch.map(move)
+    if channels_last:
+        moved = Batch(
+            tuple(_channels_last(value) for value in moved.args),
+            moved.kwargs,
+            moved.targets,
+            moved.extra,
         )
-    inputs, targets = _move(batch[0], device), _move(batch[1], device)
-    if channels_last and isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return inputs, targets
+    return moved
 
 
-def _move(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
+def _channels_last(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.dim() == 4:
+        return value.contiguous(memory_format=torch.channels_last)
     return value
 
 

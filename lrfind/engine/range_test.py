@@ -25,7 +25,6 @@ from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
 from lrfind.engine.distributed import Ranks
 from lrfind.engine.loop import (
     LoopOptions,
-    LossFunction,
     endless_batches,
     seeded_rng,
     sweep_loop,
@@ -41,11 +40,12 @@ from lrfind.settings.options import (
     SweepSettings,
     check_choice,
 )
+from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
 
 
 class SingleModel:
     """One model as the sweep loop's trainee; under torchrun, each rank takes its shard of
-    every global batch."""
+    every global batch. Batches and outputs are read by lrfind.setup.batches."""
 
     copies = 1
 
@@ -53,17 +53,21 @@ class SingleModel:
         self,
         model: torch.nn.Module,
         optimizer: torch.optim.Optimizer,
-        loss_fn: LossFunction,
+        loss_fn: LossFunction | None,
         device: torch.device,
         val_batches: Sequence[Any] | None,
         channels_last: bool,
         ranks: Ranks,
+        unpack: Unpack | None = None,
     ) -> None:
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
         self.device = device
-        self.held_out = [to_device(batch, device) for batch in val_batches or ()]
+        self.rule = BatchRule(model, unpack)
+        self.held_out = [
+            to_device(self.rule.split(batch), device, channels_last) for batch in val_batches or ()
+        ]
         self.channels_last = channels_last
         self.ranks = ranks
 
@@ -72,11 +76,11 @@ class SingleModel:
 
     def losses(self, batches: list[Any]) -> torch.Tensor:
         """The loss as a 0-d tensor: the loop sums over copies only when there are several."""
-        inputs, targets = to_device(batches[0], self.device, self.channels_last)
+        batch = to_device(self.rule.split(batches[0]), self.device, self.channels_last)
         if self.ranks.distributed:  # every rank loads the global batch and trains on its shard
-            inputs = inputs.tensor_split(self.ranks.world)[self.ranks.rank]
-            targets = targets.tensor_split(self.ranks.world)[self.ranks.rank]
-        return self.loss_fn(self.model(inputs), targets)  # one copy: a 0-d loss
+            world, rank = self.ranks.world, self.ranks.rank
+            batch = batch.map(lambda tensor: tensor.tensor_split(world)[rank])
+        return batch_loss(self.model, batch, self.loss_fn)[0]  # one copy: a 0-d loss
 
     def held_out_losses(self) -> list[float] | None:
         if not self.held_out:
@@ -84,8 +88,7 @@ class SingleModel:
         self.model.eval()
         with torch.no_grad():
             total = sum(
-                float(self.loss_fn(self.model(inputs), targets))
-                for inputs, targets in self.held_out
+                float(batch_loss(self.model, batch, self.loss_fn)[0]) for batch in self.held_out
             )
         self.model.train()
         return [total / len(self.held_out)]
@@ -94,9 +97,10 @@ class SingleModel:
 def range_test(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss_fn: LossFunction,
+    loss_fn: LossFunction | None,
     train_loader: Iterable[Any],
     *,
+    unpack: Unpack | None = None,
     start_lr: float = SweepSettings.start_lr,
     end_lr: float = SweepSettings.end_lr,
     steps: int = SweepSettings.steps,
@@ -117,8 +121,14 @@ def range_test(
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
-    `train_loader` yields `(inputs, targets)` batches and is re-iterated when it runs out.
-    `val_batches`, a few fixed `(inputs, targets)` batches, are evaluated after every step
+    `train_loader` yields batches and is re-iterated when it runs out. Batches and the model's
+    outputs follow one rule (lrfind.setup.batches, docs/rules.md): `(inputs, targets)`,
+    `(inputs, targets, *extra)` with the extra items passed to the loss, or a mapping passed
+    to the model as keyword arguments; a tensor output, a tuple's first item, or a mapping's
+    `loss` (the model computed it) or `logits`. `loss_fn(outputs, targets)` may return one loss
+    per sample (they are averaged), and may be None when the model computes its own loss.
+    `unpack(batch)` turns any other batch into `(inputs, targets)`.
+    `val_batches`, a few fixed batches of the same kind, are evaluated after every step
     (in eval mode, without gradients) to record a validation curve; the analysis stays on
     the training loss, which is what the rate acts on.
     `stop_requested` is asked after every step; when it answers True the sweep ends there
@@ -154,7 +164,9 @@ def range_test(
     device = torch.device(device)
     ranks = ranks or Ranks.of_group()
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
-    trainee = SingleModel(model, optimizer, loss_fn, device, val_batches, channels_last, ranks)
+    trainee = SingleModel(
+        model, optimizer, loss_fn, device, val_batches, channels_last, ranks, unpack
+    )
 
     with kept_while_sweeping(model, optimizer, snapshot, device) as kept:
         started = time.perf_counter()
@@ -188,7 +200,7 @@ SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))
 def find_lr(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    loss_fn: LossFunction,
+    loss_fn: LossFunction | None,
     train_loader: Iterable[Any],
     *,
     repeats: int = REPEATS,

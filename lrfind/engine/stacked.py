@@ -32,7 +32,6 @@ from torch.func import functional_call, stack_module_state, vmap
 from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
 from lrfind.engine.loop import (
     LoopOptions,
-    LossFunction,
     endless_batches,
     seeded_rng,
     sweep_loop,
@@ -42,6 +41,7 @@ from lrfind.engine.range_test import check_sweep_options
 from lrfind.engine.snapshot import DEVICE_SHARE
 from lrfind.errors import ConfigError, SweepError
 from lrfind.settings.options import DEFAULT_METHOD, SweepSettings
+from lrfind.setup.batches import Batch, BatchRule, LossFunction, mean_loss, read_outputs
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
 # Stacked copies may plan on this share of the free GPU memory: the estimate per copy is one
@@ -64,7 +64,15 @@ class StackedModels:
         template = copy.deepcopy(models[0]).to("meta")  # the architecture, without storage
 
         def one_copy(params: dict[str, Any], buffers: dict[str, Any], inputs: Any) -> Any:
-            return functional_call(template, (params, buffers), (inputs,))
+            outputs, own_loss = read_outputs(
+                functional_call(template, (params, buffers), (inputs,))
+            )
+            if own_loss is not None:
+                raise SweepError(
+                    "stacked repeats cannot use a loss the model computes itself; run the "
+                    "repeats one by one (--stack-repeats off)."
+                )
+            return outputs
 
         self.template = template
         self._per_copy_inputs = vmap(one_copy, randomness="different")
@@ -87,6 +95,8 @@ def stack_problem(model: nn.Module, sample_inputs: torch.Tensor) -> str | None:
     must run one forward and backward pass under vmap; data-dependent control flow, in-place
     updates of unstacked state and some custom operators cannot. Cheap: two copies, the
     sample inputs."""
+    if not isinstance(sample_inputs, torch.Tensor):
+        return f"inputs that are a {type(sample_inputs).__name__}, not one tensor"
     try:
         stacked = StackedModels([copy.deepcopy(model), copy.deepcopy(model)])
         stacked.train()
@@ -94,6 +104,8 @@ def stack_problem(model: nn.Module, sample_inputs: torch.Tensor) -> str | None:
         if not isinstance(outputs, torch.Tensor):
             return f"the model's forward, which returns a {type(outputs).__name__}, not a tensor"
         outputs.float().sum().backward()
+    except SweepError as error:
+        return f"the model's outputs ({error})"
     except Exception as error:  # any failure means: run the copies one after another
         message = str(error).strip()
         reason = f"{type(error).__name__}: {message.splitlines()[0] if message else ''}"
@@ -129,13 +141,16 @@ class StackedTrainee:
         self.optimizer = optimizer
         self.per_copy_loss = PerCopyLoss(loss_fn)
         self.device = device
-        self.held_out = [to_device(batch, device) for batch in val_batches or ()]
+        self.rule = BatchRule(stacked.template)
+        self.held_out = [
+            _pair(to_device(self.rule.split(batch), device)) for batch in val_batches or ()
+        ]
 
     def train(self, mode: bool = True) -> None:
         self.stacked.train(mode)
 
     def losses(self, batches: list[Any]) -> torch.Tensor:
-        inputs, targets = _stacked_batch(batches, self.device)
+        inputs, targets = _stacked_batch(self.rule, batches, self.device)
         return self.per_copy_loss(self.stacked(inputs), targets)
 
     def held_out_losses(self) -> list[float] | None:
@@ -212,8 +227,22 @@ def stacked_range_tests(
     ]
 
 
-def _stacked_batch(batches: list[Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [to_device(batch, device) for batch in batches]
+def _pair(batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch as stacked copies take it: one input tensor and one target tensor."""
+    inputs, targets = batch.inputs, batch.targets
+    if batch.kwargs or batch.extra or not isinstance(inputs, torch.Tensor):
+        raise SweepError(
+            "stacked repeats need (inputs, targets) batches of two tensors; these batches "
+            "have keyword inputs, several inputs or extra items. Run the repeats one by one "
+            "(--stack-repeats off)."
+        )
+    return inputs, targets
+
+
+def _stacked_batch(
+    rule: BatchRule, batches: list[Any], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [_pair(to_device(rule.split(batch), device)) for batch in batches]
     try:
         return torch.stack([inputs for inputs, _ in pairs]), torch.stack([t for _, t in pairs])
     except (RuntimeError, TypeError) as error:
@@ -233,7 +262,9 @@ class PerCopyLoss:
 
     def __init__(self, loss_fn: LossFunction) -> None:
         self.loss_fn = loss_fn
-        self.batched: Callable[[Any, Any], torch.Tensor] | None = vmap(loss_fn)
+        self.batched: Callable[[Any, Any], torch.Tensor] | None = vmap(
+            lambda outputs, targets: mean_loss(loss_fn(outputs, targets))
+        )
 
     def __call__(self, outputs: Any, targets: Any) -> torch.Tensor:
         if self.batched is not None:
@@ -241,4 +272,6 @@ class PerCopyLoss:
                 return self.batched(outputs, targets)
             except Exception:  # a loss vmap cannot run; the loop below reports real errors
                 self.batched = None
-        return torch.stack([self.loss_fn(outputs[k], targets[k]) for k in range(len(outputs))])
+        return torch.stack(
+            [mean_loss(self.loss_fn(outputs[k], targets[k])) for k in range(len(outputs))]
+        )

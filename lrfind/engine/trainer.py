@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import torch
 
-from lrfind.engine.loop import LossFunction
+from lrfind.setup.batches import BatchRule, LossFunction, batch_loss, map_tensors
 
 
 class SizedBatches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -24,11 +24,26 @@ class SizedBatches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol)
 
 @dataclass(frozen=True)
 class EvaluationSet:
-    """Held-out inputs, already normalised like the training batches, and their labels."""
+    """Held-out inputs, already normalised like the training batches, and their targets; or
+    `given`, batches ready in the loader's own form (dict samples, several inputs)."""
 
-    inputs: torch.Tensor
-    labels: torch.Tensor
+    inputs: Any = None
+    labels: torch.Tensor | None = None
     batch_size: int = 1000  # large batches: evaluation has no gradients to keep
+    given: tuple[Any, ...] = ()
+
+    def batches(self) -> list[Any]:
+        if self.given or self.labels is None:
+            return list(self.given)
+        rows = [
+            slice(start, start + self.batch_size)
+            for start in range(0, len(self.labels), self.batch_size)
+        ]
+        return [(_rows(self.inputs, part), self.labels[part]) for part in rows]
+
+
+def _rows(value: Any, part: slice) -> Any:
+    return map_tensors(lambda tensor: tensor[part], value)
 
 
 @dataclass(frozen=True)
@@ -36,29 +51,48 @@ class EpochRecord:
     epoch: int  # 1-based
     lr: float  # the LR of the last step of the epoch
     train_loss: float  # mean over the epoch's batches, as trained (not re-evaluated)
-    train_accuracy: float
+    train_accuracy: float | None  # None where the task has no classes (regression)
     test_loss: float | None
     test_accuracy: float | None
 
 
+def correct_count(outputs: Any, targets: Any) -> int | None:
+    """How many samples the outputs classify right, or None when the task is not one of class
+    indices: (batch, classes) outputs and (batch,) integer targets."""
+    if (
+        not isinstance(outputs, torch.Tensor)
+        or not isinstance(targets, torch.Tensor)
+        or outputs.dim() != 2
+        or targets.dim() != 1
+        or targets.is_floating_point()
+        or len(targets) != len(outputs)
+    ):
+        return None
+    return int((outputs.detach().argmax(dim=1) == targets).sum())
+
+
 def evaluate(
     model: torch.nn.Module, loss_fn: LossFunction, data: EvaluationSet
-) -> tuple[float, float]:
-    """Mean loss and accuracy on `data`, in eval mode and without gradients."""
+) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None without classes) on `data`, in eval mode and without
+    gradients."""
     was_training = model.training
     model.eval()
+    rule = BatchRule(model)
     total_loss = 0.0
-    correct = 0
-    count = len(data.labels)
+    correct: int | None = 0
+    count = 0
     with torch.no_grad():
-        for start in range(0, count, data.batch_size):
-            inputs = data.inputs[start : start + data.batch_size]
-            labels = data.labels[start : start + data.batch_size]
-            outputs = model(inputs)
-            total_loss += float(loss_fn(outputs, labels)) * len(labels)
-            correct += int((outputs.argmax(dim=1) == labels).sum())
+        for raw in data.batches():
+            batch = rule.split(raw)
+            loss, outputs = batch_loss(model, batch, loss_fn)
+            size = len(batch.targets)
+            total_loss += float(loss) * size
+            count += size
+            right = correct_count(outputs, batch.targets)
+            correct = None if right is None or correct is None else correct + right
     model.train(was_training)
-    return total_loss / count, correct / count
+    return total_loss / count, None if correct is None else correct / count
 
 
 def train_epochs(
@@ -80,18 +114,19 @@ def train_epochs(
     of the rate that caused it. `on_step(step, lr, loss)` sees the LR each step trained with.
     """
     history: list[EpochRecord] = []
+    rule = BatchRule(model)
     model.train()
     step = 0
     lr = float(optimizer.param_groups[0]["lr"])
     for epoch in range(1, epochs + 1):
         total_loss = 0.0
-        correct = 0
+        correct: int | None = 0
         seen = 0
         finite = True
-        for inputs, labels in batches:
+        for raw in batches:
+            batch = rule.split(raw)
             optimizer.zero_grad(set_to_none=True)
-            outputs = model(inputs)
-            loss = loss_fn(outputs, labels)
+            loss, outputs = batch_loss(model, batch, loss_fn)
             loss.backward()
             lr = float(optimizer.param_groups[0]["lr"])
             optimizer.step()
@@ -104,15 +139,17 @@ def train_epochs(
             if not math.isfinite(value):
                 finite = False
                 break
-            total_loss += value * len(labels)
-            correct += int((outputs.detach().argmax(dim=1) == labels).sum())
-            seen += len(labels)
+            size = len(batch.targets)
+            total_loss += value * size
+            right = correct_count(outputs, batch.targets)
+            correct = None if right is None or correct is None else correct + right
+            seen += size
         test_loss, test_accuracy = (None, None) if test is None else evaluate(model, loss_fn, test)
         record = EpochRecord(
             epoch=epoch,
             lr=lr,
             train_loss=total_loss / seen if finite and seen else float("nan"),
-            train_accuracy=correct / seen if seen else 0.0,
+            train_accuracy=None if correct is None else correct / seen if seen else 0.0,
             test_loss=test_loss,
             test_accuracy=test_accuracy,
         )

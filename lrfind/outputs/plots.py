@@ -201,7 +201,7 @@ class HistoryLines:
     epochs: list[int]
     train_loss: list[float]
     test_loss: list[float | None]
-    train_accuracy: list[float]
+    train_accuracy: list[float | None]
     test_accuracy: list[float | None]
     step_lrs: list[float]
 
@@ -226,7 +226,9 @@ def render_history(path: Path, runs: Sequence[HistoryLines], title: str) -> None
         accuracy_axes.plot(
             run.epochs, shown(run.test_accuracy), color=colour, marker="o", label=run.name
         )
-        accuracy_axes.plot(run.epochs, run.train_accuracy, color=colour, linestyle="--", marker=".")
+        accuracy_axes.plot(
+            run.epochs, shown(run.train_accuracy), color=colour, linestyle="--", marker="."
+        )
         lr_axes.plot(range(len(run.step_lrs)), run.step_lrs, color=colour, label=run.name)
     loss_axes.set_ylabel("loss (test solid, train dashed)")
     accuracy_axes.set_ylabel("accuracy (test solid, train dashed)")

@@ -336,7 +336,7 @@ def check_result_matches(
     for field_name, measured, wanted in pairs:
         if measured is None or wanted is None:
             continue
-        if field_name in ("model", "dataset", "optimizer"):
+        if field_name in ("model", "dataset", "optimizer", "loss"):
             same = name(measured) == name(wanted)
         else:
             same = _same_value(measured, wanted)

@@ -17,12 +17,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-from lrfind.errors import SpecError
+from lrfind.errors import SpecError, noted
+from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
+from lrfind.setup.batches import Batch, LossFunction, call_model, mean_loss, read_outputs
 from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
+from lrfind.setup.losses import check_targets_fit
 
 TORCHVISION_PREFIX = "torchvision:"
 
@@ -101,7 +105,9 @@ BUILTIN_MODELS = {
 }
 
 
-def seeded_model(spec: str, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+def seeded_model(
+    spec: str, input_shape: tuple[int, ...], num_classes: int | None, seed: int
+) -> nn.Module:
     """`build_model` with initial weights drawn from `seed`, leaving the global RNG as it was:
     the same seed gives the same weights for every sweep or schedule compared."""
     with torch.random.fork_rng(devices=[]):
@@ -109,21 +115,29 @@ def seeded_model(spec: str, input_shape: tuple[int, ...], num_classes: int, seed
         return build_model(spec, input_shape, num_classes)
 
 
-def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """A freshly initialised model for inputs of `input_shape` (C, H, W) and `num_classes`."""
+def build_model(spec: str, input_shape: tuple[int, ...], num_classes: int | None) -> nn.Module:
+    """A freshly initialised model for inputs of `input_shape` (C, H, W) and `num_classes`
+    outputs per sample. A factory is offered `num_classes` only when it is known."""
+    if num_classes is None and not is_factory_spec(spec):
+        raise SpecError(
+            f"model {spec!r} is built with one output per class, and the dataset does not say "
+            "how many classes it has (no `classes`, `num_classes` or `targets`, and no labels "
+            "lrfind could read). Pass --num-classes N, or use a factory model."
+        )
     if spec in BUILTIN_MODELS:
         channels, height, width = _image_shape(spec, input_shape)
-        return BUILTIN_MODELS[spec].build(channels, height, width, num_classes)
+        return BUILTIN_MODELS[spec].build(channels, height, width, int(num_classes or 0))
     if spec.startswith(TORCHVISION_PREFIX):
         channels, _, _ = _image_shape(spec, input_shape)
-        return _torchvision_model(spec[len(TORCHVISION_PREFIX) :], channels, num_classes)
+        return _torchvision_model(spec[len(TORCHVISION_PREFIX) :], channels, int(num_classes or 0))
     if is_factory_spec(spec):
         factory = load_factory(spec, "model")
+        known = {} if num_classes is None else {"num_classes": num_classes}
         model = call_factory(
             factory,
             spec,
             "model",
-            num_classes=num_classes,
+            **known,
             in_channels=input_shape[0] if input_shape else 1,
             input_shape=tuple(input_shape),
         )
@@ -224,40 +238,88 @@ def _adapt_first_conv(model: nn.Module, name: str, in_channels: int) -> None:
 
 
 def check_model_fits(
-    model: nn.Module, sample_inputs: torch.Tensor, num_classes: int | None, spec: str
+    model: nn.Module,
+    batch: Batch,
+    loss_fn: LossFunction | None,
+    setup: SetupSettings,
+    num_classes: int | None,
 ) -> None:
-    """One forward pass on a tiny batch: the model must accept the inputs and give
-    (batch, num_classes) logits for cross-entropy. Raises SpecError with the shapes if not."""
+    """One forward pass and the loss on a real batch, in train mode as the sweep runs it (so
+    auxiliary outputs and batch norm behave as they will), without gradients and with the
+    buffers put back. The model must take the inputs, its outputs must fit the loss and the
+    targets the loss; raises SpecError with the shapes and the fix if not."""
+    spec = setup.model
     if not any(parameter.requires_grad for parameter in model.parameters()):
         raise SpecError(
             f"model {spec!r} has no trainable parameters, so there is no learning rate to "
             "find. Unfreeze some layers (requires_grad=True)."
         )
+    buffers = [buffer.detach().clone() for buffer in model.buffers()]
     was_training = model.training
-    model.eval()
+    model.train()
     try:
         with torch.no_grad():
-            outputs = model(sample_inputs)
+            raw_outputs = _forward(model, batch, spec)
+            outputs, own_loss = read_outputs(raw_outputs)
+            if own_loss is not None:
+                return  # the model computed its loss from the batch's labels
+            _check_outputs(outputs, batch, setup, num_classes)
+            check_targets_fit(setup.loss, outputs, batch.targets, spec)
+            with noted(f"while lrfind ran loss {setup.loss!r} on the first batch"):
+                if loss_fn is not None:
+                    mean_loss(loss_fn(outputs, batch.targets, *batch.extra))
+    finally:
+        with torch.no_grad():
+            for buffer, saved in zip(model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        model.train(was_training)
+
+
+def describe_inputs(inputs: Any) -> str:
+    """The shapes of a batch's inputs, in words: (256, 1, 28, 28) or input_ids (8, 16), ..."""
+    if isinstance(inputs, torch.Tensor):
+        return str(tuple(inputs.shape))
+    if isinstance(inputs, dict):
+        return ", ".join(f"{key} {describe_inputs(value)}" for key, value in inputs.items())
+    if isinstance(inputs, (tuple, list)):
+        return "(" + ", ".join(describe_inputs(value) for value in inputs) + ")"
+    return type(inputs).__name__
+
+
+def _forward(model: nn.Module, batch: Batch, spec: str) -> Any:
+    try:
+        return call_model(model, batch)
     except Exception as error:
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise SpecError(
-            f"model {spec!r} cannot take inputs of shape {tuple(sample_inputs.shape)}: "
-            f"{type(error).__name__}: {message}. Choose a model made for this input size, "
-            "or a factory model that adapts to it."
+            f"model {spec!r} cannot take inputs of shape {describe_inputs(batch.inputs)} in "
+            f"train mode: {type(error).__name__}: {message}. Choose a model made for these "
+            "inputs, or a factory model that adapts to them."
         ) from None
-    finally:
-        model.train(was_training)
-    if not isinstance(outputs, torch.Tensor) or outputs.ndim != 2:
-        shape = tuple(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs)
+
+
+def _check_outputs(
+    outputs: Any, batch: Batch, setup: SetupSettings, num_classes: int | None
+) -> None:
+    spec = setup.model
+    if not isinstance(outputs, torch.Tensor):
         raise SpecError(
-            f"model {spec!r} returns {shape} for a batch of shape "
-            f"{tuple(sample_inputs.shape)}; cross-entropy needs (batch, classes) logits."
+            f"model {spec!r} returns a {type(outputs).__name__} as its outputs; the loss needs "
+            "a tensor. Return the logits (or a tuple whose first item they are)."
+        )
+    if setup.loss not in CLASS_INDEX_LOSSES:
+        return
+    if outputs.ndim < 2:
+        raise SpecError(
+            f"model {spec!r} returns {tuple(outputs.shape)} for inputs of shape "
+            f"{describe_inputs(batch.inputs)}; --loss {setup.loss} needs (batch, classes) "
+            "logits. For a regression task use --loss mse (or l1, huber)."
         )
     if num_classes is not None and outputs.shape[1] != num_classes:
         raise SpecError(
             f"model {spec!r} returns {outputs.shape[1]} outputs per sample, but the dataset "
             f"has {num_classes} classes; output shape {tuple(outputs.shape)} does not fit. "
-            "Build the model with num_classes outputs."
+            "Build the model with num_classes outputs, or give --num-classes."
         )
 
 

@@ -25,7 +25,7 @@ from torch import nn
 from lrfind.errors import DataError
 from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
 from lrfind.setup import data as datasets
-from lrfind.setup import models, userdata
+from lrfind.setup import losses, models, userdata
 from lrfind.setup.batches import map_tensors
 from lrfind.setup.optimizers import check_optimizer
 from lrfind.setup.samples import inputs_part
@@ -232,7 +232,10 @@ def seeded_model(
 ) -> nn.Module:
     """The model as a sweep or a schedule starts from: seeded initial weights, or the `weights`
     checkpoint (then every repeat starts from it and differs only in data order)."""
-    model = models.seeded_model(setup.model, prepared.input_shape, prepared.num_classes or 0, seed)
+    outputs = setup.num_classes or losses.output_count(
+        setup.loss, prepared.num_classes, prepared.target_shape
+    )
+    model = models.seeded_model(setup.model, prepared.input_shape, outputs, seed)
     if weights is not None:
         models.load_weights(model, weights)
     return model
@@ -242,4 +245,5 @@ def check_specs(setup: SetupSettings) -> None:
     """Resolve the model and dataset specs without building them: a bad one fails first."""
     userdata.check_dataset_spec(setup.dataset)
     models.check_model_spec(setup.model)
+    losses.check_loss_spec(setup.loss)
     check_optimizer(setup)
