@@ -264,6 +264,7 @@ class FirstStep(pl.Callback):
             self.lr = trainer.optimizers[0].param_groups[0]["lr"]
             self.schedulers = [config.scheduler for config in trainer.lr_scheduler_configs]
             self.tensors = {key: value.clone() for key, value in module.state_dict().items()}
+            self.logged = dict(trainer.callback_metrics)  # what the sweep's self.log left
 
 
 def fit(module: Classifier, callback: Any, max_steps: int = 4) -> FirstStep:
@@ -295,6 +296,7 @@ def test_the_callback_sets_the_constant_rate_before_fit_from_the_unchanged_weigh
     assert callback.applied == first.lr == pytest.approx(recommendation.lr)
     assert first.tensors.keys() == start.keys()
     assert all(torch.equal(first.tensors[key], start[key]) for key in start)
+    assert first.logged == {}
 
 
 def test_the_callback_scales_the_modules_own_scheduler_to_the_recommended_peak() -> None:

@@ -27,10 +27,11 @@ SCHEDULER_RATE_LISTS = ("base_lrs", "max_lrs")
 
 
 def configured_rate(optimizer: torch.optim.Optimizer) -> float | None:
-    """The rate the run was configured with: that of the first group with a positive one
-    (its `initial_lr` when a scheduler has set one), or None when every group is at 0."""
+    """The rate the run was configured with: that of the first group with a positive one, or
+    None when every group is at 0. A scheduler may have changed `lr` already: OneCycleLR keeps
+    the peak it was given as `max_lr`, the others the starting rate as `initial_lr`."""
     for group in optimizer.param_groups:
-        rate = float(group.get("initial_lr", group["lr"]))
+        rate = float(group.get("max_lr", group.get("initial_lr", group["lr"])))
         if rate > 0:
             return rate
     return None
