@@ -104,6 +104,24 @@ def test_a_mapping_batch_gives_labels_to_a_model_that_takes_them_and_not_to_one_
     assert torch.allclose(loss, functional.cross_entropy(logits, batch["labels"]) + 1.0)
 
 
+def test_wrappers_are_looked_through_but_a_submodule_called_module_is_not_one() -> None:
+    class Inner(nn.Module):
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return features
+
+    class Named(nn.Module):  # its part is called `module`, as many models' are
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = Inner()
+
+        def forward(self, input_ids: torch.Tensor, labels: Any = None) -> torch.Tensor:
+            return input_ids
+
+    batch = {"input_ids": torch.zeros(2), "labels": torch.ones(2)}
+    for model in (Named(), nn.DataParallel(Named()), torch.compile(Named())):
+        assert set(BatchRule(model).split(batch).kwargs) == {"input_ids", "labels"}
+
+
 def test_extra_batch_items_reach_the_loss_and_a_two_argument_loss_refuses_them() -> None:
     model = nn.Linear(4, 3)
     inputs, targets = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])

@@ -123,11 +123,16 @@ class BatchRule:
 
 def _forward_parameters(model: Any) -> tuple[frozenset[str], bool]:
     """The names `model`'s forward takes, and whether it takes any keyword (`**kwargs`).
-    Wrappers (DistributedDataParallel, torch.compile) are looked through."""
+    Wrappers (DistributedDataParallel, DataParallel, torch.compile) are looked through; a
+    model's own submodule that happens to be called `module` is not a wrapper."""
     inner = model
-    for attribute in ("module", "_orig_mod"):
-        while isinstance(inner, nn.Module) and hasattr(inner, attribute):
-            inner = getattr(inner, attribute)
+    while True:
+        if isinstance(inner, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+            inner = inner.module
+        elif isinstance(getattr(inner, "_orig_mod", None), nn.Module):
+            inner = inner._orig_mod  # torch.compile's OptimizedModule
+        else:
+            break
     forward = getattr(inner, "forward", inner)
     try:
         parameters = inspect.signature(forward).parameters.values()
