@@ -22,6 +22,19 @@ same 40 calm steps (no divergence, so every copy runs every step). The target is
 Both sweeps stop at divergence, so they can run different step counts: steps and time per
 step are printed beside the totals. torch-lr-finder is installed only for this benchmark,
 into `.bench/peer` (not the project's environment), by `--install-peer`.
+
+Big models and long curves (`--part memory`, `--part analyze`; `--part all` runs everything):
+
+- memory: an MLP (784 -> width -> width -> 10, Adam, batch 32) at three widths, the largest
+  with 4.5 GB of state. Each contender runs in a fresh process, from the same state mid-training
+  (two warm-up steps, so gradients and Adam's moments exist and a snapshot holds all of it):
+  a plain training loop of the same steps and LRs, and `range_test` with the snapshot in each
+  place. Peak resident memory is the process's VmHWM (GPU: torch's peak allocated bytes);
+  ms per step is the steady state (first to last step) against the plain loop, the floor.
+  Goals: peak <= 1.05 x the loop's on CPU (disk snapshot), GPU peak <= 1.02 x with the CPU
+  snapshot, ms per step within 5% of the loop's.
+- analyze: `python -m lrfind analyze` on sweep-shaped curves of 1e3, 1e5 and 1e6 rows, wall
+  time and peak resident memory of that process. Goal: 1e6 rows in under 2 s and 200 MB.
 """
 
 from __future__ import annotations
@@ -147,6 +160,167 @@ print("RESULT", one, one_by_one, together)
 """
 
 
+MEMORY_SCRIPT = """
+import sys, time
+import torch
+sys.path.insert(0, {root!r})
+from torch import nn
+from lrfind.engine.range_test import range_test
+
+device = torch.device({device!r})
+width, contender, steps, warm, batch = {width}, {contender!r}, {steps}, {warm}, {batch}
+torch.manual_seed(0)
+model = nn.Sequential(nn.Linear(784, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(),
+                      nn.Linear(width, 10)).to(device)
+optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+loss_fn = nn.functional.cross_entropy
+inputs = torch.randn(warm + steps, batch, 784, device=device)
+targets = torch.randint(0, 10, (warm + steps, batch), device=device)
+for step in range(warm):  # mid-training: gradients and Adam's moments exist
+    optimizer.zero_grad()
+    loss_fn(model(inputs[step]), targets[step]).backward()
+    optimizer.step()
+batches = [(inputs[warm + step], targets[warm + step]) for step in range(steps)]
+stamps = []
+
+def tick(_record=None):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    stamps.append(time.perf_counter())
+
+if device.type == "cuda":
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats(device)
+started = time.perf_counter()
+place = "-"
+if contender == "train":
+    lrs = [1e-4 * 100 ** (step / (steps - 1)) for step in range(steps)]
+    for step, (x, y) in enumerate(batches):
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[step]
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+        tick()
+else:
+    result = range_test(model, optimizer, loss_fn, batches, start_lr=1e-4, end_lr=1e-2,
+                        steps=steps, divergence_factor=1e9, snapshot=contender, callback=tick,
+                        device=device)
+    place = result.snapshot.place
+    if len(result.records) != steps:
+        raise SystemExit(f"the sweep stopped after {{len(result.records)}} steps")
+if device.type == "cuda":
+    torch.cuda.synchronize()
+total = time.perf_counter() - started
+status = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+gpu_peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0
+step_s = (stamps[-1] - stamps[0]) / (len(stamps) - 1)
+state = sum(p.numel() * p.element_size() for p in model.parameters()) * 4
+print("RESULT", int(status) * 1024, gpu_peak, total, step_s, state, place)
+"""
+MEMORY_WIDTHS = (1024, 4096, 16384)  # 1.8M, 20M and 281M parameters; 30 MB, 0.3 and 4.5 GB
+MEMORY_STEPS, MEMORY_WARM, MEMORY_BATCH = 12, 2, 32
+
+
+def memory_run(width: int, contender: str, device: str) -> dict[str, float | str]:
+    script = MEMORY_SCRIPT.format(root=str(ROOT), device=device, width=width,
+                                  contender=contender, steps=MEMORY_STEPS, warm=MEMORY_WARM,
+                                  batch=MEMORY_BATCH)  # fmt: skip
+    _, output = run([sys.executable, "-c", script])
+    for line in output.splitlines():
+        if line.startswith("RESULT"):
+            rss, gpu, total, step, state, place = line.split()[1:]
+            return {"rss": float(rss), "gpu": float(gpu), "total": float(total),
+                    "step": float(step), "state": float(state), "place": place}  # fmt: skip
+    raise RuntimeError(f"no RESULT line in:\n{output[-2000:]}")
+
+
+def memory_tables(runs: int, device: str) -> None:
+    """Peak memory and ms per step by model size: the loop, then each snapshot place."""
+    places = ("auto", "disk", "cpu") if device == "cpu" else ("auto", "device")
+    contenders = ("train", *places)
+    results: dict[tuple[int, str], list[dict[str, float | str]]] = {}
+    for index in range(runs):  # alternating: drift hits every contender alike
+        for width in MEMORY_WIDTHS:
+            for contender in contenders:
+                results.setdefault((width, contender), []).append(
+                    memory_run(width, contender, device)
+                )
+        print(f"memory run {index + 1}/{runs} done", file=sys.stderr)
+    peak = "gpu" if device == "cuda" else "rss"
+    unit = "GPU peak allocated" if device == "cuda" else "peak resident (VmHWM)"
+    print(f"\nMLP 784-w-w-10, Adam, batch {MEMORY_BATCH}, {MEMORY_STEPS} steps after "
+          f"{MEMORY_WARM} warm-up steps, median of {runs}; device {device}\n")  # fmt: skip
+    print(
+        f"| width | parameters+grads+moments | contender | snapshot | {unit} MiB | x loop "
+        "| ms/step | x loop | wall s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for width in MEMORY_WIDTHS:
+        loop = results[(width, "train")]
+        loop_peak, loop_step = median(loop, peak), median(loop, "step")
+        for contender in contenders:
+            rows = results[(width, contender)]
+            name = "training loop" if contender == "train" else f"range_test snapshot={contender}"
+            memory, step = median(rows, peak), median(rows, "step")
+            print(f"| {width} | {median(rows, 'state') / 2**20:.0f} MiB | {name} | "
+                  f"{rows[0]['place']} | {memory / 2**20:.0f} | {memory / loop_peak:.3f} | "
+                  f"{1000 * step:.1f} | {step / loop_step:.3f} | "
+                  f"{median(rows, 'total'):.1f} |")  # fmt: skip
+
+
+ANALYZE_ROWS = (1_000, 100_000, 1_000_000)
+
+
+def sweep_shaped_csv(path: Path, rows: int) -> None:
+    """A long sweep as lrfind writes it: an exponential ramp, a fall, noise, a blow-up."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(-7.0, 1.0, rows)
+    loss = 2.3 - 2.0 / (1 + np.exp(-(x + 3) * 2)) + np.where(x > -0.5, (x + 0.5) ** 2 * 20, 0)
+    loss += rng.normal(0, 0.05, rows)
+    lines = ["repeat,step,lr,loss,smoothed_loss,val_loss"]
+    lines += [f"0,{step},{lr!r},{value!r},," for step, (lr, value)
+              in enumerate(zip((10.0**x).tolist(), loss.tolist(), strict=True))]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+
+
+def analyze_run(path: Path, out: Path) -> tuple[float, float]:
+    """Wall seconds and peak resident bytes of one `lrfind analyze` process."""
+    command = [sys.executable, "-m", "lrfind", "analyze", str(path), "--out", str(out)]
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak (Linux: KiB)
+        seconds = time.perf_counter() - started
+        if status != 0:
+            errors.seek(0)
+            raise RuntimeError(f"lrfind analyze {path} failed: {errors.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss * 1024.0
+
+
+def analyze_table(runs: int, scratch: Path) -> None:
+    curves = {rows: scratch / f"curve-{rows}.csv" for rows in ANALYZE_ROWS}
+    for rows, path in curves.items():
+        sweep_shaped_csv(path, rows)
+    results: dict[int, list[tuple[float, float]]] = {rows: [] for rows in ANALYZE_ROWS}
+    for index in range(runs):
+        for rows, path in curves.items():
+            results[rows].append(analyze_run(path, scratch / f"out-{rows}-{index}"))
+    print(f"\n`lrfind analyze` by curve length, median of {runs}:\n")
+    print("| rows | wall s | peak resident MiB | s per 1e6 rows beyond the 1e3 run |")
+    print("| --- | --- | --- | --- |")
+    smallest = ANALYZE_ROWS[0]
+    base = statistics.median(seconds for seconds, _ in results[smallest])
+    for rows in ANALYZE_ROWS:
+        seconds = statistics.median(seconds for seconds, _ in results[rows])
+        memory = statistics.median(peak for _, peak in results[rows])
+        extra = "-" if rows == smallest else f"{(seconds - base) * 1e6 / (rows - smallest):.2f}"
+        print(f"| {rows:.0e} | {seconds:.2f} | {memory / 2**20:.0f} | {extra} |")
+    print("goal: 1e6 rows in under 2 s and 200 MB, linear in between")
+
+
 def result_line(output: str) -> list[float]:
     for line in output.splitlines():
         if line.startswith("RESULT"):
@@ -220,8 +394,8 @@ def stack_run(device: str) -> dict[str, float]:
     return {"one": one, "one_by_one": one_by_one, "stacked": stacked}
 
 
-def median(rows: list[dict[str, float]], key: str) -> float:
-    return statistics.median(row[key] for row in rows)
+def median(rows: list[dict[str, float]] | list[dict[str, float | str]], key: str) -> float:
+    return statistics.median(float(row[key]) for row in rows)
 
 
 def main() -> int:
@@ -229,7 +403,17 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--install-peer", action="store_true", help="install torch-lr-finder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for every contender")
+    parser.add_argument("--part", default="all", choices=("all", "sweep", "memory", "analyze"),
+                        help="sweep: the tables against the peer and the floor; memory: by "
+                        "model size; analyze: by curve length")  # fmt: skip
     arguments = parser.parse_args()
+    if arguments.part in ("all", "memory"):
+        memory_tables(arguments.runs, arguments.device)
+    if arguments.part in ("all", "analyze"):
+        with tempfile.TemporaryDirectory() as folder:
+            analyze_table(arguments.runs, Path(folder))
+    if arguments.part not in ("all", "sweep"):
+        return 0
     if arguments.install_peer:
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",

@@ -81,9 +81,35 @@ class OnlineEMA:
 
 
 def ema(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
-    """Causal smoothing: what the engine sees while sweeping. Lags by about 1/(1-beta) steps."""
-    tracker = OnlineEMA(beta)
-    return np.array([tracker.update(float(value)) for value in values], dtype=float)
+    """Causal smoothing: what the engine sees while sweeping. Lags by about 1/(1-beta) steps.
+
+    Bit for bit what `OnlineEMA` gives one value at a time: the recurrence runs over Python
+    floats with the same operations in the same order (a numpy scan would round differently),
+    while the weighting and the bias correction, which need no order, are numpy's.
+    """
+    weighted = ((1.0 - beta) * np.asarray(values, dtype=float)).tolist()
+    averages: list[float] = []
+    append = averages.append
+    average = 0.0
+    for value in weighted:
+        average = beta * average + value
+        append(average)
+    smoothed = np.array(averages, dtype=np.float64)
+    corrections = _bias_corrections(beta, len(smoothed))
+    smoothed[: len(corrections)] /= corrections
+    return smoothed
+
+
+def _bias_corrections(beta: float, count: int) -> np.ndarray:
+    """`1 - beta**n` for n = 1, 2, ... as OnlineEMA computes it, up to `count` terms or until
+    beta**n is far below float resolution: from there on every term is exactly 1.0."""
+    corrections = []
+    for n in range(1, count + 1):
+        power = beta**n
+        if power < 2.0**-60:
+            break
+        corrections.append(1.0 - power)
+    return np.array(corrections, dtype=float)
 
 
 def zero_lag_smooth(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
@@ -208,14 +234,92 @@ def divergence_index(
 ) -> int | None:
     """First step where `DivergenceDetector` fires, or None. Re-analysing a saved curve finds
     the step the engine stopped at, given the same settings and planned step count."""
-    detector = DivergenceDetector(
-        smoothing, divergence_factor, baseline_steps(planned_steps or len(losses))
+    found = first_divergence(
+        np.asarray(losses, dtype=float),
+        smoothing,
+        divergence_factor,
+        baseline_steps(planned_steps or len(losses)),
     )
-    for index, loss in enumerate(losses):
-        _, diverged = detector.update(float(loss))
-        if diverged:
-            return index - 1 if detector.diverged_late else index
-    return None
+    if found is None:
+        return None
+    index, late = found
+    return index - 1 if late else index
+
+
+def first_divergence(
+    losses: np.ndarray, smoothing: float, divergence_factor: float, baseline_steps: int
+) -> tuple[int, bool] | None:
+    """The step at which `DivergenceDetector(smoothing, divergence_factor, baseline_steps)`,
+    fed `losses` one at a time, first says "diverged", with its `diverged_late` then; None
+    when it never does. The same rule over the whole array at once, for re-analysing long
+    curves (the engine feeds the detector step by step): everything the detector keeps is a
+    running minimum, maximum or EMA of the steps so far, and each comparison is its own, on
+    the same floats."""
+    non_finite = np.flatnonzero(~np.isfinite(losses))
+    end = int(non_finite[0]) if len(non_finite) else len(losses)
+    values = losses[:end]
+    smoothed = ema(values, smoothing)
+    baseline = min(max(3, baseline_steps), NOISE_SAMPLES)
+    window = max(baseline, NOISE_WINDOW)
+    found = [
+        (step, late)
+        for step, late in (
+            _first_explosion(values, smoothed, window),
+            _first_rise(values, smoothed, baseline, window, divergence_factor),
+            (end if end < len(losses) else None, False),  # a NaN or infinite loss
+        )
+        if step is not None
+    ]
+    return min(found) if found else None
+
+
+def _first_explosion(
+    values: np.ndarray, smoothed: np.ndarray, window: int
+) -> tuple[int | None, bool]:
+    """The detector's rule before the noise is known (steps 0 to window-2): the EMA above
+    EARLY_EXPLOSION times the largest loss before it, once EARLY_REFERENCE losses precede."""
+    early = min(window - 1, len(values))
+    if early <= EARLY_REFERENCE:
+        return None, False
+    largest_before = np.maximum.accumulate(np.abs(values[: early - 1]))  # [i - 1]: before i
+    exploded = smoothed[1:early] > EARLY_EXPLOSION * largest_before
+    exploded[: EARLY_REFERENCE - 1] = False
+    hits = np.flatnonzero(exploded)
+    return (int(hits[0]) + 1 if len(hits) else None), False
+
+
+def _first_rise(
+    values: np.ndarray,
+    smoothed: np.ndarray,
+    baseline: int,
+    window: int,
+    divergence_factor: float,
+) -> tuple[int | None, bool]:
+    """The detector's rule from step window-1 on, where the noise is known: the EMA risen
+    above its best by more than the allowance, confirmed by the raw losses where the
+    allowance is the noise's. Arrays here start at step window-1."""
+    if len(values) < window:
+        return None, False
+    start_level = float(np.mean(values[:baseline].tolist()))
+    noise = np.full(len(values) - window + 1, batch_noise(values[:NOISE_SAMPLES]))
+    for step in range(window - 1, min(len(values), NOISE_SAMPLES)):  # the estimate grows
+        noise[step - window + 1] = batch_noise(values[: step + 1])
+    losses, smoothed = values[window - 1 :], smoothed[window - 1 :]
+    best = np.minimum.accumulate(smoothed)
+    given_back = COLLAPSE_SHARE * (start_level - best)
+    noise_rise = divergence_factor * noise
+    resolution = RESOLUTION * np.maximum(abs(start_level), np.abs(best))
+    allowed = np.maximum(np.maximum(given_back, noise_rise), resolution)
+    crossed = smoothed - best > allowed
+    above = losses - best > allowed
+    previous_above = np.concatenate([[math.nan], losses[:-1]]) - best > allowed
+    waiting = np.concatenate([[False], crossed[:-1] & above[:-1]])
+    collapse = given_back >= noise_rise
+    late = ~collapse & above & waiting
+    hits = np.flatnonzero(crossed & (collapse | late | (above & previous_above)))
+    if not len(hits):
+        return None, False
+    return int(hits[0]) + window - 1, bool(late[hits[0]])
 
 
 @dataclass(frozen=True)

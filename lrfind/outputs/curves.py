@@ -10,7 +10,8 @@ line ends, quoting and large fields.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,12 @@ import numpy as np
 
 from lrfind.core.analysis import Analysis, Recommendation
 from lrfind.errors import CurveFileError
-from lrfind.outputs.files import write_csv
+from lrfind.outputs.files import csv_cell, csv_column, write_csv_blocks
 from lrfind.outputs.plots import CurveLines, PlotMarks, render_plot
 from lrfind.settings.options import MIN_USABLE_POINTS
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
+CSV_BLOCK_ROWS = 2**16  # rows of sweep.csv formatted at a time: a few MB of text
 # The columns a curve is read from; each may appear once.
 CURVE_NAMES = ("repeat", "lr", "loss", "val_loss")
 
@@ -72,8 +74,27 @@ def plot_marks(main: Analysis, recommendation: Recommendation | None) -> PlotMar
 
 
 def write_sweep_csv(path: Path, curves: Sequence[CurveLines]) -> None:
-    """One row per step of every sweep. Non-finite or absent values are empty cells."""
-    write_csv(path, CSV_COLUMNS, sweep_rows(curves))
+    """One row per step of every sweep, as `write_csv` writes `sweep_rows` (the same bytes,
+    built a block of rows at a time: a million-step curve takes a second and little memory).
+    Non-finite or absent values are empty cells."""
+    write_csv_blocks(path, CSV_COLUMNS, _sweep_blocks(curves))
+
+
+def _sweep_blocks(curves: Sequence[CurveLines]) -> Iterator[list[list[str]]]:
+    for curve in curves:
+        count = len(curve.lrs)
+        val_losses = curve.val_losses if curve.val_losses is not None else np.full(count, np.nan)
+        repeat = csv_cell(curve.repeat)
+        for start in range(0, count, CSV_BLOCK_ROWS):
+            stop = min(start + CSV_BLOCK_ROWS, count)
+            yield [
+                [repeat] * (stop - start),
+                list(map(repr, range(start, stop))),
+                *(
+                    csv_column(values[start:stop])
+                    for values in (curve.lrs, curve.losses, curve.smoothed, val_losses)
+                ),
+            ]
 
 
 def sweep_rows(curves: Sequence[CurveLines]) -> list[tuple[Any, ...]]:
@@ -105,6 +126,104 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
     the first bad one is reported by its row (counting the header as row 1).
     """
     path = Path(path)
+    parsed = _plain_numbers(path) or _checked_numbers(path)
+    rows = len(parsed["lr"])
+    lrs = parsed["lr"]
+    losses = parsed["loss"]
+    val_losses = parsed["val_loss"] if "val_loss" in parsed else np.full(rows, math.nan)
+    repeats = parsed["repeat"] if "repeat" in parsed else np.zeros(rows)
+    bad_lr = np.flatnonzero(~(np.isfinite(lrs) & (lrs > 0)))
+    if len(bad_lr):
+        raise CurveFileError(
+            f"{path}, row {bad_lr[0] + 2}: lr is {lrs[bad_lr[0]]:g}; learning rates must be "
+            "positive, finite numbers. Fix or remove the row."
+        )
+    return [
+        _curve(path, int(repeat), lrs[chosen], losses[chosen], val_losses[chosen])
+        for repeat in np.unique(repeats)
+        for chosen in [repeats == repeat]
+    ]
+
+
+def _nearest_float_option() -> dict[str, str]:
+    """What makes pandas' C parser read every number as the nearest float, as Python does:
+    the round-trip converter before pandas 3; from 3 on, its default (which deprecates the
+    option). tests/test_long_curves.py holds it to Python's parse on hard cases."""
+    import pandas as pd
+
+    return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+def _plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
+    """The curve's columns parsed straight to numbers by pandas' C parser, when the file is
+    plain: a header with `lr` and `loss` once each, then rows whose cells in those columns are
+    numbers (empty only in the loss columns) and integers under `repeat`. The numbers are
+    exactly those `_checked_numbers` gives (the nearest float, as Python parses; int() for
+    `repeat`), but no cell is held as text, which for a million rows took ten times the time
+    and the memory. None when anything is not plain: `_checked_numbers` then reads the file
+    cell by cell and names what is wrong."""
+    import pandas as pd
+
+    options: dict[str, Any] = {
+        "encoding": "utf-8-sig",
+        "compression": None,
+        "skip_blank_lines": True,
+        "keep_default_na": False,
+    }
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a long row or a mixed column: read it cell by cell
+            first = pd.read_csv(path, header=None, dtype=str, nrows=1, **options).fillna("")
+            header = [str(name).strip().lower() for name in first.iloc[0]]
+            columns = {name: index for index, name in enumerate(header)}
+            wanted = [name for name in CURVE_NAMES if name in columns]
+            if len(columns) < len(header) or "lr" not in wanted or "loss" not in wanted:
+                return None  # (a repeated name or a missing column)
+            types = {columns[name]: str if name == "repeat" else "float64" for name in wanted}
+            frame = pd.read_csv(
+                path,
+                header=0,
+                names=list(range(len(header))),
+                usecols=[columns[name] for name in wanted],
+                dtype=types,
+                na_values={columns[name]: [""] for name in ("loss", "val_loss") if name in wanted},
+                engine="c",
+                **options,
+                **_nearest_float_option(),
+            )
+    except (ValueError, OverflowError, OSError, Warning):  # pandas' errors are ValueErrors
+        return None
+    parsed = {
+        name: frame[columns[name]].to_numpy(dtype=float) for name in wanted if name != "repeat"
+    }
+    if not len(frame) or np.isnan(parsed["lr"]).any():
+        return None
+    if any(np.isin(values, (0.0, 1.0)).all() for values in parsed.values()):
+        return None  # pandas reads a column of True/False as numbers; Python does not
+    if "repeat" in wanted:
+        repeats = _plain_repeats(frame[columns["repeat"]])
+        if repeats is None:
+            return None
+        parsed["repeat"] = repeats
+    return parsed
+
+
+def _plain_repeats(cells: Any) -> np.ndarray | None:
+    """The `repeat` column's numbers, each distinct cell parsed once as `_numbers` parses it
+    (int(), which refuses '1.0'); None when a cell is missing or no integer."""
+    import pandas as pd
+
+    codes, distinct = pd.factorize(cells)
+    if (codes < 0).any():
+        return None
+    texts = np.array([str(text).strip() for text in distinct], dtype=object)
+    values, bad = _numbers(texts, integer=True, empty_ok=False)
+    return None if bad is not None else values[codes]
+
+
+def _checked_numbers(path: Path) -> dict[str, np.ndarray]:
+    """The curve's columns, every cell read as text and parsed as Python parses numbers; the
+    first bad cell is reported by its row."""
     columns, cells = _read_cells(path)
     missing = [name for name in ("lr", "loss") if name not in columns]
     if missing:
@@ -129,21 +248,7 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
         for name, integer, empty_ok in wanted
     }
     _report_first_bad_cell(path, parsed, cells, columns)
-    lrs = parsed["lr"][0]
-    losses = parsed["loss"][0]
-    val_losses = parsed["val_loss"][0] if "val_loss" in parsed else np.full(rows, math.nan)
-    repeats = parsed["repeat"][0] if "repeat" in parsed else np.zeros(rows)
-    bad_lr = np.flatnonzero(~(np.isfinite(lrs) & (lrs > 0)))
-    if len(bad_lr):
-        raise CurveFileError(
-            f"{path}, row {bad_lr[0] + 2}: lr is {lrs[bad_lr[0]]:g}; learning rates must be "
-            "positive, finite numbers. Fix or remove the row."
-        )
-    return [
-        _curve(path, int(repeat), lrs[chosen], losses[chosen], val_losses[chosen])
-        for repeat in np.unique(repeats)
-        for chosen in [repeats == repeat]
-    ]
+    return {name: values for name, (values, _) in parsed.items()}
 
 
 def _refuse_repeated_names(path: Path, header: list[str]) -> None:

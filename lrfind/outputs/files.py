@@ -31,8 +31,9 @@ import numpy as np
 from lrfind.errors import OutputError
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`."""
+def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write to a temporary file beside `path`, flush it to disk, then rename over `path`.
+    `data` may come in chunks (a long CSV), each written as it comes."""
     path = Path(path)
     try:
         descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -40,7 +41,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise OutputError(_write_failure(path, error)) from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
+            for chunk in [data] if isinstance(data, bytes) else data:
+                handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates 0600; a replaced file keeps its permissions, a new one gets the umask's
@@ -53,6 +55,10 @@ def write_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise OutputError(_write_failure(path, error)) from None
+    except BaseException:  # a chunk that failed to come: no half-written file is left
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
 
 
 def _umask() -> int:
@@ -326,6 +332,39 @@ def write_csv(path: Path, columns: Sequence[str], rows: Iterable[Sequence[Any]])
     writer.writerow(columns)
     writer.writerows([csv_cell(value) for value in row] for row in rows)
     write_atomic(path, buffer.getvalue().encode())
+
+
+def csv_column(values: Iterable[Any]) -> list[str]:
+    """`csv_cell` of every value of one column; a float array without a Python call per
+    value beyond `repr` (an empty cell where it is not finite)."""
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        finite = np.isfinite(values)
+        if finite.all():
+            return list(map(repr, values.astype(float).tolist()))
+        cells = np.full(len(values), "", dtype=object)
+        cells[finite] = list(map(repr, values[finite].astype(float).tolist()))
+        result: list[str] = cells.tolist()
+        return result
+    return [csv_cell(value) for value in values]
+
+
+def write_csv_blocks(
+    path: Path, columns: Sequence[str], blocks: Iterable[Sequence[Sequence[str]]]
+) -> None:
+    """`write_csv` of a table that comes in blocks of rows, each given column by column as
+    `csv_column` cells (numbers and empty cells, which the csv module never quotes): the same
+    bytes, at join speed, holding one block's text at a time."""
+    header = io.StringIO()
+    csv.writer(header, lineterminator="\n").writerow(columns)
+
+    def chunks() -> Iterator[bytes]:
+        yield header.getvalue().encode()
+        for block in blocks:
+            rows = "\n".join(map(",".join, zip(*block, strict=True)))
+            if rows:
+                yield (rows + "\n").encode()
+
+    write_atomic(path, chunks())
 
 
 def json_ready(value: Any) -> Any:
