@@ -112,12 +112,11 @@ def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
     unknown = [key for key in arguments if key not in accepted]
     if unknown and not takes_any:
         own = [name for name in accepted if name not in OWNED_ARGUMENTS]
-        close = difflib.get_close_matches(unknown[0], own, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"optimizer {setup.optimizer!r} ({qualified}) takes no argument "
-            f"{unknown[0]!r}.{hint} Its arguments: {', '.join(own) or 'none'} (lr is set by "
-            "the sweep; momentum and weight_decay by --momentum and --weight-decay)."
+            f"{unknown[0]!r}.{_closest(unknown[0], own)} Its arguments: "
+            f"{', '.join(own) or 'none'} (lr is set by the sweep; momentum and weight_decay "
+            "by --momentum and --weight-decay)."
         )
     for key, value in arguments.items():
         _check_kind(setup.optimizer, qualified, key, value, defaults.get(key))
@@ -166,14 +165,17 @@ def _target(spec: str) -> tuple[Callable[..., Any], str]:
         return target, f"{target.__module__}.{getattr(target, '__qualname__', spec)}"
     known = torch_optimizers()
     if name not in known:
-        close = difflib.get_close_matches(name, list(known), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
         raise SpecError(
-            f"unknown optimizer {spec!r}.{hint} torch.optim has: {', '.join(sorted(known))} "
-            "(any case); for another package's, give package.module:Class or "
-            "path/to/file.py:Class."
+            f"unknown optimizer {spec!r}.{_closest(name, list(known))} torch.optim has: "
+            f"{', '.join(sorted(known))} (any case); for another package's, give "
+            "package.module:Class or path/to/file.py:Class."
         )
     return known[name], f"torch.optim.{known[name].__name__}"
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _keyword_arguments(target: Callable[..., Any]) -> tuple[list[str], bool, dict[str, Any]]:
