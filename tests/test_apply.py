@@ -680,3 +680,25 @@ def test_lrfind_train_reads_the_rate_back_from_the_optimizer_mapping(tmp_path: P
     sections = _sections_from_config(settings, ["warmup-cosine"])
     expected = schedule_section("warmup-cosine", Bounds(**RECOMMENDATION), 234, 3)
     assert sections["warmup-cosine"] == expected
+
+
+@pytest.mark.parametrize(
+    ("criterion", "same"),
+    [
+        ("torch.nn.CrossEntropyLoss", True),
+        ("torch.nn.MSELoss", False),
+    ],
+)
+def test_a_loss_named_by_its_torch_class_matches_lrfinds_name(
+    tmp_path: Path, criterion: str, same: bool
+) -> None:
+    result_file = write_result(tmp_path)
+    document = json.loads(result_file.read_text())
+    document["config"]["loss"] = "cross-entropy"
+    result_file.write_text(json.dumps(document))
+    config = tmp_path / "train.yaml"
+    config.write_text(f"criterion:\n  _target_: {criterion}\n")
+    result = invoke("apply", result_file, config)
+    assert (result.exit_code == 0) is same, result.output
+    if not same:
+        assert "loss cross-entropy (sweep) vs torch.nn:MSELoss" in " ".join(result.output.split())

@@ -14,7 +14,8 @@ files may give lrfind's own `optimizer` as such a mapping. The layouts (docs/app
   `_target_: torch.optim.SGD`, or Lightning CLI's `class_path` with its `init_args`.
 - The batch size at the top or under `data`, `dataloader`, `train_dataloader`, `loader`,
   `train`, `training` or `datamodule`; Hugging Face's `per_device_train_batch_size`.
-- The model, dataset and loss as a name or a mapping with a name (`model: {_target_: ...}`).
+- The model, dataset and loss (or `criterion`) as a name or a mapping with a name
+  (`model: {_target_: ...}`).
 
 Each is looked for in the mapping that holds the schedule first, then at the top.
 """
@@ -54,7 +55,11 @@ EPOCHS_PLACES = (
     "trainer.max_epochs",
     "train_cfg.max_epochs",
 )
-NAMED_PLACES = {"model": ("model",), "dataset": ("dataset", "data.dataset"), "loss": ("loss",)}
+NAMED_PLACES = {
+    "model": ("model",),
+    "dataset": ("dataset", "data.dataset"),
+    "loss": ("loss", "criterion"),
+}
 
 
 def spec_of(value: Any) -> str | None:

@@ -318,9 +318,12 @@ def check_result_matches(
     `resnet18`, `Fashion-MNIST` matches `fashion-mnist`, `torch.optim.SGD` matches `sgd`).
     """
 
-    def name(value: Any) -> str:
+    def name(value: Any, field_name: str) -> str:
         text = str(value).rpartition(":")[2]
-        return "".join(character for character in Path(text).stem.lower() if character.isalnum())
+        plain = "".join(character for character in Path(text).stem.lower() if character.isalnum())
+        if field_name == "loss":  # torch.nn's class names: CrossEntropyLoss is cross-entropy
+            plain = plain.removesuffix("loss").replace("withlogits", "")
+        return plain
 
     measured_setup, wanted_setup = read_setup(result_config), read_setup(setup, beside)
     pairs = [
@@ -337,7 +340,7 @@ def check_result_matches(
         if measured is None or wanted is None:
             continue
         if field_name in ("model", "dataset", "optimizer", "loss"):
-            same = name(measured) == name(wanted)
+            same = name(measured, field_name) == name(wanted, field_name)
         else:
             same = _same_value(measured, wanted)
         if not same:
