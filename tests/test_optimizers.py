@@ -391,3 +391,28 @@ def test_rmsprop_with_an_argument_end_to_end_as_a_real_process(tmp_path: Path) -
         "arguments": {"alpha": 0.9, "weight_decay": 0.0},
     }
     assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_lrfind_train_takes_a_hydra_optimizer_mapping_as_a_real_process(tmp_path: Path) -> None:
+    task = write_python(tmp_path / "task.py", USER_TASK)
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"model: {task}:model\ndataset: {task}:data\noptimizer:\n"
+        "  _target_: torch.optim.RMSprop\n  _partial_: true\n  lr: 0.001\n  alpha: 0.9\n"
+        "batch_size: 64\nepochs: 1\ndevice: cpu\nscheduler:\n  kind: constant\n"
+    )
+    out = tmp_path / "train"
+    completed = subprocess.run(
+        [sys.executable, "-m", "lrfind", "train", "--config", str(config), "--out", str(out),
+         "--quiet"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    written = json.loads((out / "train.json").read_text())
+    assert (written["config"]["optimizer"], written["config"]["optimizer_args"]) == (
+        "rmsprop",
+        {"alpha": 0.9},
+    )
+    assert written["schedules"]["constant"]["parameters"] == {"kind": "constant", "lr": 0.001}
+    assert written["bounds_source"] == "the training config"
