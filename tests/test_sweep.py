@@ -140,6 +140,18 @@ def test_model_and_optimizer_state_are_restored_after_the_sweep() -> None:
         assert torch.equal(optimizer.state[parameter]["momentum_buffer"], before)
 
 
+def test_each_submodule_gets_its_own_mode_back() -> None:
+    """A model in train mode with a frozen batch norm in eval, as when fine-tuning."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    model.train()
+    model[1].eval()
+    batches = [(torch.randn(16, 4), torch.randint(0, 2, (16,))) for _ in range(4)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    range_test(model, optimizer, nn.functional.cross_entropy, batches, steps=12)
+    assert [module.training for module in model] == [True, False, True, True]
+    assert model.training
+
+
 def test_state_is_restored_when_the_loss_function_fails_mid_sweep() -> None:
     model = tiny_model()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)

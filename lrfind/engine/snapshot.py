@@ -374,7 +374,9 @@ class Snapshot:
         except BaseException:
             self.store.close()
             raise
-        self.training = model.training
+        # each submodule's own mode: a part frozen in eval (batch norm of a fine-tuned
+        # backbone) stays in eval, which model.train(mode) alone would undo
+        self.modes = [(module, module.training) for module in model.modules()]
 
     def _put(self, value: Any) -> Any:
         """`value` with each tensor replaced by its entry in the store; the rest copied."""
@@ -434,7 +436,8 @@ class Snapshot:
         for parameter, grad in zip(model.parameters(), self.grads, strict=True):
             parameter.grad = self._get(grad)
         optimizer.load_state_dict(self._get(self.optimizer_state))
-        model.train(self.training)
+        for module, training in self.modes:
+            module.training = training
 
     def close(self) -> None:
         """Free the copy (the disk store's file goes with it)."""
