@@ -15,7 +15,7 @@ registered by name in `METHODS`; `None` means the curve holds no answer for that
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -88,16 +88,18 @@ def ema(values: Sequence[float] | np.ndarray, beta: float) -> np.ndarray:
     while the weighting and the bias correction, which need no order, are numpy's.
     """
     weighted = ((1.0 - beta) * np.asarray(values, dtype=float)).tolist()
-    averages: list[float] = []
-    append = averages.append
-    average = 0.0
-    for value in weighted:
-        average = beta * average + value
-        append(average)
-    smoothed = np.array(averages, dtype=np.float64)
+    smoothed = np.fromiter(_averages(weighted, beta), dtype=np.float64, count=len(weighted))
     corrections = _bias_corrections(beta, len(smoothed))
     smoothed[: len(corrections)] /= corrections
     return smoothed
+
+
+def _averages(weighted: list[float], beta: float) -> Iterator[float]:
+    """OnlineEMA's running average before its bias correction; `weighted` holds (1-beta)*x."""
+    average = 0.0
+    for value in weighted:
+        average = beta * average + value
+        yield average
 
 
 def _bias_corrections(beta: float, count: int) -> np.ndarray:
