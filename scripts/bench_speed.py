@@ -25,9 +25,9 @@ into `.bench/peer` (not the project's environment), by `--install-peer`.
 
 Big models and long curves (`--part memory`, `--part analyze`; `--part all` runs everything):
 
-- memory: an MLP (784 -> width -> width -> 10, Adam, batch 32) at three widths, the largest
+- memory: an MLP (784 -> width -> width -> 10, Adam, batch 8) at three widths, the largest
   with 4.5 GB of state. Each contender runs in a fresh process, from the same state mid-training
-  (two warm-up steps, so gradients and Adam's moments exist and a snapshot holds all of it):
+  (a warm-up step, so gradients and Adam's moments exist and a snapshot holds all of it):
   a plain training loop of the same steps and LRs, and `range_test` with the snapshot in each
   place. Peak resident memory is the process's VmHWM (GPU: torch's peak allocated bytes);
   ms per step is the steady state (first to last step) against the plain loop, the floor.
@@ -219,7 +219,7 @@ state = sum(p.numel() * p.element_size() for p in model.parameters()) * 4
 print("RESULT", int(status) * 1024, gpu_peak, total, step_s, state, place)
 """
 MEMORY_WIDTHS = (1024, 4096, 16384)  # 1.8M, 20M and 281M parameters; 30 MB, 0.3 and 4.5 GB
-MEMORY_STEPS, MEMORY_WARM, MEMORY_BATCH = 12, 2, 32
+MEMORY_STEPS, MEMORY_WARM, MEMORY_BATCH = 10, 1, 8  # the peak is the state; the steps are few
 
 
 def memory_run(width: int, contender: str, device: str) -> dict[str, float | str]:
@@ -237,7 +237,7 @@ def memory_run(width: int, contender: str, device: str) -> dict[str, float | str
 
 def memory_tables(runs: int, device: str) -> None:
     """Peak memory and ms per step by model size: the loop, then each snapshot place."""
-    places = ("auto", "disk", "cpu") if device == "cpu" else ("auto", "device")
+    places = ("auto", "cpu") if device == "cpu" else ("auto", "device")  # auto: disk, cpu
     contenders = ("train", *places)
     results: dict[tuple[int, str], list[dict[str, float | str]]] = {}
     for index in range(runs):  # alternating: drift hits every contender alike
@@ -286,18 +286,28 @@ def sweep_shaped_csv(path: Path, rows: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+ANALYZE_SCRIPT = """
+import atexit, runpy, sys
+def peak():  # this process's own high-water mark (ru_maxrss would count the parent's, pre-exec)
+    status = open("/proc/self/status").read()
+    print("VMHWM", int(status.split("VmHWM:")[1].split()[0]) * 1024, file=sys.stderr)
+atexit.register(peak)
+sys.argv = ["lrfind", "analyze", {path!r}, "--out", {out!r}]
+runpy.run_module("lrfind", run_name="__main__", alter_sys=True)
+"""
+
+
 def analyze_run(path: Path, out: Path) -> tuple[float, float]:
     """Wall seconds and peak resident bytes of one `lrfind analyze` process."""
-    command = [sys.executable, "-m", "lrfind", "analyze", str(path), "--out", str(out)]
-    with tempfile.TemporaryFile() as errors:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=errors)
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own peak (Linux: KiB)
-        seconds = time.perf_counter() - started
-        if status != 0:
-            errors.seek(0)
-            raise RuntimeError(f"lrfind analyze {path} failed: {errors.read().decode()[-2000:]}")
-    return seconds, usage.ru_maxrss * 1024.0
+    script = ANALYZE_SCRIPT.format(path=str(path), out=str(out))
+    started = time.perf_counter()
+    finished = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                              text=True, check=False)  # fmt: skip
+    seconds = time.perf_counter() - started
+    peaks = [line.split()[1] for line in finished.stderr.splitlines() if line.startswith("VMHWM")]
+    if finished.returncode != 0 or not peaks:
+        raise RuntimeError(f"lrfind analyze {path} failed: {finished.stderr[-2000:]}")
+    return seconds, float(peaks[-1])
 
 
 def analyze_table(runs: int, scratch: Path) -> None:
