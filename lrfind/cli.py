@@ -71,8 +71,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-error_console = Console(stderr=True)
+console = Console(emoji=False)  # `file.py:name:` in a message is text, not an emoji code
+error_console = Console(stderr=True, emoji=False)
 
 EXIT_INTERRUPTED = 130
 KINDS_TEXT = ", ".join(SCHEDULE_KINDS)

@@ -728,8 +728,8 @@ class FailsOnStep20(nn.Module):
 
     def forward(self, inputs):
         if self.training:
-            self.steps += 1
-            if self.steps == 21:
+            self.steps += 1  # the fit check's forward (train mode, as the sweep) is the first
+            if self.steps == 22:
                 raise RuntimeError("the custom layer lost its weights")
         return self.linear(inputs.flatten(1))
 
@@ -791,19 +791,18 @@ def test_a_dataset_that_raises_at_sample_40_names_the_step_and_the_error(
     )
 
 
-def test_labels_beyond_the_classes_name_the_label_and_the_step(
+def test_labels_beyond_the_classes_are_named_before_the_sweep(
     tmp_path: Path, user_code: Path
 ) -> None:
     out = tmp_path / "run"
     before = files_under(tmp_path)
     completed = lrfind(*user_dataset_run(user_code, "labels_out_of_range", out))
-    assert_refused(
+    assert_refused(  # found on the first batch, before the sweep (docs/rules.md)
         completed,
-        1,
-        f"on '{user_code}:labels_out_of_range'",
-        "raised in the model's forward or backward pass or the loss at step 0 of the sweep",
-        "Target 7 is out of bounds",
-        "Check that code on one batch by hand",
+        2,
+        "class index 7 in the targets is out of range",
+        "which gives 3 outputs per sample",
+        "--num-classes 8",
         before=before,
         root=tmp_path,
     )

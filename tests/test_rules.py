@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import namedtuple
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,11 +14,13 @@ from torch.nn import functional
 
 from lrfind.engine.loop import user_code_errors
 from lrfind.engine.range_test import range_test
-from lrfind.errors import SpecError, SweepError, UserCodeError
+from lrfind.errors import ConfigError, DataError, SpecError, SweepError, UserCodeError
 from lrfind.settings.options import RunConfig
-from lrfind.setup import models
+from lrfind.setup import models, samples
 from lrfind.setup.batches import BatchRule, batch_loss, read_outputs
 from lrfind.setup.losses import build_loss, check_targets_fit
+from lrfind.setup.prepare import prepare_data
+from tests.conftest import write_python
 
 Outputs = namedtuple("Outputs", ["logits", "aux_logits"])
 
@@ -229,8 +232,10 @@ def test_the_fit_check_runs_in_train_mode_and_leaves_batch_norm_statistics_alone
 def test_targets_that_do_not_fit_the_loss_are_refused_with_the_fix(
     loss: str, targets: torch.Tensor, phrases: list[str]
 ) -> None:
+    outputs = torch.randn(8, 3)
+    outputs = torch.log_softmax(outputs, dim=1) if loss == "nll" else outputs
     with pytest.raises(SpecError) as refused:
-        check_targets_fit(loss, torch.randn(8, 3), targets, "m")
+        check_targets_fit(loss, outputs, targets, "m")
     for phrase in phrases:
         assert phrase in str(refused.value)
 
@@ -269,3 +274,99 @@ def test_a_user_loss_that_fails_on_the_first_batch_is_named_before_the_sweep(tmp
     expected = r"while lrfind ran loss .*broken.* on the first batch"
     with pytest.raises(UserCodeError, match=expected), user_code_errors("the run raised"):
         fit_check(nn.Linear(6, 3), loader()[0], loss=spec)
+
+
+# Cases a hostile review found (issue 15): each was a crash, a silent wrong number or a
+# misleading message.
+
+
+def test_numpy_scalar_labels_stay_scalars() -> None:
+    sample = samples.as_tensors((np.zeros(3, np.float32), np.int64(4)))
+    assert sample[1].shape == () and sample[1].dtype == torch.int64
+    assert samples.as_tensors(np.array(2.5)).shape == ()
+    assert samples.as_tensors(np.zeros((2, 3), np.uint8)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("loss", "outputs", "targets", "phrases"),
+    [
+        ("cross-entropy", torch.randn(8, 2), torch.rand(8, 2) * 3, ["rows sum", "--loss mse"]),
+        ("cross-entropy", torch.randn(8, 2), torch.rand(8, 3), ["3 columns", "2 outputs"]),
+        ("cross-entropy", torch.randn(8, 3), torch.zeros(8, 1, dtype=torch.long), ["Squeeze"]),
+        (
+            "cross-entropy",
+            torch.randn(8, 3, 4, 4),
+            torch.zeros(8, 1, 4, 4, dtype=torch.long),
+            ["(8, 4, 4)"],
+        ),
+        (
+            "cross-entropy",
+            torch.randn(8, 3),
+            torch.eye(3, dtype=torch.long)[[0, 1, 2, 0, 1, 2, 0, 1]],
+            ["argmax"],
+        ),
+        (
+            "nll",
+            torch.randn(8, 3),
+            torch.zeros(8, dtype=torch.long),
+            ["log-probabilities", "cross-entropy"],
+        ),
+    ],
+)
+def test_targets_and_outputs_that_only_look_right_are_refused(
+    loss: str, outputs: torch.Tensor, targets: torch.Tensor, phrases: list[str]
+) -> None:
+    with pytest.raises(SpecError) as refused:
+        check_targets_fit(loss, outputs, targets, "m")
+    for phrase in phrases:
+        assert phrase in str(refused.value)
+
+
+def test_nll_takes_log_probabilities() -> None:
+    outputs = torch.log_softmax(torch.randn(8, 3), dim=1)
+    check_targets_fit("nll", outputs, torch.zeros(8, dtype=torch.long), "m")
+
+
+def regression_batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(16, 3, generator=generator) for _ in range(20)]
+    return [(x, x.sum(1)) for x in inputs]
+
+
+def test_a_loss_that_broadcasts_outputs_and_targets_is_refused_at_the_first_step() -> None:
+    model = nn.Linear(3, 1)
+    with pytest.raises(SweepError, match=r"shape \(16, 1\) with targets of shape \(16,\)"):
+        sweep(model, nn.MSELoss(), regression_batches())
+    squeezed = sweep(model, lambda o, t: functional.mse_loss(o.squeeze(1), t), regression_batches())
+    reshaped = sweep(model, build_loss(RunConfig(loss="mse")), regression_batches())
+    assert squeezed == pytest.approx(reshaped, rel=1e-6)
+
+
+def test_the_api_refuses_a_loss_class_and_an_optimizer_of_another_model() -> None:
+    model, other = nn.Linear(6, 3), nn.Linear(6, 3)
+    with pytest.raises(ConfigError, match=r"CrossEntropyLoss\(\) \(with the parentheses\)"):
+        range_test(model, torch.optim.SGD(model.parameters()), nn.CrossEntropyLoss, loader())
+    with pytest.raises(ConfigError, match="none of the model's parameters"):
+        range_test(model, torch.optim.SGD(other.parameters()), functional.cross_entropy, loader())
+
+
+def test_loss_names_are_read_in_any_case_and_close_ones_are_suggested() -> None:
+    assert RunConfig(loss="Huber").loss == "huber"
+    assert RunConfig(loss="cross_entropy").loss == "cross-entropy"
+    with pytest.raises(ConfigError, match="Did you mean 'cross-entropy'"):
+        RunConfig(loss="crossentropy")
+
+
+def test_an_iterable_dataset_that_cannot_start_over_is_named(tmp_path: Any) -> None:
+    factory = write_python(
+        tmp_path / "once.py",
+        "class Once(torch.utils.data.IterableDataset):\n"
+        "    def __init__(self):\n"
+        "        self.items = iter([(torch.zeros(3), 0)] * 64)\n"
+        "    def __iter__(self):\n"
+        "        return self.items\n\n"
+        "def data():\n    return Once()\n",
+    )
+    config = RunConfig(dataset=f"{factory}:data", batch_size=8)
+    with pytest.raises(DataError, match="must start over each time"):
+        prepare_data(config, torch.device("cpu"), held_out_samples=lambda total: 0)

@@ -65,6 +65,7 @@ class SingleModel:
         self.loss_fn = loss_fn
         self.device = device
         self.rule = BatchRule(model, unpack)
+        self.stepped = False  # the first step checks the loss for broadcasting
         self.held_out = [
             to_device(self.rule.split(batch), device, channels_last) for batch in val_batches or ()
         ]
@@ -80,7 +81,8 @@ class SingleModel:
         if self.ranks.distributed:  # every rank loads the global batch and trains on its shard
             world, rank = self.ranks.world, self.ranks.rank
             batch = batch.map(lambda tensor: tensor.tensor_split(world)[rank])
-        return batch_loss(self.model, batch, self.loss_fn)[0]  # one copy: a 0-d loss
+        first, self.stepped = not self.stepped, True
+        return batch_loss(self.model, batch, self.loss_fn, first)[0]  # one copy: a 0-d loss
 
     def held_out_losses(self) -> list[float] | None:
         if not self.held_out:
@@ -158,6 +160,7 @@ def range_test(
         divergence_factor=divergence_factor,
     )
     check_sweep_options(method, precision, accumulate)
+    check_objects(model, optimizer, loss_fn)
     if device is None:
         first = next(model.parameters(), None)
         device = first.device if first is not None else torch.device("cpu")
@@ -192,6 +195,26 @@ def check_sweep_options(method: str, precision: str, accumulate: int) -> None:
     check_choice("precision", precision, PRECISIONS)
     if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
         raise ConfigError(f"accumulate must be a positive integer; got {accumulate!r}.")
+
+
+def check_objects(model: Any, optimizer: Any, loss_fn: Any) -> None:
+    """The caller's objects, before any work: an optimizer over this model's parameters and a
+    loss that can be called (an instance, not its class)."""
+    if isinstance(loss_fn, type) or (loss_fn is not None and not callable(loss_fn)):
+        shown = loss_fn.__name__ if isinstance(loss_fn, type) else repr(loss_fn)[:60]
+        raise ConfigError(
+            f"loss_fn must be a function or a loss instance; got {shown}. Pass e.g. "
+            "torch.nn.functional.cross_entropy or torch.nn.CrossEntropyLoss() (with the "
+            "parentheses), or None when the model computes its own loss."
+        )
+    own = {id(parameter) for parameter in model.parameters()}
+    swept = [p for group in optimizer.param_groups for p in group["params"]]
+    if swept and not any(id(parameter) in own for parameter in swept):
+        raise ConfigError(
+            "the optimizer holds none of the model's parameters, so the sweep would train "
+            "nothing it measures. Build it over this model: "
+            "torch.optim.SGD(model.parameters(), lr=...)."
+        )
 
 
 SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))

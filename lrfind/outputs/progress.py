@@ -46,7 +46,7 @@ def sweep_bars(progress: bool | None, console: Console | None = None) -> Bars | 
     bars where stderr is a terminal or a Jupyter kernel, True always, False never."""
     from rich.console import Console
 
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     interactive = console.is_terminal or console.is_jupyter
     if progress is False or (progress is None and not interactive):
         return None

@@ -164,11 +164,15 @@ class SetupSettings:
                 f"seed must be between 0 and {MAX_SEED} (torch seeds are 64-bit, and each "
                 f"repeat adds one); got {self.seed}. Try --seed 0."
             )
+        if ":" not in self.loss:  # names in any case, with - or _ (Huber, cross_entropy)
+            object.__setattr__(self, "loss", self.loss.strip().lower().replace("_", "-"))
         if self.loss not in LOSSES and ":" not in self.loss:
+            close = difflib.get_close_matches(self.loss, LOSSES, n=1, cutoff=0.5)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
-                f"unknown loss {self.loss!r}; choose one of: {', '.join(LOSSES)}, or give "
-                "your own as path/to/file.py:function or package.module:function taking "
-                "(outputs, targets) and returning the batch's mean loss."
+                f"unknown loss {self.loss!r}.{hint} Choose one of: {', '.join(LOSSES)}, or "
+                "give your own as path/to/file.py:function or package.module:function taking "
+                "(outputs, targets, *extra) and returning the loss (per sample or its mean)."
             )
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(

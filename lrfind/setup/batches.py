@@ -30,6 +30,7 @@ A loss that returns one value per sample (`reduction="none"`) is averaged over t
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,12 +177,26 @@ def _unreadable(outputs: Any) -> str:
     )
 
 
-def batch_loss(model: Any, batch: Batch, loss_fn: LossFunction | None) -> tuple[torch.Tensor, Any]:
+def batch_loss(
+    model: Any, batch: Batch, loss_fn: LossFunction | None, first: bool = False
+) -> tuple[torch.Tensor, Any]:
     """(the batch's mean loss as a 0-d tensor, the outputs the loss saw): the model's own
-    loss when it computed one, else `loss_fn(outputs, targets, *extra)`."""
+    loss when it computed one, else `loss_fn(outputs, targets, *extra)`. On the `first` call
+    a loss that broadcast outputs and targets of different shapes is refused."""
     outputs, own_loss = read_outputs(call_model(model, batch))
+    return outputs_loss(outputs, own_loss, batch, loss_fn, first), outputs
+
+
+def outputs_loss(
+    outputs: Any,
+    own_loss: torch.Tensor | None,
+    batch: Batch,
+    loss_fn: LossFunction | None,
+    first: bool = False,
+) -> torch.Tensor:
+    """The loss of outputs already computed (read by `read_outputs`), as `batch_loss` says."""
     if own_loss is not None:
-        return mean_loss(own_loss), outputs
+        return mean_loss(own_loss)
     if loss_fn is None or batch.targets is None:
         missing = "no loss function was given" if loss_fn is None else "the batch has no targets"
         raise SweepError(
@@ -196,7 +211,27 @@ def batch_loss(model: Any, batch: Batch, loss_fn: LossFunction | None) -> tuple[
             "loss that takes them (e.g. sample weights), return (inputs, targets) pairs from "
             "the dataset, or pass unpack= to choose the items."
         )
-    return mean_loss(loss_fn(outputs, batch.targets, *batch.extra)), outputs
+    if not first:
+        return mean_loss(loss_fn(outputs, batch.targets, *batch.extra))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = loss_fn(outputs, batch.targets, *batch.extra)
+    for warning in caught:
+        if "broadcasting" in str(warning.message) and "target size" in str(warning.message):
+            raise SweepError(_broadcast_message(outputs, batch.targets))
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return mean_loss(value)
+
+
+def _broadcast_message(outputs: Any, targets: Any) -> str:
+    shapes = [tuple(getattr(value, "shape", ())) for value in (outputs, targets)]
+    return (
+        f"the loss compares outputs of shape {shapes[0]} with targets of shape {shapes[1]}, "
+        "which torch broadcasts to one shape, comparing every output with every target (it "
+        "warned: 'Using a target size that is different to the input size'). Give targets of "
+        "the outputs' shape (`y.unsqueeze(-1)` for a (batch, 1) output), or use lrfind's "
+        "--loss mse (lrfind.setup.losses.build_loss in Python), which reshapes them."
+    )
 
 
 def _takes_arguments(function: Callable[..., Any], count: int) -> bool:

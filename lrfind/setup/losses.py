@@ -129,6 +129,31 @@ def check_targets_fit(loss: str, outputs: Any, targets: Any, model_spec: str) ->
         )
 
 
+def _check_probabilities(targets: torch.Tensor, model_spec: str) -> None:
+    """Float targets of the outputs' shape are class probabilities only if they look it."""
+    low, high = float(targets.min()), float(targets.max())
+    sums = targets.sum(dim=1)
+    if low < 0 or high > 1 or not torch.allclose(sums, torch.ones_like(sums), atol=1e-3):
+        raise SpecError(
+            f"--loss cross-entropy reads float targets of the outputs' shape as class "
+            f"probabilities, but these range from {low:g} to {high:g} and their rows sum to "
+            f"{float(sums.min()):g}..{float(sums.max()):g}, not 1. For a regression target use "
+            "--loss mse (or l1, huber, smooth-l1); for multi-label 0/1 targets, --loss bce."
+        )
+
+
+def _check_log_probabilities(outputs: torch.Tensor, model_spec: str) -> None:
+    """NLL takes log-probabilities: exp of each row sums to 1."""
+    sums = outputs.float().exp().sum(dim=1)
+    if not torch.allclose(sums, torch.ones_like(sums), atol=1e-2):
+        raise SpecError(
+            f"--loss nll needs log-probabilities, but the outputs of model {model_spec!r} are "
+            f"not (their exponentials sum to {float(sums.min()):.3g}..{float(sums.max()):.3g} "
+            "per sample, not 1): raw logits? Use --loss cross-entropy, which applies "
+            "log_softmax itself, or end the model with nn.LogSoftmax(dim=1)."
+        )
+
+
 def _check_class_targets(
     loss: str, outputs: torch.Tensor, targets: torch.Tensor, model_spec: str
 ) -> None:
@@ -138,9 +163,32 @@ def _check_class_targets(
             f"{tuple(outputs.shape)}. For a regression task use --loss mse (or l1, huber)."
         )
     classes = int(outputs.shape[1])
+    if loss == "nll":
+        _check_log_probabilities(outputs, model_spec)
+    if targets.dim() == outputs.dim() and targets.shape[1:2] == (1,) and classes > 1:
+        raise SpecError(
+            f"--loss {loss} takes class indices of shape {(targets.shape[0], *targets.shape[2:])}"
+            f" for outputs of shape {tuple(outputs.shape)}; the targets have shape "
+            f"{tuple(targets.shape)}, with an extra dimension of 1. Squeeze it in the dataset "
+            "(`target.squeeze(0)` per sample, or `labels.squeeze(1)`)."
+        )
+    if targets.shape == outputs.shape and not targets.is_floating_point():
+        raise SpecError(
+            f"--loss {loss} got integer targets of the outputs' shape {tuple(outputs.shape)}: "
+            "one-hot labels? Give class indices (`labels.argmax(1)`), or class probabilities "
+            "as floats (`labels.float()`, cross-entropy only)."
+        )
     if targets.is_floating_point():
         if loss == "cross-entropy" and targets.shape == outputs.shape:
+            _check_probabilities(targets, model_spec)
             return  # class probabilities (soft labels), which cross-entropy takes
+        if loss == "cross-entropy" and targets.dim() == outputs.dim() == 2:
+            raise SpecError(
+                f"--loss cross-entropy takes float targets as class probabilities, one per "
+                f"output, but the targets have {targets.shape[1]} columns and model "
+                f"{model_spec!r} gives {classes} outputs per sample. Make them agree (e.g. "
+                "--num-classes), or use a regression loss such as --loss mse."
+            )
         shown = ", ".join(f"{value:g}" for value in targets.flatten()[:3].tolist())
         raise SpecError(
             f"--loss {loss} needs class indices (integers from 0; the model gives {classes} "

@@ -24,7 +24,7 @@ from torch import nn
 
 from lrfind.errors import SpecError, noted
 from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
-from lrfind.setup.batches import Batch, LossFunction, call_model, mean_loss, read_outputs
+from lrfind.setup.batches import Batch, LossFunction, call_model, outputs_loss, read_outputs
 from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
 from lrfind.setup.losses import check_targets_fit
 
@@ -267,7 +267,7 @@ def check_model_fits(
             check_targets_fit(setup.loss, outputs, batch.targets, spec)
             with noted(f"while lrfind ran loss {setup.loss!r} on the first batch"):
                 if loss_fn is not None:
-                    mean_loss(loss_fn(outputs, batch.targets, *batch.extra))
+                    outputs_loss(outputs, None, batch, loss_fn, first=True)
     finally:
         with torch.no_grad():
             for buffer, saved in zip(model.buffers(), buffers, strict=True):
@@ -316,10 +316,11 @@ def _check_outputs(
             "logits. For a regression task use --loss mse (or l1, huber)."
         )
     if num_classes is not None and outputs.shape[1] != num_classes:
+        said = "--num-classes says" if setup.num_classes is not None else "the dataset has"
         raise SpecError(
-            f"model {spec!r} returns {outputs.shape[1]} outputs per sample, but the dataset "
-            f"has {num_classes} classes; output shape {tuple(outputs.shape)} does not fit. "
-            "Build the model with num_classes outputs, or give --num-classes."
+            f"model {spec!r} returns {outputs.shape[1]} outputs per sample, but {said} "
+            f"{num_classes} classes; output shape {tuple(outputs.shape)} does not fit. Build "
+            "the model with one output per class, or give --num-classes to match it."
         )
 
 

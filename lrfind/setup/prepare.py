@@ -172,7 +172,14 @@ def _user(
         )
     loader = userdata.user_loader(training, setup.batch_size, setup.seed)
     collate = user_data.collate
-    pair = collate(userdata.first_items(user_data, 2))
+    first = userdata.first_items(user_data, 2)
+    if not first:
+        raise DataError(
+            f"dataset {spec!r} gave no items when lrfind read it again: an iterable dataset "
+            "must start over each time it is iterated. Make __iter__ return a new iterator "
+            "(a generator function), not one it keeps."
+        )
+    pair = collate(first)
     inputs, labels = _tensor_pair(_on(device, collate(held))) if held else (None, None)
     description: dict[str, Any] = {
         "dataset": spec,

@@ -70,13 +70,15 @@ def pil_to_tensor(image: Any) -> torch.Tensor:
 
 
 def _from_numpy(array: np.ndarray) -> Any:
+    # np.ascontiguousarray turns a 0-d array (a numpy scalar label) into shape (1,): keep
+    # the shape the sample had, so a batch of scalar labels is (batch,), not (batch, 1)
     if array.dtype.kind == "f":
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).reshape(array.shape)
     if array.dtype.kind in "iub":
         native = array.dtype.newbyteorder("=")
         if array.dtype.kind == "u" and array.dtype.itemsize > 1:
             native = np.dtype(np.int64)  # torch has little use for wide unsigned integers
-        return torch.from_numpy(np.ascontiguousarray(array, dtype=native))
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=native)).reshape(array.shape)
     return array  # strings and objects: the default collate keeps them as lists
 
 
