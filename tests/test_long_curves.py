@@ -37,7 +37,7 @@ from lrfind.outputs.curves import (
     write_sweep_csv,
 )
 from lrfind.outputs.files import write_atomic, write_csv
-from lrfind.outputs.plots import CurveLines
+from lrfind.outputs.plots import DRAWN_POINTS, CurveLines, thinned
 from tests.test_sweep import tiny_model, tiny_task
 
 BETAS = (0.0, 0.5, 0.9, 0.98, 0.999)
@@ -236,3 +236,23 @@ def test_a_cell_that_is_not_plain_is_read_cell_by_cell(tmp_path: Path, cell: str
     path = tmp_path / "curve.csv"
     path.write_text(f"repeat,lr,loss\n0,0.1,{cell}\n{cell},0.2,1.5\n0,{cell},2\n")
     assert _plain_numbers(path) is None
+
+
+def test_a_long_line_is_drawn_as_its_extremes_and_a_short_one_whole() -> None:
+    rng = np.random.default_rng(0)
+    x = np.logspace(-7, 1, 100_000)
+    y = np.cumsum(rng.normal(size=100_000))
+    drawn_x, drawn_y = thinned(x, y)
+    assert len(drawn_x) <= DRAWN_POINTS + 2
+    assert np.all(np.diff(drawn_x) > 0)  # in order, a subset of the points
+    assert set(drawn_y.tolist()) <= set(y.tolist())
+    assert drawn_y.min() == y.min() and drawn_y.max() == y.max()
+    assert drawn_x[0] == x[0] and drawn_x[-1] == x[-1]
+    # every run of consecutive points keeps its own lowest and highest value
+    width = -(-len(y) // (DRAWN_POINTS // 2))
+    for start in range(0, len(y), width * 97):
+        run = y[start : start + width]
+        assert run.min() in drawn_y and run.max() in drawn_y
+    short_x, short_y = thinned(x[:100], y[:100])
+    assert np.array_equal(short_x, x[:100])
+    assert np.array_equal(short_y, y[:100])

@@ -103,15 +103,57 @@ def sweep_figure(
     return figure
 
 
+# A line of more points than this is drawn as the lowest and highest point of each of half as
+# many runs of consecutive points: the same picture at any plot's resolution, while drawing a
+# million-point curve (and placing its legend) cost seconds and 130 MB (docs/speed.md).
+DRAWN_POINTS = 4000
+
+
+def thinned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a line worth drawing: all of them up to DRAWN_POINTS, else the first,
+    the last and each run's extremes, in order. `y` must be finite."""
+    count = len(x)
+    if count <= DRAWN_POINTS:
+        return x, y
+    runs = DRAWN_POINTS // 2
+    width = -(-count // runs)
+    padded = np.full(runs * width, np.nan)
+    padded[:count] = y
+    rows = padded.reshape(runs, width)
+    filled = ~np.isnan(rows).all(axis=1)
+    starts = np.arange(runs)[filled] * width
+    rows = rows[filled]
+    keep = np.unique(
+        np.concatenate(
+            [
+                starts + np.nanargmin(rows, axis=1),
+                starts + np.nanargmax(rows, axis=1),
+                [0, count - 1],
+            ]
+        )
+    )
+    return x[keep], y[keep]
+
+
+def _line(axes: Any, x: np.ndarray, y: np.ndarray, **style: Any) -> None:
+    axes.plot(*thinned(x, y), **style)
+
+
 def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
     """The full sweep raw and smoothed, every repeat smoothed, held-out losses dotted."""
     main, repeats = curves[0], curves[1:]
     finite = np.isfinite(main.losses)
-    axes.plot(
-        main.lrs[finite], main.losses[finite], color="#9ab", linewidth=0.9, label="loss per batch"
+    _line(
+        axes,
+        main.lrs[finite],
+        main.losses[finite],
+        color="#9ab",
+        linewidth=0.9,
+        label="loss per batch",
     )
     has_smooth = np.isfinite(main.smoothed)
-    axes.plot(
+    _line(
+        axes,
         main.lrs[has_smooth],
         main.smoothed[has_smooth],
         color="#1f4e99",
@@ -120,7 +162,8 @@ def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
     )
     for index, repeat in enumerate(repeats):
         shown = np.isfinite(repeat.smoothed)
-        axes.plot(
+        _line(
+            axes,
             repeat.lrs[shown],
             repeat.smoothed[shown],
             color="#7b4fa0",
@@ -132,7 +175,8 @@ def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
         if curve.val_losses is None:
             continue
         shown = np.isfinite(curve.val_losses)
-        axes.plot(
+        _line(
+            axes,
             curve.lrs[shown],
             curve.val_losses[shown],
             color="#2a9d8f",
