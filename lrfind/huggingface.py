@@ -15,11 +15,10 @@ Mapping batches go to the model as keyword arguments, `labels` included, and the
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from lrfind import api
-from lrfind.engine.extras import missing_extra
+from lrfind.engine.extras import missing_extra, warn_no_recommendation
 from lrfind.engine.rescale import rescale_rates
 from lrfind.errors import ConfigError
 from lrfind.outputs.notebook import NotebookOutcome
@@ -108,13 +107,7 @@ class LrfindCallback(transformers.TrainerCallback):
         recommendation = self.outcome.recommendation
         if recommendation is None:
             self.applied = None
-            warnings.warn(
-                "lrfind found no learning rate to recommend ("
-                + "; ".join(self.outcome.no_recommendation or ["no clear descent"])
-                + "); training goes on at the configured learning_rate. "
-                "LrfindCallback.outcome.plot() shows the curve.",
-                stacklevel=2,
-            )
+            warn_no_recommendation(self.outcome.no_recommendation, "learning_rate")
             return
         kind = str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type))
         constant = not schedulers or kind in CONSTANT_SCHEDULES

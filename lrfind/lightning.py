@@ -17,7 +17,6 @@ is what `training_step(batch, batch_idx)` returns, batches go through the transf
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,7 +25,7 @@ import torch
 from lrfind import api
 from lrfind.core.analysis import Recommendation
 from lrfind.core.schedules import check_kind
-from lrfind.engine.extras import missing_extra
+from lrfind.engine.extras import missing_extra, warn_no_recommendation
 from lrfind.engine.lightning import (
     TrainingStep,
     kept_module,
@@ -192,13 +191,7 @@ class LrfindCallback(pl.Callback):
         recommendation = self.outcome.recommendation
         if recommendation is None:
             self.applied = None
-            warnings.warn(
-                "lrfind found no learning rate to recommend ("
-                + "; ".join(self.outcome.no_recommendation or ["no clear descent"])
-                + "); training goes on at the configured rate. LrfindCallback.outcome.plot() "
-                "shows the curve.",
-                stacklevel=2,
-            )
+            warn_no_recommendation(self.outcome.no_recommendation, "rate")
             return
         self.applied = self._apply(trainer, optimizer, recommendation)
 

@@ -390,3 +390,15 @@ def test_lrfind_and_its_cli_import_no_training_stack_and_a_missing_one_names_its
         "except ConfigError as error:\n    print(error)"
     )
     assert "pip install 'lrfind[lightning]'" in missing.stdout, missing.stderr
+
+
+def test_a_callback_without_a_rate_warns_once_with_the_reasons() -> None:
+    from lrfind.engine.extras import warn_no_recommendation
+
+    with pytest.warns(
+        UserWarning,
+        match=r"\(the loss shows no clear descent\); training goes on at the configured rate",
+    ):
+        warn_no_recommendation(["the loss shows no clear descent"], "rate")
+    with pytest.warns(UserWarning, match=r"\(no clear descent\).*configured learning_rate"):
+        warn_no_recommendation(None, "learning_rate")

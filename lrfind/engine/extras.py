@@ -12,6 +12,9 @@ lrfind imports them, so `import lrfind` and the CLI work without either.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
+
 from lrfind.errors import ConfigError
 
 
@@ -21,4 +24,16 @@ def missing_extra(error: ImportError, extra: str) -> ConfigError:
     return ConfigError(
         f"this part of lrfind needs `{package}`, which cannot be imported ({error}). Install "
         f"it with lrfind's extra: pip install 'lrfind[{extra}]'."
+    )
+
+
+def warn_no_recommendation(reasons: Sequence[str] | None, configured: str) -> None:
+    """A training-stack callback's one warning when the range test found no rate: training
+    goes on at the `configured` rate (named as the stack names it)."""
+    warnings.warn(
+        "lrfind found no learning rate to recommend ("
+        + "; ".join(reasons or ["no clear descent"])
+        + f"); training goes on at the configured {configured}. "
+        "LrfindCallback.outcome.plot() shows the curve.",
+        stacklevel=3,
     )

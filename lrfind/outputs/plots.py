@@ -136,54 +136,37 @@ def thinned(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _line(axes: Any, x: np.ndarray, y: np.ndarray, **style: Any) -> None:
-    axes.plot(*thinned(x, y), **style)
+    """One line of a curve's finite points, thinned for drawing."""
+    finite = np.isfinite(y)
+    axes.plot(*thinned(x[finite], y[finite]), **style)
 
 
 def _draw_curves(axes: Any, curves: Sequence[CurveLines]) -> None:
     """The full sweep raw and smoothed, every repeat smoothed, held-out losses dotted."""
     main, repeats = curves[0], curves[1:]
-    finite = np.isfinite(main.losses)
-    _line(
-        axes,
-        main.lrs[finite],
-        main.losses[finite],
-        color="#9ab",
-        linewidth=0.9,
-        label="loss per batch",
-    )
-    has_smooth = np.isfinite(main.smoothed)
-    _line(
-        axes,
-        main.lrs[has_smooth],
-        main.smoothed[has_smooth],
-        color="#1f4e99",
-        linewidth=2.2,
-        label="smoothed loss",
-    )
+    _line(axes, main.lrs, main.losses, color="#9ab", linewidth=0.9, label="loss per batch")
+    _line(axes, main.lrs, main.smoothed, color="#1f4e99", linewidth=2.2, label="smoothed loss")
     for index, repeat in enumerate(repeats):
-        shown = np.isfinite(repeat.smoothed)
         _line(
             axes,
-            repeat.lrs[shown],
-            repeat.smoothed[shown],
+            repeat.lrs,
+            repeat.smoothed,
             color="#7b4fa0",
             linewidth=1.0,
             alpha=0.7,
             label=f"{len(repeats)} focused repeats (smoothed)" if index == 0 else None,
         )
     for index, curve in enumerate(curves):
-        if curve.val_losses is None:
-            continue
-        shown = np.isfinite(curve.val_losses)
-        _line(
-            axes,
-            curve.lrs[shown],
-            curve.val_losses[shown],
-            color="#2a9d8f",
-            linewidth=1.0 if index else 1.6,
-            linestyle=":",
-            label="held-out loss" if index == 0 else None,
-        )
+        if curve.val_losses is not None:
+            _line(
+                axes,
+                curve.lrs,
+                curve.val_losses,
+                color="#2a9d8f",
+                linewidth=1.0 if index else 1.6,
+                linestyle=":",
+                label="held-out loss" if index == 0 else None,
+            )
 
 
 def _draw_marks(axes: Any, marks: PlotMarks, top: float) -> None:
