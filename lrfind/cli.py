@@ -29,6 +29,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lrfind import __version__
+from lrfind.core.analysis import middle_suggestions
 from lrfind.core.schedules import DEFAULT_KIND, SCHEDULE_KINDS
 from lrfind.errors import LrfindError
 from lrfind.settings.options import RunConfig, SweepSettings, TrainConfig, describe_default
@@ -552,7 +553,7 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
             table.add_row(
                 "interval",
                 f"{interval[0]:.3g} to {interval[1]:.3g}",
-                f"max_lr of the {recommendation['repeats']} repeats "
+                f"{_interval_meaning(recommendation)} "
                 f"({recommendation['interval_log10_width']:.2f} decades wide)",
             )
         reasons = "; ".join(recommendation["confidence_reasons"])
@@ -587,6 +588,17 @@ RATE_MEANINGS = {
     "max_lr": "peak of a cyclical / one-cycle schedule",
     "lr": "a single constant rate",
 }
+
+
+def _interval_meaning(recommendation: dict[str, Any]) -> str:
+    """What the interval row spans: all repeats' max_lr, or the middle ones around the median."""
+    found, repeats = len(recommendation["suggestions"]), recommendation["repeats"]
+    middle = len(middle_suggestions(recommendation["suggestions"]))
+    if middle == found:
+        return f"max_lr of the {repeats} repeats" if found == repeats else (
+            f"max_lr of the {found} of {repeats} repeats that gave one"
+        )
+    return f"the middle {middle} of the {found} repeats' max_lr, around their median"
 
 
 def _rates_table(title: str, recommendation: dict[str, Any], *, with_meaning: bool) -> Table:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from lrfind import range_test
+from lrfind.settings.options import REPEATS
 from lrfind.setup import data
 from lrfind.setup.models import build_model
 
@@ -54,11 +55,13 @@ def test_headline_command_end_to_end(fashion_mnist_dir: Path, tmp_path: Path) ->
     assert 0.3 < sweep["divergence_lr"] < 10
     assert 1e-3 < recommendation["base_lr"] < recommendation["max_lr"] < sweep["divergence_lr"]
     assert document["data"]["samples"] == 60_000
-    # The default plan's five focused repeats agree, and put the peak clear of the cliff
-    # (one-cycle training at 0.56 already loses half its accuracy; see bench_quality.py).
-    assert recommendation["repeats"] == 5 and len(document["repeats"]) == 5
+    # The default plan's focused repeats pin their median within a quarter decade and put
+    # the peak clear of the cliff (one-cycle training at 0.56 already loses half its
+    # accuracy; see bench_quality.py).
+    assert 3 <= recommendation["repeats"] == len(document["repeats"]) <= REPEATS
     assert 0.1 < recommendation["max_lr"] < 0.45
-    assert recommendation["interval_log10_width"] < 0.6
+    assert recommendation["interval_log10_width"] <= 0.25
+    assert recommendation["confidence"] != "low"
     with (out / "sweep.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert sum(row["repeat"] == "0" for row in rows) == sweep["steps_run"]

@@ -15,7 +15,7 @@ import pytest
 
 from lrfind.commands import run as pipeline
 from lrfind.core.records import StepRecord
-from lrfind.settings.options import RunConfig
+from lrfind.settings.options import REPEATS, RunConfig
 
 
 def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_path: Path) -> None:
@@ -36,7 +36,7 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
     document = json.loads((out / "result.json").read_text())
     assert document["interrupted"] is True
     assert document["repeats"][1]["stop_reason"] == "interrupted"
-    assert any("Interrupted during repeat 2 of 5" in note
+    assert any(f"Interrupted during repeat 2 (of at most {REPEATS})" in note
                for note in document["diagnostics"])  # fmt: skip
     with (out / "sweep.csv").open() as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == document["steps_total"]

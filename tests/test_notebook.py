@@ -312,7 +312,7 @@ def test_progress_true_shows_a_bar_per_sweep_on_stderr(
     outcome = plan(progress=True, callback=seen.append)
     out, err = capsys.readouterr()
     assert out == ""
-    for name, sweep in zip(("full sweep", "repeat 1/2", "repeat 2/2"), outcome.sweeps, strict=True):
+    for name, sweep in zip(("full sweep", "repeat 1 (up to 2)", "repeat 2 (up to 2)"), outcome.sweeps, strict=True):
         steps = len(sweep.result.records)
         assert f"{name}" in err and f"step {steps:>4}/{steps}" in err
     assert len(seen) == outcome.steps_run  # the caller's callback still sees every step
@@ -352,8 +352,8 @@ def test_in_jupyter_without_ipywidgets_one_line_per_sweep_is_rewritten(
     assert lines[-1] == ""  # every sweep's line is ended
     assert [line.rsplit("\r", 1)[-1].split(":")[0] for line in lines[:-1]] == [
         "full sweep",
-        "repeat 1/2",
-        "repeat 2/2",
+        "repeat 1 (up to 2)",
+        "repeat 2 (up to 2)",
     ]
     for line, sweep in zip(lines, outcome.sweeps, strict=False):
         steps = len(sweep.result.records)

@@ -12,7 +12,7 @@ from torch import nn
 
 from lrfind import find_lr
 from lrfind.core.analysis import DivergenceDetector, analyze, baseline_steps
-from lrfind.core.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, search
+from lrfind.core.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, MIN_REPEATS, search
 from lrfind.core.ramp import sweep_lrs
 from lrfind.core.records import (
     STOP_COMPLETED,
@@ -88,25 +88,149 @@ def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
 
 
 def test_the_recommendation_is_the_median_of_the_repeats_with_their_interval() -> None:
-    outcome = search(SyntheticSweeps(), SweepSettings(), SearchSettings(repeats=5), "bottom")
+    """Repeats that agree pin their median at once: MIN_REPEATS of them, no more."""
+    outcome = search(SyntheticSweeps(), SweepSettings(), SearchSettings(repeats=9), "bottom")
     suggestions = [
         sweep.result.analysis.recommendation.max_lr
         for sweep in outcome.sweeps[1:]
         if sweep.result.analysis.recommendation is not None
     ]
     recommendation = outcome.recommendation
-    assert recommendation is not None and len(suggestions) == 5
-    assert recommendation.max_lr == pytest.approx(sorted(suggestions)[2])
+    assert recommendation is not None and len(suggestions) == MIN_REPEATS
+    assert recommendation.max_lr == pytest.approx(sorted(suggestions)[1])
     assert recommendation.interval == (min(suggestions), max(suggestions))
-    assert recommendation.repeats == 5
+    assert recommendation.repeats == MIN_REPEATS
     full = outcome.main.analysis.recommendation
     assert full is not None
     assert recommendation.base_lr == pytest.approx(min(full.base_lr, recommendation.max_lr / 4))
     assert outcome.steps_run == sum(len(sweep.result.records) for sweep in outcome.sweeps)
+    assert not any("most allowed" in note for note in outcome.notes)
+
+
+class ScriptedSweeps(SyntheticSweeps):
+    """SyntheticSweeps whose repeat k suggests `max_lrs[k - 1]` (None: no answer)."""
+
+    def __init__(self, max_lrs: list[float | None]) -> None:
+        super().__init__()
+        self.max_lrs = max_lrs
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        result = super().__call__(repeat, settings)
+        if not repeat:
+            return result
+        given = self.max_lrs[repeat - 1]
+        found = result.analysis.recommendation
+        assert found is not None
+        recommendation = None if given is None else replace(found, max_lr=given)
+        return replace(result, analysis=replace(result.analysis, recommendation=recommendation))
+
+
+def test_repeats_continue_until_the_middle_ones_agree() -> None:
+    """0.1, 1.0 and 0.3 span a decade; two more near 0.3 put the middle three of five
+    within 0.25 decades, so the plan stops at five and recommends their median."""
+    sweeps = ScriptedSweeps([0.1, 1.0, 0.3, 0.32, 0.28, 0.3, 0.3])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=9), "bottom")
+    assert [sweep.repeat for sweep in outcome.sweeps] == [0, 1, 2, 3, 4, 5]
+    recommendation = outcome.recommendation
+    assert recommendation is not None and recommendation.repeats == 5
+    assert recommendation.max_lr == pytest.approx(0.3)
+    assert recommendation.interval == (0.28, 0.32)  # the middle three, not 0.1 to 1.0
+    assert recommendation.suggestions == [0.1, 1.0, 0.3, 0.32, 0.28]
+    assert recommendation.confidence == "high"
+
+
+def test_repeats_stop_at_the_most_allowed_and_say_the_median_was_not_pinned() -> None:
+    sweeps = ScriptedSweeps([0.01, 1.0, 0.1, 0.03, 0.3, 3.0, 0.003])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=7), "bottom")
+    assert len(outcome.sweeps) == 8
+    (note,) = [note for note in outcome.notes if "most allowed" in note]
+    assert "7 (--repeats)" in note and "middle 5 suggestions span 2.00 decades" in note
+    recommendation = outcome.recommendation
+    assert recommendation is not None and recommendation.max_lr == pytest.approx(0.1)
+    assert recommendation.confidence != "high"
+    assert any("middle 5 of their suggestions span" in r for r in recommendation.confidence_reasons)
+
+
+def test_repeats_without_answers_are_made_up_by_more_repeats() -> None:
+    """Two of the first three find nothing (no answer yet); four more repeats that agree
+    give one, from four of seven."""
+    sweeps = ScriptedSweeps([None, 0.2, None, 0.21, 0.19, 0.2, 0.2])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=9), "bottom")
+    assert outcome.recommendation is not None
+    assert outcome.recommendation.repeats == 5  # 3 of 5 answered, the middle three agree
+    assert outcome.recommendation.max_lr == pytest.approx(0.2)
+
+
+def test_repeats_stop_once_too_few_could_answer() -> None:
+    """After four of seven without an answer, three more cannot reach half: no more run."""
+    sweeps = ScriptedSweeps([None, 0.2, None, None, None, 0.2, 0.2])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=7), "bottom")
+    assert len(outcome.sweeps) == 1 + 5
+    assert outcome.recommendation is None
+    assert any("only 1 of 5 repeated sweeps" in r for r in outcome.no_recommendation)
+
+
+@pytest.mark.parametrize("most", [1, 2])
+def test_fewer_repeats_than_the_minimum_run_as_many_as_asked(most: int) -> None:
+    sweeps = ScriptedSweeps([0.1, 1.0])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=most), "bottom")
+    assert len(outcome.sweeps) == 1 + most
+    assert not any("most allowed" in note for note in outcome.notes)
+
+
+class SlowLearner(SyntheticSweeps):
+    """A model that shows its descent only when the sweep has `needed` steps per decade or
+    more; a faster sweep sees noise around a level until the loss blows up."""
+
+    def __init__(self, needed: float) -> None:
+        super().__init__()
+        self.needed = needed
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if steps_per_decade(settings) >= self.needed:
+            return super().__call__(repeat, settings)
+        self.calls.append((repeat, settings))
+        lrs = np.array(sweep_lrs(settings.start_lr, settings.end_lr, settings.steps, "exp"))
+        losses = synthetic_loss(lrs, 1e9, 1.0, 0.05, seed=repeat)  # flat, then diverges
+        stop = firing_step(losses, settings)
+        assert stop is not None
+        lrs, losses = lrs[: stop + 1], losses[: stop + 1]
+        analysis = analyze(lrs, losses, method="bottom", planned_steps=settings.steps)
+        records = [StepRecord(i, float(a), float(b), float(b)) for i, (a, b) in
+                   enumerate(zip(lrs, losses, strict=True))]  # fmt: skip
+        return RangeTestResult(records, STOP_DIVERGED, settings, analysis, 0.0)
+
+
+def test_a_sweep_that_diverges_before_learning_is_rerun_with_more_steps() -> None:
+    sweeps = SlowLearner(needed=20.0)  # 100 steps over 8 decades: 12.4; 200: 24.9
+    outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=3), "bottom")
+    full_steps = [settings.steps for repeat, settings in sweeps.calls if repeat == 0]
+    assert full_steps == [100, 200]
+    assert outcome.main.settings.steps == 200
+    assert outcome.recommendation is not None
+    (note,) = [note for note in outcome.notes if "clear descent" in note]
+    assert "full sweep of 100 steps diverged" in note and "with 200 steps" in note
+    focused = [settings for repeat, settings in sweeps.calls if repeat]
+    assert steps_per_decade(focused[0]) == pytest.approx(199 / 8, rel=0.05)  # the new density
+
+
+def test_the_denser_reruns_are_bounded() -> None:
+    sweeps = SlowLearner(needed=math.inf)
+    outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=3), "bottom")
+    assert [settings.steps for _, settings in sweeps.calls] == [100, 200, 400]
+    assert outcome.recommendation is None
+    assert any("no clear descent" in reason for reason in outcome.no_recommendation)
+
+
+def test_a_flat_curve_that_never_diverges_is_not_rerun() -> None:
+    """No divergence: the range, not the density, is what is wrong (--auto-range's job)."""
+    sweeps = SyntheticSweeps(descent_center=1e9, diverge_at=None)
+    search(sweeps, SweepSettings(steps=60), SearchSettings(repeats=3), "bottom")
+    assert len(sweeps.calls) == 1
 
 
 def test_repeats_that_mostly_find_no_descent_leave_no_recommendation() -> None:
-    """The full sweep reads a number, but 4 of 5 repeats see only noise: not reproduced."""
+    """The full sweep reads a number, but 3 of 4 repeats see only noise: not reproduced."""
     clear = SyntheticSweeps()
 
     def sweeps(repeat: int, settings: SweepSettings) -> RangeTestResult:
@@ -118,7 +242,8 @@ def test_repeats_that_mostly_find_no_descent_leave_no_recommendation() -> None:
     outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=5), "bottom")
     assert outcome.main.analysis.recommendation is not None
     assert outcome.recommendation is None
-    assert any("only 1 of 5 repeated sweeps" in reason for reason in outcome.no_recommendation)
+    assert len(outcome.sweeps) == 1 + 4  # a fifth answer could not make two of five
+    assert any("only 1 of 4 repeated sweeps" in reason for reason in outcome.no_recommendation)
 
 
 def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
@@ -132,9 +257,21 @@ def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
         return [sweeps(repeat, settings) for repeat in repeats]
 
     together = search(sweeps, SweepSettings(), SearchSettings(repeats=4), "bottom", run_repeats)
-    assert batches == [[1, 2, 3, 4]]
+    assert batches == [[1, 2, 3]]  # they agreed: the median was pinned by the first round
     assert together.recommendation == one_by_one.recommendation
-    assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3, 4]
+    assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3]
+
+
+def test_later_rounds_of_repeats_run_together_too() -> None:
+    sweeps = ScriptedSweeps([0.01, 1.0, 0.1, 0.03, 0.3, 3.0, 0.003])
+    batches: list[list[int]] = []
+
+    def run_repeats(repeats: list[int], settings: SweepSettings) -> list[RangeTestResult]:
+        batches.append(repeats)
+        return [sweeps(repeat, settings) for repeat in repeats]
+
+    search(sweeps, SweepSettings(), SearchSettings(repeats=6), "bottom", run_repeats)
+    assert batches == [[1, 2, 3], [4], [5], [6]]
 
 
 def test_repeats_run_one_by_one_when_the_joint_runner_declines() -> None:
@@ -158,7 +295,7 @@ def test_repeats_run_together_and_interrupted_combine_only_those_that_stopped_al
     outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom", run_repeats)
     assert outcome.interrupted
     assert outcome.recommendation is not None and outcome.recommendation.repeats == 1
-    assert any("Interrupted during the 3 stacked repeats" in note for note in outcome.notes)
+    assert any("Interrupted during repeat 2 (of at most 3)" in note for note in outcome.notes)
 
 
 def test_no_repeats_is_the_single_sweep() -> None:

@@ -41,7 +41,8 @@ RESOLUTION = 1e-12
 # Before the noise is known, a loss this many times larger than any before it is divergence.
 EARLY_EXPLOSION = 100.0
 EARLY_REFERENCE = 3  # losses it is compared with, at least: one loss near zero is no scale
-# Repeated sweeps agree when their suggestions lie within this many decades.
+# Repeated sweeps pin their median when the middle suggestions (middle_suggestions) lie
+# within this many decades.
 AGREEMENT_DECADES = 0.25
 # bottom: how far below the loss minimum a schedule's peak should sit.
 BOTTOM_DIVISOR = 3.0
@@ -442,7 +443,8 @@ class Recommendation:
     confidence_reasons: list[str] = field(default_factory=list)
     repeats: int = 1  # sweeps combined into this recommendation
     suggestions: list[float] = field(default_factory=list)  # max_lr of those that gave one
-    interval: tuple[float, float] | None = None  # lowest and highest of `suggestions`
+    # Lowest and highest of the middle suggestions (middle_suggestions): where the median lies.
+    interval: tuple[float, float] | None = None
 
     @property
     def log10_width(self) -> float | None:
@@ -573,14 +575,12 @@ def evidence_gaps(
             "needed to tell a descent from batch noise: lower --start-lr or raise --steps"
         ]
     gaps = []
-    fall, noise = curve.fall, curve.noise
-    rounding = RESOLUTION * float(np.max(np.abs(curve.losses)))
-    ratio = NO_DESCENT_NOISE_RATIO * max(1.0, math.sqrt(SURE_NOISE_POINTS / points))
-    if not fall > max(ratio * noise, rounding):
+    if not clear_descent(curve):
         gaps.append(
-            f"the loss shows no clear descent: its smoothed value falls by {fall:.3g} against "
-            f"batch noise of {noise:.3g} (more than {ratio:.3g}x is needed): "
-            "widen the LR range, or reduce the noise with a larger --batch-size"
+            f"the loss shows no clear descent: its smoothed value falls by {curve.fall:.3g} "
+            f"against batch noise of {curve.noise:.3g} (more than "
+            f"{_descent_ratio(points):.3g}x is needed): widen the LR range, or reduce the "
+            "noise with a larger --batch-size"
         )
     density = _steps_per_decade_at(curve, curve.min_index)
     if density < MIN_STEPS_PER_DECADE:
@@ -610,12 +610,13 @@ def combine(
     method: str,
     full: Recommendation | None = None,
 ) -> Recommendation | None:
-    """One recommendation from several sweeps: the median suggestion and the interval.
+    """One recommendation from several sweeps: the median suggestion and its interval.
 
     `base_lr` comes from `full`, the recommendation of a sweep that saw the whole descent
     (short sweeps that start mid-way cannot see where the loss starts to fall), or else is
-    the median of the sweeps' own. The confidence falls when the sweeps disagree by more than
-    AGREEMENT_DECADES or when some of them gave no answer; when fewer than half of them gave
+    the median of the sweeps' own. The interval spans the middle suggestions, those around the
+    median (`middle_suggestions`); the confidence falls when they span more than
+    AGREEMENT_DECADES or when some sweeps gave no answer; when fewer than half of them gave
     one, there is none (see `unconfirmed`).
     """
     found = [item for item in recommendations if item is not None]
@@ -626,19 +627,21 @@ def combine(
     max_lr = min(max(middle_lr, min(suggestions)), max(suggestions))  # not off by a rounding
     low = full.base_lr if full is not None else float(np.median([item.base_lr for item in found]))
     reasons: list[str] = []
-    width = math.log10(max(suggestions) / min(suggestions))
+    middle = middle_suggestions(suggestions)
+    width = math.log10(middle[-1] / middle[0])
     if width > AGREEMENT_DECADES:
+        which = "their suggestions" if len(middle) == len(found) else (
+            f"the middle {len(middle)} of their suggestions"
+        )
         reasons.append(
-            f"the {len(found)} sweeps disagree: their suggestions span {width:.2f} decades "
-            f"({min(suggestions):.3g} to {max(suggestions):.3g}); more --repeats or a larger "
+            f"the {len(found)} sweeps disagree: {which} span {width:.2f} decades "
+            f"({middle[0]:.3g} to {middle[-1]:.3g}); more --repeats or a larger "
             "--batch-size narrow it"
         )
     missing = len(recommendations) - len(found)
     if missing:
         reasons.append(f"{missing} of {len(recommendations)} sweeps gave no suggestion")
-    middle = min(found, key=lambda item: abs(math.log10(item.max_lr / max_lr)))
-    if middle.confidence != "high":
-        reasons.extend(middle.confidence_reasons)
+    reasons += _shared_flaws(found)
     confidence = "high" if not reasons else "medium" if len(reasons) == 1 else "low"
     return Recommendation(
         base_lr=min(low, MAX_BASE_FRACTION * max_lr),
@@ -649,8 +652,42 @@ def combine(
         confidence_reasons=reasons or ["the sweeps agree on a clear descent and divergence"],
         repeats=len(recommendations),
         suggestions=suggestions,
-        interval=(min(suggestions), max(suggestions)),
+        interval=(middle[0], middle[-1]),
     )
+
+
+def _shared_flaws(found: list[Recommendation]) -> list[str]:
+    """The single-sweep reasons (`_confidence`) that more than half of the sweeps share: a
+    flaw of one sweep among several is outvoted. A weak descent against the batch noise is
+    not carried over from several, as the spread of their suggestions measures directly how
+    far the noise moves them (the disagreement reason). One sweep keeps all its reasons."""
+    if len(found) == 1:
+        return [] if found[0].confidence == "high" else list(found[0].confidence_reasons)
+    shared = []
+    for reason in (NEVER_DIVERGED, AT_THE_EDGE):
+        count = sum(reason in item.confidence_reasons for item in found)
+        if 2 * count > len(found):
+            shared.append(f"{reason} in {count} of the {len(found)} sweeps")
+    return shared
+
+
+def middle_suggestions(suggestions: Sequence[float]) -> list[float]:
+    """The suggestions around their median, sorted: all of up to four, else the middle half
+    (at least three, a quarter of them dropped at each end). They bound where the median
+    lies: a stray sweep at either end moves the median by one place, not to its own value."""
+    ordered = sorted(suggestions)
+    dropped = min(max(0, (len(ordered) - 3) // 2), len(ordered) // 4)
+    return ordered[dropped : len(ordered) - dropped]
+
+
+def median_pinned(recommendations: Sequence[Recommendation | None]) -> bool:
+    """Whether repeated sweeps have pinned their median: at least three gave a suggestion,
+    no fewer than half of them, and the middle suggestions lie within AGREEMENT_DECADES."""
+    found = [item.max_lr for item in recommendations if item is not None]
+    if len(found) < 3 or unconfirmed(recommendations):
+        return False
+    middle = middle_suggestions(found)
+    return math.log10(middle[-1] / middle[0]) <= AGREEMENT_DECADES
 
 
 def unconfirmed(recommendations: Sequence[Recommendation | None]) -> list[str]:
@@ -664,6 +701,31 @@ def unconfirmed(recommendations: Sequence[Recommendation | None]) -> list[str]:
         "curve does not reproduce from other initial weights and batches; reduce the batch "
         "noise with a larger --batch-size, or look at the repeats' curves in sweep.png"
     ]
+
+
+def clear_descent(curve: Curve) -> bool:
+    """Whether the loss falls by more than the noise allows (see `evidence_gaps`)."""
+    rounding = RESOLUTION * float(np.max(np.abs(curve.losses)))
+    return bool(curve.fall > max(_descent_ratio(len(curve.lrs)) * curve.noise, rounding))
+
+
+def _descent_ratio(points: int) -> float:
+    """The fall, in batch-noise deviations, that a clear descent needs on this many points."""
+    return NO_DESCENT_NOISE_RATIO * max(1.0, math.sqrt(SURE_NOISE_POINTS / points))
+
+
+def learned_too_little(analysis: Analysis) -> bool:
+    """Whether a sweep diverged before its loss showed a clear descent, over enough points to
+    tell: the rate climbed through the useful range faster than the model could learn from
+    the few batches it saw there. A sweep of more steps (more samples per decade) can answer;
+    a curve that never diverged, or diverged at once, needs another range instead."""
+    return (
+        analysis.recommendation is None
+        and analysis.divergence_index is not None
+        and not analysis.diverged_at_once
+        and analysis.usable_points >= MIN_EVIDENCE_POINTS
+        and not clear_descent(analysis.curve)
+    )
 
 
 def _evidence_fall(curve: Curve) -> float:
@@ -756,19 +818,25 @@ def _recommend(
     )
 
 
+# A single sweep's reasons for less than high confidence (`_confidence`).
+NEVER_DIVERGED = "the loss never diverged, so the top of the usable range is not seen"
+WEAK_DESCENT = "the loss falls"
+AT_THE_EDGE = "the suggestion sits at the edge of the usable range"
+
+
 def _confidence(
     curve: Curve, suggestion: Suggestion, divergence: int | None, diagnostics: list[str]
 ) -> tuple[str, list[str]]:
     reasons = []
     noise, descent = curve.noise, curve.fall
     if divergence is None:
-        reasons.append("the loss never diverged, so the top of the usable range is not seen")
+        reasons.append(NEVER_DIVERGED)
     if descent < 10 * noise:
         reasons.append(
-            f"the loss falls by {descent:.3g}, less than 10x its batch noise ({noise:.3g})"
+            f"{WEAK_DESCENT} by {descent:.3g}, less than 10x its batch noise ({noise:.3g})"
         )
     if suggestion.index in (0, len(curve.lrs) - 1):
-        reasons.append("the suggestion sits at the edge of the usable range")
+        reasons.append(AT_THE_EDGE)
     if not reasons:
         return "high", ["clear descent, clean divergence, enough points"]
     level = "medium" if len(reasons) == 1 and not diagnostics else "low"

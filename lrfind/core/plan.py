@@ -19,7 +19,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from lrfind.core.analysis import METHODS, Analysis, Recommendation, combine, unconfirmed
+from lrfind.core.analysis import (
+    AGREEMENT_DECADES,
+    METHODS,
+    Analysis,
+    Recommendation,
+    combine,
+    learned_too_little,
+    median_pinned,
+    middle_suggestions,
+    unconfirmed,
+)
 from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
 from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
@@ -31,6 +41,15 @@ FOCUS_MIN_STEPS = 15  # a curve shorter than this is too coarse to read
 # --auto-range: how far one retry moves an end of the range, and how many tries at most.
 AUTO_RANGE_DECADES = 2.0
 AUTO_RANGE_TRIES = 3
+# A full sweep that diverges before its loss clearly falls is rerun with this many times the
+# steps, at most this many times (so up to 4x the steps).
+DENSER_FACTOR = 2
+DENSER_TRIES = 2
+# The repeats: at least MIN_REPEATS (a median of three), then one more at a time until the
+# median is pinned (lrfind.core.analysis.median_pinned), at most --repeats. One at a time cost
+# 193 median steps per recommendation against 211 for two at a time, at the same spread
+# (scripts/bench_repeats.py).
+MIN_REPEATS = 3
 
 SweepRunner = Callable[[int, SweepSettings], RangeTestResult]
 # Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
@@ -77,6 +96,8 @@ def search(
     main = run_sweep(0, settings)
     if search_settings.auto_range and main.stop_reason != STOP_INTERRUPTED:
         main, settings = _auto_range(run_sweep, settings, main, notes)
+    if main.stop_reason != STOP_INTERRUPTED:
+        main, settings = _denser(run_sweep, settings, main, notes)
     sweeps = [Sweep(0, main)]
     if main.stop_reason == STOP_INTERRUPTED:
         notes.append(
@@ -142,30 +163,61 @@ def _full_sweep_alone(sweeps: list[Sweep], notes: list[str]) -> SearchOutcome:
 def _repeats(
     run_sweep: SweepRunner,
     run_repeats: RepeatsRunner | None,
-    count: int,
+    most: int,
     focused: SweepSettings,
     notes: list[str],
 ) -> list[Sweep]:
-    """The repeats, stacked when `run_repeats` takes them, else one by one; an interruption
-    ends them (one by one: the rest are not started) with a note."""
-    numbers = list(range(1, count + 1))
+    """Repeats until their median is pinned (`median_pinned`) or `most` have run: first
+    MIN_REPEATS (stacked when `run_repeats` takes them, else one by one), then one at a time.
+    They also stop once fewer than half of `most` could answer even if all the rest did
+    (there will be no recommendation). An interruption ends them (the rest are not started)
+    with a note; stopping at `most` unpinned gets a note too."""
+    sweeps: list[Sweep] = []
+    while len(sweeps) < most:
+        size = min(MIN_REPEATS if not sweeps else 1, most - len(sweeps))
+        numbers = list(range(len(sweeps) + 1, len(sweeps) + size + 1))
+        sweeps += _repeat_round(run_sweep, run_repeats, numbers, focused)
+        stopped = [sweep.repeat for sweep in sweeps if sweep.result.stop_reason == STOP_INTERRUPTED]
+        if stopped:
+            notes.append(
+                f"Interrupted during repeat {stopped[0]} (of at most {most}): the "
+                "recommendation combines the repeats that had stopped by themselves."
+            )
+            return sweeps
+        found = [sweep.result.analysis.recommendation for sweep in sweeps]
+        if median_pinned(found):
+            return sweeps
+        answered = sum(item is not None for item in found)
+        if 2 * (answered + most - len(sweeps)) < most:
+            return sweeps  # `unconfirmed` will say why there is no answer
+    found = [s.result.analysis.recommendation for s in sweeps]
+    suggestions = [item.max_lr for item in found if item is not None]
+    if len(sweeps) >= MIN_REPEATS and 2 * len(suggestions) >= len(sweeps):
+        middle = middle_suggestions(suggestions)
+        notes.append(
+            f"The repeats stopped at the most allowed, {most} (--repeats), before their "
+            f"median was pinned: the middle {len(middle)} suggestions span "
+            f"{math.log10(middle[-1] / middle[0]):.2f} decades, more than "
+            f"{AGREEMENT_DECADES:g}."
+        )
+    return sweeps
+
+
+def _repeat_round(
+    run_sweep: SweepRunner,
+    run_repeats: RepeatsRunner | None,
+    numbers: list[int],
+    focused: SweepSettings,
+) -> list[Sweep]:
+    """One round of repeats: stacked when `run_repeats` takes them, else one by one, up to
+    the first that was interrupted."""
     results = run_repeats(numbers, focused) if run_repeats is not None else None
     if results is not None:
-        sweeps = [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
-        if any(sweep.result.stop_reason == STOP_INTERRUPTED for sweep in sweeps):
-            notes.append(
-                f"Interrupted during the {count} stacked repeats: the recommendation combines "
-                "those that had stopped by themselves."
-            )
-        return sweeps
+        return [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
     sweeps = []
     for repeat in numbers:
         sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
         if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
-            notes.append(
-                f"Interrupted during repeat {repeat} of {count}: the recommendation combines "
-                "the repeats that finished."
-            )
             break
     return sweeps
 
@@ -198,6 +250,28 @@ def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | 
 
 def _steps_per_decade(settings: SweepSettings) -> float:
     return (settings.steps - 1) / math.log10(settings.end_lr / settings.start_lr)
+
+
+def _denser(
+    run_sweep: SweepRunner, settings: SweepSettings, main: RangeTestResult, notes: list[str]
+) -> tuple[RangeTestResult, SweepSettings]:
+    """Rerun the full sweep with DENSER_FACTOR times the steps, at most DENSER_TRIES times,
+    while it diverged before showing a clear descent (`learned_too_little`): the model saw
+    too few batches at each rate to learn (small batches, a slow start), and more steps
+    per decade give it more of them. The repeats then sweep at the new density too."""
+    for _ in range(DENSER_TRIES):
+        analysis = main.analysis
+        if not learned_too_little(analysis) or main.stop_reason == STOP_INTERRUPTED:
+            break
+        denser = replace(settings, steps=settings.steps * DENSER_FACTOR)
+        notes.append(
+            f"The full sweep of {settings.steps} steps diverged at lr "
+            f"{analysis.divergence_lr:.3g} before its loss showed a clear descent: too few "
+            f"batches per decade to learn from; swept again with {denser.steps} steps."
+        )
+        settings = denser
+        main = run_sweep(0, settings)
+    return main, settings
 
 
 def _auto_range(

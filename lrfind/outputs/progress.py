@@ -32,12 +32,12 @@ class Bars(Protocol):
 
 
 def sweep_name(repeats: tuple[int, ...], count: int) -> str:
-    """How a sweep is named in the bars: the full sweep, one repeat of `count`, or several
-    repeats stacked into one sweep."""
+    """How a sweep is named in the bars: the full sweep, one repeat of at most `count` (they
+    stop once their median is pinned), or several repeats stacked into one sweep."""
     if repeats == (0,):
         return "full sweep"
     if len(repeats) == 1:
-        return f"repeat {repeats[0]}/{count}"
+        return f"repeat {repeats[0]} (up to {count})"
     return f"repeats {repeats[0]}-{repeats[-1]} stacked"
 
 

@@ -42,9 +42,10 @@ STACK_REPEATS = ("auto", "on", "off")
 # Where range_test keeps the model's state while it sweeps (lrfind.engine.snapshot). auto: host
 # memory for a model on an accelerator, a file for a CPU model over 16 MiB, by the free memory.
 SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
-# Focused repeats of the default plan: with five, the median moved by at most a quarter
-# decade across seeds in scripts/bench_quality.py; with three, by up to half a decade.
-REPEATS = 5
+# The most focused repeats of the default plan; they stop as soon as their median is pinned
+# (lrfind.core.plan), usually after three to five. Eleven let a repeat in two find no answer
+# and still give one (scripts/bench_repeats.py: LeNet/Adam needed ten of them on one seed).
+REPEATS = 11
 # Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
 # the shortest curve `lrfind analyze` reads, and the least a sweep must keep to be focused on.
 MIN_USABLE_POINTS = 10
@@ -112,7 +113,7 @@ class SearchSettings:
         if not 0 <= self.repeats <= 100:
             raise ConfigError(
                 f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
-                "single sweep, or 3 to 5 for a stable median."
+                f"single sweep; repeats stop once their median is pinned (default: at most {REPEATS})."
             )
 
 
