@@ -11,13 +11,22 @@ planned steps from 1e-7 to 10, every contender in a fresh process, the median of
       DataLoader), process start to its plot saved, in its own process;
   (c) the compute floor: the same forward/backward/step loop on preloaded normalised tensors,
       no logging and no analysis (its loop time only);
-plus lrfind's default plan (`--repeats 5`, repeats one after another and stacked) and
-`lrfind --help` start-up.
+plus lrfind's default plan (`--repeats 5`, repeats one after another and stacked),
+`lrfind --help` start-up, and
+
+  (h) the headline as a user types it, `lrfind run --model lenet --dataset fashion-mnist`
+      (every default: the full sweep and its repeats, data found in the system folder,
+      progress on stderr), process start to result.json, against (b) in the same runs.
+      Goal (issue 16): h/b <= 1.0. `--part headline` runs only (h) and (b), alternating.
 
 Stacked repeats (lrfind.engine.stacked) are also timed in one process, on the sweep engines alone:
 one sweep (K=1), five sweeps one after another, and five stacked into one run, all over the
 same 40 calm steps (no divergence, so every copy runs every step). The target is stacked K=5
 <= 1.5 x K=1 on a GPU; `--device cuda` runs everything there.
+
+lrfind's sources are byte-compiled before the timed runs, as pip does at install (the peer's
+were at its install): under PYTHONDONTWRITEBYTECODE an editable checkout would otherwise
+compile its changed modules again at every start (0.1 to 0.2 s).
 
 Both sweeps stop at divergence, so they can run different step counts: steps and time per
 step are printed beside the totals. torch-lr-finder is installed only for this benchmark,
@@ -366,6 +375,62 @@ def lrfind_run(scratch: Path, device: str, repeats: int, *extra: str) -> dict[st
     }
 
 
+HEADLINE = ("run", "--model", "lenet", "--dataset", "fashion-mnist")
+
+
+def headline_run(scratch: Path, device: str) -> dict[str, float]:
+    """The headline command with every default; only --out (a fresh folder) is added, and
+    --device when it is not the CPU (the default, auto, picks a GPU when there is one)."""
+    out = scratch / f"headline-{time.perf_counter_ns()}"
+    extra = [] if device == "cpu" else ["--device", device]
+    command = [str(Path(sys.executable).parent / "lrfind"), *HEADLINE, "--out", str(out), *extra]
+    seconds, _ = run(command)
+    document = json.loads((out / "result.json").read_text())
+    return {
+        "total": seconds,
+        "sweep": document["timings"]["sweep_s"],
+        "steps": document["steps_total"],
+    }
+
+
+def byte_compile_lrfind() -> None:
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lrfind")], check=True)
+
+
+def headline_table(runs: int, scratch: Path, root: Path, device: str) -> None:
+    """(h) against (b), alternating in one invocation (which goes first alternates too)."""
+    headline: list[dict[str, float]] = []
+    peer: list[dict[str, float]] = []
+    for index in range(runs):
+        if index % 2:
+            peer.append(peer_run(scratch, root, device))
+            headline.append(headline_run(scratch, device))
+        else:
+            headline.append(headline_run(scratch, device))
+            peer.append(peer_run(scratch, root, device))
+        print(f"headline run {index + 1}/{runs} done", file=sys.stderr)
+    print(f"\nThe headline against torch-lr-finder, {runs} alternating runs each, median; "
+          f"{os.cpu_count()} CPU cores; device {device}\n")  # fmt: skip
+    print("| contender | end to end s | sweep s | outside the sweep s | steps | sweep ms/step |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    _headline_rows(headline, peer)
+
+
+def _headline_rows(headline: list[dict[str, float]], peer: list[dict[str, float]]) -> None:
+    for name, results in (
+        ("(h) lrfind run --model lenet --dataset fashion-mnist", headline),
+        ("(b) torch-lr-finder + torchvision", peer),
+    ):
+        total, sweep, steps = (median(results, key) for key in ("total", "sweep", "steps"))
+        outside = statistics.median(row["total"] - row["sweep"] for row in results)
+        print(f"| {name} | {total:.2f} | {sweep:.2f} | {outside:.2f} | {steps:.0f} | "
+              f"{1000 * sweep / steps:.1f} |")  # fmt: skip
+    ratios = sorted(h["total"] / b["total"] for h, b in zip(headline, peer, strict=True))
+    print(f"\nh/b end to end: {median(headline, 'total') / median(peer, 'total'):.2f} "
+          f"(ratios of the pairs: {', '.join(f'{ratio:.2f}' for ratio in ratios)}; "
+          "goal <= 1.0)")  # fmt: skip
+
+
 def torchvision_root(scratch: Path) -> Path:
     """FashionMNIST/raw/ with the uncompressed files, as torchvision leaves them after a
     download (preparing them is not timed: a torchvision user already has them)."""
@@ -413,16 +478,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--install-peer", action="store_true", help="install torch-lr-finder")
     parser.add_argument("--device", default="cpu", help="cpu or cuda, for every contender")
-    parser.add_argument("--part", default="all", choices=("all", "sweep", "memory", "analyze"),
-                        help="sweep: the tables against the peer and the floor; memory: by "
-                        "model size; analyze: by curve length")  # fmt: skip
+    parser.add_argument("--part", default="all",
+                        choices=("all", "sweep", "headline", "memory", "analyze"),
+                        help="sweep: the tables against the peer and the floor; headline: the "
+                        "headline command against the peer only; memory: by model size; "
+                        "analyze: by curve length")  # fmt: skip
     arguments = parser.parse_args()
     if arguments.part in ("all", "memory"):
         memory_tables(arguments.runs, arguments.device)
     if arguments.part in ("all", "analyze"):
         with tempfile.TemporaryDirectory() as folder:
             analyze_table(arguments.runs, Path(folder))
-    if arguments.part not in ("all", "sweep"):
+    if arguments.part not in ("all", "sweep", "headline"):
         return 0
     if arguments.install_peer:
         subprocess.run(
@@ -437,6 +504,12 @@ def main() -> int:
         print(f"real Fashion-MNIST not found in {DATA}: apt-get install dataset-fashion-mnist")
         return 2
 
+    byte_compile_lrfind()
+    if arguments.part == "headline":
+        with tempfile.TemporaryDirectory() as folder:
+            scratch = Path(folder)
+            headline_table(arguments.runs, scratch, torchvision_root(scratch), arguments.device)
+        return 0
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         root = torchvision_root(scratch)
@@ -444,9 +517,11 @@ def main() -> int:
                       for _ in range(arguments.runs)]  # fmt: skip
         device = arguments.device
         ours, peer, plan, plan_stacked, floor, stacks = [], [], [], [], [], []
+        headline: list[dict[str, float]] = []
         for index in range(arguments.runs):  # interleaved, so drift hits all alike
             ours.append(lrfind_run(scratch, device, 0))
             peer.append(peer_run(scratch, root, device))
+            headline.append(headline_run(scratch, device))
             floor.append(floor_run(int(ours[-1]["steps"]), device))
             plan.append(lrfind_run(scratch, device, 5, "--stack-repeats", "off"))
             plan_stacked.append(lrfind_run(scratch, device, 5, "--stack-repeats", "on"))
@@ -474,6 +549,10 @@ def main() -> int:
     print(f"\na/b end to end: {a / b:.2f} (target <= 0.5)")
     print(f"a/c sweep phase: {a_sweep / c_sweep:.2f} (target <= 1.1)")
     print(f"lrfind --help: median {statistics.median(help_times):.2f} s (target < 0.5)")
+    print("\nThe headline command against (b), in the same runs:\n")
+    print("| contender | end to end s | sweep s | outside the sweep s | steps | sweep ms/step |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    _headline_rows(headline, peer)
     one = median(stacks, "one")
     print(f"\nRepeats, sweep engines only, {STACK_STEPS} steps each (K=1: {one:.2f} s):")
     print("| repeats | sweep s | x K=1 |")

@@ -12,13 +12,10 @@ folder) is checked first.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
 import re
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -112,6 +109,10 @@ def run(
 
 
 def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks) -> RunOutcome:
+    # The optimizer check imports torch._dynamo (about 1 s here), which reading and
+    # decompressing a built-in dataset's local files leaves time for; they are only parsed
+    # and checked after the checks pass (a bad spec still fails before any data is loaded).
+    prefetched = datasets.prefetch_builtin(config.dataset, config.data_dir)
     check_specs(config)
     if config.weights is not None:
         models.check_weights_path(config.weights)
@@ -119,9 +120,9 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
     subject = f"the run of model {config.model!r} on {config.dataset!r} raised"
     if ranks.rank != 0:  # under torchrun, rank 0 alone claims and writes the folder
         with user_code_errors(subject):
-            return _sweep_and_write(config, device, ranks, hooks, out, None)
+            return _sweep_and_write(config, device, ranks, hooks, out, None, prefetched)
     with claim_run_folder(out, config.overwrite) as folder, user_code_errors(subject):
-        return _sweep_and_write(config, device, ranks, hooks, out, folder)
+        return _sweep_and_write(config, device, ranks, hooks, out, folder, prefetched)
 
 
 def _sweep_and_write(
@@ -131,13 +132,19 @@ def _sweep_and_write(
     hooks: RunHooks,
     out: Path,
     folder: RunFolder | None,
+    prefetched: datasets.FilePrefetch | None,
 ) -> RunOutcome:
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
     hooks.stage("loading data")
     clock = time.perf_counter()
-    prepared = _load_data(config, device)
+    prepared = prepare_data(
+        config,
+        device,
+        held_out_samples=lambda total: _held_out_count(config, total),
+        prefetched=prefetched,
+    )
     timings["load_data_s"] = time.perf_counter() - clock
 
     hooks.stage("building model")
@@ -179,19 +186,6 @@ def _sweep_and_write(
     return RunOutcome(out=out, search=outcome, document=written)
 
 
-def _load_data(config: RunConfig, device: torch.device) -> PreparedData:
-    """The sweep's data, with --val-batches held out. The first optimizer imports
-    torch._dynamo (about 1 s here), which reading and decompressing local files leaves time
-    for; not beside user code or a torchvision download, whose own imports could deadlock."""
-    local_files = config.dataset in datasets.BUILTIN_DATASETS and datasets.locate(
-        datasets.BUILTIN_DATASETS[config.dataset], config.data_dir
-    )
-    with _importing_meanwhile("torch._dynamo") if local_files else contextlib.nullcontext():
-        return prepare_data(
-            config, device, held_out_samples=lambda total: _held_out_count(config, total)
-        )
-
-
 def _held_out_count(config: RunConfig, samples: int | None) -> int:
     """Samples set aside for --val-batches, from the end of the training split (the start
     of an iterable dataset, whose size is unknown: None)."""
@@ -203,25 +197,6 @@ def _held_out_count(config: RunConfig, samples: int | None) -> int:
             "Use fewer --val-batches or a smaller --batch-size."
         )
     return held_out
-
-
-@contextlib.contextmanager
-def _importing_meanwhile(module: str) -> Iterator[None]:
-    """Import `module` in a background thread while the block runs, and wait for it at the
-    end of the block (so no import is left racing the code after it). A failure is left for
-    the code that imports it for real to report. This pays only beside work that releases
-    the GIL: beside the sweeps, importing matplotlib slowed them by as much as it saved."""
-    worker = threading.Thread(target=_import_quietly, args=(module,), daemon=True)
-    worker.start()
-    try:
-        yield
-    finally:
-        worker.join()
-
-
-def _import_quietly(module: str) -> None:
-    with contextlib.suppress(Exception):
-        importlib.import_module(module)
 
 
 class Sweeper:

@@ -59,13 +59,15 @@ def prepare_data(
     *,
     held_out_samples: Callable[[int | None], int],
     test_split: bool = False,
+    prefetched: datasets.FilePrefetch | None = None,
 ) -> PreparedData:
     """The setup's training batches and held-out samples. `held_out_samples(total)` says how
     many samples to hold out from the end of the training data (from the start of an
     iterable dataset, whose total is None); with `test_split`, built-in and torchvision
-    datasets hold out their test split instead."""
+    datasets hold out their test split instead. `prefetched`: a built-in training split's
+    files, already being read (lrfind.setup.data.prefetch_builtin)."""
     if setup.dataset in datasets.BUILTIN_DATASETS:
-        return _builtin(setup, device, held_out_samples, test_split)
+        return _builtin(setup, device, held_out_samples, test_split, prefetched)
     return _user(setup, device, held_out_samples, test_split)
 
 
@@ -74,8 +76,11 @@ def _builtin(
     device: torch.device,
     held_out_samples: Callable[[int | None], int],
     test_split: bool,
+    prefetched: datasets.FilePrefetch | None,
 ) -> PreparedData:
-    image_data = datasets.load_builtin(setup.dataset, setup.data_dir, setup.download)
+    image_data = datasets.load_builtin(
+        setup.dataset, setup.data_dir, setup.download, prefetched=prefetched
+    )
     held_out = 0 if test_split else held_out_samples(len(image_data))
     kept = len(image_data) - held_out
     training = dataclasses.replace(  # moved to the device once, not once per repeat
