@@ -12,7 +12,13 @@ from torch import nn
 
 from lrfind import find_lr
 from lrfind.core.analysis import DivergenceDetector, analyze, baseline_steps
-from lrfind.core.plan import FOCUS_DECADES_ABOVE, FOCUS_DECADES_BELOW, MIN_REPEATS, search
+from lrfind.core.plan import (
+    FOCUS_DECADES_ABOVE,
+    FOCUS_DECADES_BELOW,
+    FOCUS_DECADES_UNDER_ANSWER,
+    MIN_REPEATS,
+    search,
+)
 from lrfind.core.ramp import sweep_lrs
 from lrfind.core.records import (
     STOP_COMPLETED,
@@ -74,6 +80,21 @@ class SyntheticSweeps:
         )
 
 
+def test_repeats_reach_a_decade_under_the_full_sweeps_answer() -> None:
+    """A loss that bottoms out far below where it diverges: the repeats start a decade
+    under the full sweep's answer, not two decades under the divergence point."""
+    sweeps = SyntheticSweeps(descent_center=1e-5, diverge_at=1.0)
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom")
+    full = outcome.main.analysis
+    assert full.recommendation is not None and full.divergence_lr is not None
+    answer, divergence = full.recommendation.max_lr, full.divergence_lr
+    assert answer < divergence / 10**FOCUS_DECADES_BELOW  # the case this is for
+    focused = sweeps.calls[1][1]
+    assert focused.start_lr == pytest.approx(answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
+    assert steps_per_decade(focused) == pytest.approx(99 / 8, rel=0.05)
+
+
 def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
     sweeps = SyntheticSweeps()
     outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom")
@@ -81,7 +102,9 @@ def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
     divergence = outcome.main.analysis.divergence_lr
     assert divergence is not None
     focused = sweeps.calls[1][1]
-    assert focused.start_lr == pytest.approx(divergence / 10**FOCUS_DECADES_BELOW)
+    answer = outcome.main.analysis.recommendation.max_lr
+    expected = min(divergence / 10**FOCUS_DECADES_BELOW, answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    assert focused.start_lr == pytest.approx(expected)
     assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
     assert steps_per_decade(focused) == pytest.approx(99 / 8, rel=0.05)  # as 1e-7..10, 100
     assert all(settings == focused for _, settings in sweeps.calls[1:])

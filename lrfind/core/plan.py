@@ -34,9 +34,12 @@ from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
 from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
-# this many above it (a short sweep from a fresh model diverges somewhat later).
+# this many above it (a short sweep from a fresh model diverges somewhat later), and reach
+# at least FOCUS_DECADES_UNDER_ANSWER below the full sweep's own answer, so that they see
+# the descent that leads to it also where the loss rises slowly for long before it diverges.
 FOCUS_DECADES_BELOW = 2.0
 FOCUS_DECADES_ABOVE = 0.5
+FOCUS_DECADES_UNDER_ANSWER = 1.0
 FOCUS_MIN_STEPS = 15  # a curve shorter than this is too coarse to read
 # --auto-range: how far one retry moves an end of the range, and how many tries at most.
 AUTO_RANGE_DECADES = 2.0
@@ -233,15 +236,18 @@ def interrupted_answer(recommendation: Recommendation | None) -> Recommendation 
 
 
 def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | None:
-    """The range of the repeats: just below where the full sweep diverged, at its density.
+    """The range of the repeats: just below where the full sweep diverged, and down to a
+    decade under its own answer, at its density.
 
     None when the full sweep has no usable descent, or diverged at once (its range is wrong,
     and the diagnostics say so).
     """
     if analysis.recommendation is None or analysis.usable_points < MIN_USABLE_POINTS:
         return None
+    answer = analysis.recommendation.max_lr
     top = analysis.divergence_lr if analysis.divergence_lr is not None else settings.end_lr
-    start_lr = max(settings.start_lr, top / 10**FOCUS_DECADES_BELOW)
+    below = min(top / 10**FOCUS_DECADES_BELOW, answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    start_lr = max(settings.start_lr, below)
     end_lr = top * 10**FOCUS_DECADES_ABOVE
     decades = math.log10(end_lr / start_lr)
     steps = max(FOCUS_MIN_STEPS, round(_steps_per_decade(settings) * decades) + 1)
