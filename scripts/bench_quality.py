@@ -342,10 +342,10 @@ def suggest(task: Task, base_seed: int) -> Suggestions:
     return Suggestions(
         max_lr=max_lr,
         recommendation=default,
-        steps={**dict.fromkeys(PEER_METHODS, full_steps), DEFAULT: outcome.steps_run},
+        steps={**dict.fromkeys(PEER_METHODS, full_steps), DEFAULT: outcome.steps_trained},
         seconds={
             **dict.fromkeys(PEER_METHODS, full.sweep_seconds),
-            DEFAULT: sum(sweep.result.sweep_seconds for sweep in outcome.sweeps),
+            DEFAULT: sum(s.result.sweep_seconds for s in outcome.sweeps + outcome.set_aside),
         },
     )
 

@@ -230,11 +230,39 @@ def test_a_sweep_that_diverges_before_learning_is_rerun_with_more_steps() -> Non
     full_steps = [settings.steps for repeat, settings in sweeps.calls if repeat == 0]
     assert full_steps == [100, 200]
     assert outcome.main.settings.steps == 200
+    assert [sweep.result.settings.steps for sweep in outcome.set_aside] == [100]
     assert outcome.recommendation is not None
     (note,) = [note for note in outcome.notes if "clear descent" in note]
     assert "full sweep of 100 steps diverged" in note and "with 200 steps" in note
     focused = [settings for repeat, settings in sweeps.calls if repeat]
     assert steps_per_decade(focused[0]) == pytest.approx(199 / 8, rel=0.05)  # the new density
+
+
+class SlowRepeats(SlowLearner):
+    """The full sweep learns (it trains on the way up); the short repeats, from fresh
+    weights, only at `needed` steps per decade or more."""
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if not repeat:
+            return SyntheticSweeps.__call__(self, repeat, settings)
+        return super().__call__(repeat, settings)
+
+
+def test_repeats_that_diverge_before_learning_are_set_aside_for_denser_ones() -> None:
+    sweeps = SlowRepeats(needed=20.0)
+    outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=9), "bottom")
+    assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3]
+    kept = outcome.sweeps[1:]
+    assert [sweep.repeat for sweep in kept][:3] == [4, 5, 6]  # new seeds
+    first, denser = outcome.set_aside[0].result.settings, kept[0].result.settings
+    assert denser.steps - 1 == 2 * (first.steps - 1)
+    assert (denser.start_lr, denser.end_lr) == (first.start_lr, first.end_lr)
+    assert outcome.recommendation is not None
+    (note,) = [note for note in outcome.notes if "set aside" in note]
+    assert note.startswith("3 of 3 repeats")
+    set_aside_steps = sum(len(sweep.result.records) for sweep in outcome.set_aside)
+    assert outcome.steps_trained == outcome.steps_run + set_aside_steps > outcome.steps_run
+    assert len(outcome.set_aside) + len(kept) <= 9  # set-aside repeats count towards --repeats
 
 
 def test_the_denser_reruns_are_bounded() -> None:

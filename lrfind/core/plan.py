@@ -73,6 +73,10 @@ class SearchOutcome:
     notes: list[str]  # what the plan did beyond the single sweep (auto-range, skipped repeats)
     interrupted: bool = False  # stop_requested ended a sweep; the plan stopped there
     no_recommendation: list[str] = field(default_factory=list)  # why there is none, if none
+    # Sweeps replaced by others (a note says why each time): full sweeps rerun by
+    # --auto-range or with more steps, repeats too fast to learn from. Not in `sweeps`, so
+    # not in the files, but part of the cost.
+    set_aside: list[Sweep] = field(default_factory=list)
 
     @property
     def main(self) -> RangeTestResult:
@@ -80,7 +84,13 @@ class SearchOutcome:
 
     @property
     def steps_run(self) -> int:
+        """The steps of the sweeps kept (those in sweep.csv)."""
         return sum(len(sweep.result.records) for sweep in self.sweeps)
+
+    @property
+    def steps_trained(self) -> int:
+        """Every step the plan trained, the set-aside repeats' included: its cost."""
+        return self.steps_run + sum(len(sweep.result.records) for sweep in self.set_aside)
 
 
 def search(
@@ -96,11 +106,12 @@ def search(
     one (lrfind.engine.stacked); an interruption then stops all of them at the same step. When it
     returns None, the repeats run one by one after all."""
     notes: list[str] = []
+    set_aside: list[Sweep] = []
     main = run_sweep(0, settings)
     if search_settings.auto_range and main.stop_reason != STOP_INTERRUPTED:
-        main, settings = _auto_range(run_sweep, settings, main, notes)
+        main, settings = _auto_range(run_sweep, settings, main, notes, set_aside)
     if main.stop_reason != STOP_INTERRUPTED:
-        main, settings = _denser(run_sweep, settings, main, notes)
+        main, settings = _denser(run_sweep, settings, main, notes, set_aside)
     sweeps = [Sweep(0, main)]
     if main.stop_reason == STOP_INTERRUPTED:
         notes.append(
@@ -108,24 +119,28 @@ def search(
             "recommendation, if any, is read from the steps recorded and no repeats were run."
         )
         recommendation = interrupted_answer(main.analysis.recommendation)
-        return SearchOutcome(sweeps, recommendation, notes, True, main.analysis.no_recommendation)
+        return SearchOutcome(
+            sweeps, recommendation, notes, True, main.analysis.no_recommendation, set_aside
+        )
     if search_settings.repeats == 0:
-        return _full_sweep_alone(sweeps, notes)
+        return _full_sweep_alone(sweeps, notes, set_aside)
 
     focused = focus_range(main.analysis, settings) if search_settings.refine else settings
     if focused is None:
         notes.append(
             "The repeats were skipped: the full sweep holds no answer for them to confirm."
         )
-        return _full_sweep_alone(sweeps, notes)
-    sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes)
+        return _full_sweep_alone(sweeps, notes, set_aside)
+    sweeps += _repeats(
+        run_sweep, run_repeats, search_settings.repeats, focused, notes, set_aside
+    )
     finished = finished_repeats(sweeps)
     interrupted = len(finished) < len(sweeps) - 1
     found = [sweep.result.analysis.recommendation for sweep in finished]
     recommendation, reasons = median_of_repeats(main.analysis, found, method)
     if interrupted:
         recommendation = interrupted_answer(recommendation)
-    return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons)
+    return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons, set_aside)
 
 
 def finished_repeats(sweeps: list[Sweep]) -> list[Sweep]:
@@ -157,10 +172,14 @@ def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendatio
     return answers
 
 
-def _full_sweep_alone(sweeps: list[Sweep], notes: list[str]) -> SearchOutcome:
+def _full_sweep_alone(
+    sweeps: list[Sweep], notes: list[str], set_aside: list[Sweep]
+) -> SearchOutcome:
     """The plan's outcome when the full sweep's own reading stands (no repeats were run)."""
     analysis = sweeps[0].result.analysis
-    return SearchOutcome(sweeps, analysis.recommendation, notes, False, analysis.no_recommendation)
+    return SearchOutcome(
+        sweeps, analysis.recommendation, notes, False, analysis.no_recommendation, set_aside
+    )
 
 
 def _repeats(
@@ -169,16 +188,23 @@ def _repeats(
     most: int,
     focused: SweepSettings,
     notes: list[str],
+    set_aside: list[Sweep],
 ) -> list[Sweep]:
     """Repeats until their median is pinned (`median_pinned`) or `most` have run: first
     MIN_REPEATS (stacked when `run_repeats` takes them, else one by one), then one at a time.
+    When most of the repeats so far diverged before learning (`learned_too_little`: a short
+    sweep from fresh weights sees few batches), they go to `set_aside` and the repeats
+    start again at DENSER_FACTOR times the density, at most DENSER_TRIES times; set-aside
+    repeats count towards `most`, which bounds the cost.
     They also stop once fewer than half of `most` could answer even if all the rest did
     (there will be no recommendation). An interruption ends them (the rest are not started)
     with a note; stopping at `most` unpinned gets a note too."""
     sweeps: list[Sweep] = []
-    while len(sweeps) < most:
-        size = min(MIN_REPEATS if not sweeps else 1, most - len(sweeps))
-        numbers = list(range(len(sweeps) + 1, len(sweeps) + size + 1))
+    denser_tries, spent = 0, 0  # spent: repeats set aside, which count towards `most`
+    while spent + len(sweeps) < most:
+        size = min(MIN_REPEATS if not sweeps else 1, most - spent - len(sweeps))
+        first = spent + len(sweeps) + 1  # a set-aside repeat's seed is not reused
+        numbers = list(range(first, first + size))
         sweeps += _repeat_round(run_sweep, run_repeats, numbers, focused)
         stopped = [sweep.repeat for sweep in sweeps if sweep.result.stop_reason == STOP_INTERRUPTED]
         if stopped:
@@ -187,11 +213,25 @@ def _repeats(
                 "recommendation combines the repeats that had stopped by themselves."
             )
             return sweeps
+        starved = sum(learned_too_little(sweep.result.analysis) for sweep in sweeps)
+        if 2 * starved > len(sweeps) and denser_tries < DENSER_TRIES:
+            denser = replace(focused, steps=(focused.steps - 1) * DENSER_FACTOR + 1)
+            notes.append(
+                f"{starved} of {len(sweeps)} repeats ({focused.steps} steps) diverged "
+                f"before their loss showed a clear descent: too few batches to learn from; "
+                f"they were set aside and the repeats run with {denser.steps} steps."
+            )
+            set_aside += sweeps
+            spent += len(sweeps)
+            sweeps, focused = [], denser
+            denser_tries += 1
+            continue
         found = [sweep.result.analysis.recommendation for sweep in sweeps]
         if median_pinned(found):
             return sweeps
         answered = sum(item is not None for item in found)
-        if 2 * (answered + most - len(sweeps)) < most:
+        left = most - spent - len(sweeps)
+        if 2 * (answered + left) < len(sweeps) + left:
             return sweeps  # `unconfirmed` will say why there is no answer
     found = [s.result.analysis.recommendation for s in sweeps]
     suggestions = [item.max_lr for item in found if item is not None]
@@ -259,7 +299,11 @@ def _steps_per_decade(settings: SweepSettings) -> float:
 
 
 def _denser(
-    run_sweep: SweepRunner, settings: SweepSettings, main: RangeTestResult, notes: list[str]
+    run_sweep: SweepRunner,
+    settings: SweepSettings,
+    main: RangeTestResult,
+    notes: list[str],
+    set_aside: list[Sweep],
 ) -> tuple[RangeTestResult, SweepSettings]:
     """Rerun the full sweep with DENSER_FACTOR times the steps, at most DENSER_TRIES times,
     while it diverged before showing a clear descent (`learned_too_little`): the model saw
@@ -276,12 +320,17 @@ def _denser(
             f"batches per decade to learn from; swept again with {denser.steps} steps."
         )
         settings = denser
+        set_aside.append(Sweep(0, main))
         main = run_sweep(0, settings)
     return main, settings
 
 
 def _auto_range(
-    run_sweep: SweepRunner, settings: SweepSettings, main: RangeTestResult, notes: list[str]
+    run_sweep: SweepRunner,
+    settings: SweepSettings,
+    main: RangeTestResult,
+    notes: list[str],
+    set_aside: list[Sweep],
 ) -> tuple[RangeTestResult, SweepSettings]:
     """Rerun the full sweep while its range was wrong, at most AUTO_RANGE_TRIES times in all."""
     for _ in range(AUTO_RANGE_TRIES - 1):
@@ -303,5 +352,6 @@ def _auto_range(
             break
         steps = settings.steps + round(_steps_per_decade(settings) * AUTO_RANGE_DECADES)
         settings = replace(wider, steps=steps)
+        set_aside.append(Sweep(0, main))
         main = run_sweep(0, settings)
     return main, settings
