@@ -594,10 +594,10 @@ def _interval_meaning(recommendation: dict[str, Any]) -> str:
     """What the interval row spans: all repeats' max_lr, or the middle ones around the median."""
     found, repeats = len(recommendation["suggestions"]), recommendation["repeats"]
     middle = len(middle_suggestions(recommendation["suggestions"]))
+    if middle == found and found == repeats:
+        return f"max_lr of the {repeats} repeats"
     if middle == found:
-        return f"max_lr of the {repeats} repeats" if found == repeats else (
-            f"max_lr of the {found} of {repeats} repeats that gave one"
-        )
+        return f"max_lr of the {found} of {repeats} repeats that gave one"
     return f"the middle {middle} of the {found} repeats' max_lr, around their median"
 
 

@@ -251,3 +251,48 @@ def test_suggestions_are_ordered_inside_the_range_and_below_the_divergence(
         assert lrs[0] / 10 <= recommendation.max_lr <= lrs[-1]
         if result.divergence_lr is not None:
             assert recommendation.max_lr < result.divergence_lr
+
+
+@pytest.mark.parametrize(
+    ("count", "kept"), [(1, 1), (3, 3), (4, 4), (5, 3), (6, 4), (7, 5), (8, 4), (9, 5), (11, 7)]
+)
+def test_the_middle_suggestions_are_the_middle_half_and_at_least_three(
+    count: int, kept: int
+) -> None:
+    values = [float(v) for v in np.random.default_rng(count).permutation(count) + 1]
+    middle = analysis.middle_suggestions(values)
+    assert len(middle) == kept and middle == sorted(middle)
+    dropped = (count - kept) // 2
+    assert middle == sorted(values)[dropped : count - dropped]
+
+
+def test_a_stray_sweep_does_not_unpin_the_median_but_a_wide_middle_does() -> None:
+    def recs(*lrs: float | None) -> list[analysis.Recommendation | None]:
+        return [None if lr is None else analysis.Recommendation(lr, lr, lr, "bottom", "high")
+                for lr in lrs]  # fmt: skip
+
+    assert analysis.median_pinned(recs(0.1, 0.11, 0.12))
+    assert not analysis.median_pinned(recs(0.1, 0.11))  # fewer than three
+    assert not analysis.median_pinned(recs(0.1, 0.2, 0.4))  # 0.6 decades
+    assert analysis.median_pinned(recs(0.01, 0.1, 0.11, 0.12, 3.0))  # strays at both ends
+    assert not analysis.median_pinned(recs(0.1, 0.11, 0.12, None, None, None, None))
+    pinned = analysis.combine(recs(0.01, 0.1, 0.11, 0.12, 3.0), "bottom")
+    assert pinned is not None and pinned.interval == (0.1, 0.12)
+    assert pinned.confidence == "high" and pinned.suggestions == [0.01, 0.1, 0.11, 0.12, 3.0]
+
+
+def test_combined_confidence_keeps_the_flaws_most_sweeps_share() -> None:
+    weak = f"{analysis.WEAK_DESCENT} by 0.01, less than 10x its batch noise (0.005)"
+
+    def rec(lr: float, *reasons: str) -> analysis.Recommendation:
+        level = "high" if not reasons else "medium"
+        return analysis.Recommendation(lr / 8, lr, lr / 3, "bottom", level, list(reasons))
+
+    edge = analysis.AT_THE_EDGE
+    shared = analysis.combine([rec(0.1, weak, edge), rec(0.11, edge), rec(0.12, weak)], "bottom")
+    assert shared is not None and shared.confidence == "medium"
+    assert shared.confidence_reasons == [f"{edge} in 2 of the 3 sweeps"]  # weak: not carried
+    outvoted = analysis.combine([rec(0.1, edge), rec(0.11), rec(0.12)], "bottom")
+    assert outvoted is not None and outvoted.confidence == "high"
+    alone = analysis.combine([rec(0.1, weak)], "bottom")  # one sweep keeps its own reasons
+    assert alone is not None and alone.confidence_reasons == [weak]

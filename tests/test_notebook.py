@@ -312,7 +312,8 @@ def test_progress_true_shows_a_bar_per_sweep_on_stderr(
     outcome = plan(progress=True, callback=seen.append)
     out, err = capsys.readouterr()
     assert out == ""
-    for name, sweep in zip(("full sweep", "repeat 1 (up to 2)", "repeat 2 (up to 2)"), outcome.sweeps, strict=True):
+    names = ("full sweep", "repeat 1 (up to 2)", "repeat 2 (up to 2)")
+    for name, sweep in zip(names, outcome.sweeps, strict=True):
         steps = len(sweep.result.records)
         assert f"{name}" in err and f"step {steps:>4}/{steps}" in err
     assert len(seen) == outcome.steps_run  # the caller's callback still sees every step

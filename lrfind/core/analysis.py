@@ -630,8 +630,10 @@ def combine(
     middle = middle_suggestions(suggestions)
     width = math.log10(middle[-1] / middle[0])
     if width > AGREEMENT_DECADES:
-        which = "their suggestions" if len(middle) == len(found) else (
-            f"the middle {len(middle)} of their suggestions"
+        which = (
+            "their suggestions"
+            if len(middle) == len(found)
+            else (f"the middle {len(middle)} of their suggestions")
         )
         reasons.append(
             f"the {len(found)} sweeps disagree: {which} span {width:.2f} decades "

@@ -131,9 +131,7 @@ def search(
             "The repeats were skipped: the full sweep holds no answer for them to confirm."
         )
         return _full_sweep_alone(sweeps, notes, set_aside)
-    sweeps += _repeats(
-        run_sweep, run_repeats, search_settings.repeats, focused, notes, set_aside
-    )
+    sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes, set_aside)
     finished = finished_repeats(sweeps)
     interrupted = len(finished) < len(sweeps) - 1
     found = [sweep.result.analysis.recommendation for sweep in finished]

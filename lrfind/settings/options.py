@@ -113,7 +113,8 @@ class SearchSettings:
         if not 0 <= self.repeats <= 100:
             raise ConfigError(
                 f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
-                f"single sweep; repeats stop once their median is pinned (default: at most {REPEATS})."
+                "single sweep; repeats stop once their median is pinned (default: at most "
+                f"{REPEATS})."
             )
 
 
