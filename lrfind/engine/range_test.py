@@ -235,8 +235,9 @@ def find_lr(
     **sweep_options: Any,
 ) -> SearchOutcome:
     """lrfind's default plan (lrfind.core.plan) on your objects: the full sweep, then
-    `repeats` focused sweeps, each from the same starting weights with a new seed (data
-    order, dropout and other randomness), and the median of their suggestions.
+    focused sweeps until their median is pinned, at most `repeats`, each from the same
+    starting weights with a new seed (data order, dropout and other randomness), and the
+    median of their suggestions.
 
         outcome = find_lr(model, optimizer, loss_fn, loader)
         outcome.recommendation.max_lr, outcome.recommendation.interval
