@@ -120,7 +120,7 @@ def test_the_recommendation_is_the_median_of_the_repeats_with_their_interval() -
     ]
     recommendation = outcome.recommendation
     assert recommendation is not None and len(suggestions) == MIN_REPEATS
-    assert recommendation.max_lr == pytest.approx(sorted(suggestions)[1])
+    assert recommendation.max_lr == pytest.approx(10 ** np.median(np.log10(suggestions)))
     assert recommendation.interval == (min(suggestions), max(suggestions))
     assert recommendation.repeats == MIN_REPEATS
     full = outcome.main.analysis.recommendation
@@ -251,15 +251,15 @@ class SlowRepeats(SlowLearner):
 def test_repeats_that_diverge_before_learning_are_set_aside_for_denser_ones() -> None:
     sweeps = SlowRepeats(needed=20.0)
     outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=9), "bottom")
-    assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3]
+    assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3, 4]
     kept = outcome.sweeps[1:]
-    assert [sweep.repeat for sweep in kept][:3] == [4, 5, 6]  # new seeds
+    assert [sweep.repeat for sweep in kept][:4] == [5, 6, 7, 8]  # new seeds
     first, denser = outcome.set_aside[0].result.settings, kept[0].result.settings
     assert denser.steps - 1 == 2 * (first.steps - 1)
     assert (denser.start_lr, denser.end_lr) == (first.start_lr, first.end_lr)
     assert outcome.recommendation is not None
     (note,) = [note for note in outcome.notes if "set aside" in note]
-    assert note.startswith("3 of 3 repeats")
+    assert note.startswith("4 of 4 repeats")
     set_aside_steps = sum(len(sweep.result.records) for sweep in outcome.set_aside)
     assert outcome.steps_trained == outcome.steps_run + set_aside_steps > outcome.steps_run
     assert len(outcome.set_aside) + len(kept) <= 9  # set-aside repeats count towards --repeats
@@ -308,9 +308,9 @@ def test_repeats_run_together_give_the_same_outcome_as_one_by_one() -> None:
         return [sweeps(repeat, settings) for repeat in repeats]
 
     together = search(sweeps, SweepSettings(), SearchSettings(repeats=4), "bottom", run_repeats)
-    assert batches == [[1, 2, 3]]  # they agreed: the median was pinned by the first round
+    assert batches == [[1, 2, 3, 4]]  # they agreed: the median was pinned by the first round
     assert together.recommendation == one_by_one.recommendation
-    assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3]
+    assert [sweep.repeat for sweep in together.sweeps] == [0, 1, 2, 3, 4]
 
 
 def test_later_rounds_of_repeats_run_together_too() -> None:
@@ -322,7 +322,7 @@ def test_later_rounds_of_repeats_run_together_too() -> None:
         return [sweeps(repeat, settings) for repeat in repeats]
 
     search(sweeps, SweepSettings(), SearchSettings(repeats=6), "bottom", run_repeats)
-    assert batches == [[1, 2, 3], [4], [5], [6]]
+    assert batches == [[1, 2, 3, 4], [5], [6]]
 
 
 def test_repeats_run_one_by_one_when_the_joint_runner_declines() -> None:

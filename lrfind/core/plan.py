@@ -48,11 +48,12 @@ AUTO_RANGE_TRIES = 3
 # steps, at most this many times (so up to 4x the steps).
 DENSER_FACTOR = 2
 DENSER_TRIES = 2
-# The repeats: at least MIN_REPEATS (a median of three), then one more at a time until the
-# median is pinned (lrfind.core.analysis.median_pinned), at most --repeats. One at a time cost
-# 193 median steps per recommendation against 211 for two at a time, at the same spread
-# (scripts/bench_repeats.py).
-MIN_REPEATS = 3
+# The repeats: at least MIN_REPEATS, then one more at a time until the median is pinned
+# (lrfind.core.analysis.median_pinned), at most --repeats. One at a time cost 193 median steps
+# per recommendation against 211 for two at a time (scripts/bench_repeats.py). Three agreeing
+# by chance pinned a median near the cliff on one LeNet seed of scripts/bench_quality.py
+# (0.31, 0.54, 0.54); with four at least, the plan cost 202 median steps in bench_repeats.py.
+MIN_REPEATS = 4
 
 SweepRunner = Callable[[int, SweepSettings], RangeTestResult]
 # Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
