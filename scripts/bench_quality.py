@@ -484,10 +484,11 @@ def main() -> int:
     rows: list[Row] = []
     costs: dict[str, dict[str, list[float]]] = {m: {"steps": [], "s": []} for m in methods}
     base_checks: list[tuple[str, float, float, float, float]] = []
+    runs: dict[str, list[Suggestions]] = {}
     for name in arguments.configs:
         task, truth = TASKS[name], truths[name]
         print(f"{name}: grid best peak lr {truth.shown_best()}", file=sys.stderr, flush=True)
-        per_seed = [suggest(task, seed) for seed in seeds]
+        per_seed = runs[name] = [suggest(task, seed) for seed in seeds]
         for method in methods:
             rows.append(method_row(truth, method, [item.max_lr[method] for item in per_seed]))
             costs[method]["steps"].extend(item.steps[method] for item in per_seed)
@@ -502,7 +503,29 @@ def main() -> int:
             base_checks.append((name, typical.base_lr, typical.max_lr,
                                 statistics.mean(cyclic), statistics.mean(flat)))  # fmt: skip
     print_tables(rows, truths, costs, base_checks, seeds)
+    print_runs(runs)
     return 0
+
+
+def print_runs(runs: dict[str, list[Suggestions]]) -> None:
+    """What one run of the default shows, per config over the seeds: its cost, how many
+    repeats it took, the width of the interval it reports (the middle repeats', where the
+    median lies; pinned at 0.25 decades) and its confidence."""
+    print("\n| config | median steps | median repeats | median interval (decades) | widest "
+          "interval | confidence high / medium / low / none |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, per_seed in runs.items():
+        found = [item.recommendation for item in per_seed if item.recommendation is not None]
+        widths = [item.log10_width or 0.0 for item in found]
+        levels = [item.confidence for item in found]
+        counts = " / ".join(str(levels.count(level)) for level in ("high", "medium", "low"))
+        print(
+            f"| {name} | {statistics.median(item.steps[DEFAULT] for item in per_seed):.0f} "
+            f"| {statistics.median(item.repeats for item in found) if found else '-'} "
+            f"| {statistics.median(widths) if widths else math.nan:.2f} "
+            f"| {max(widths) if widths else math.nan:.2f} "
+            f"| {counts} / {len(per_seed) - len(found)} |"
+        )
 
 
 if __name__ == "__main__":

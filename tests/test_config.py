@@ -20,7 +20,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (config.batch_size, config.momentum, config.weight_decay) == (256, 0.0, 0.0)
     assert (config.mode, config.device, config.method) == ("exp", "auto", "bottom")
     assert (config.repeats, config.refine, config.auto_range, config.val_batches) == (
-        5,
+        11,
         True,
         False,
         0,

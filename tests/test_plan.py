@@ -15,7 +15,7 @@ from lrfind.core.analysis import DivergenceDetector, analyze, baseline_steps
 from lrfind.core.plan import (
     FOCUS_DECADES_ABOVE,
     FOCUS_DECADES_BELOW,
-    FOCUS_DECADES_UNDER_ANSWER,
+    FOCUS_DECADES_UNDER_MINIMUM,
     MIN_REPEATS,
     search,
 )
@@ -80,17 +80,19 @@ class SyntheticSweeps:
         )
 
 
-def test_repeats_reach_a_decade_under_the_full_sweeps_answer() -> None:
-    """A loss that bottoms out far below where it diverges: the repeats start a decade
-    under the full sweep's answer, not two decades under the divergence point."""
+def test_repeats_reach_under_the_full_sweeps_loss_minimum() -> None:
+    """A loss that bottoms out far below where it diverges: the repeats start 1.5 decades
+    under the full sweep's minimum (a decade under its answer), not two decades under the
+    divergence point, which would start them past the descent."""
     sweeps = SyntheticSweeps(descent_center=1e-5, diverge_at=1.0)
     outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom")
     full = outcome.main.analysis
     assert full.recommendation is not None and full.divergence_lr is not None
-    answer, divergence = full.recommendation.max_lr, full.divergence_lr
-    assert answer < divergence / 10**FOCUS_DECADES_BELOW  # the case this is for
+    minimum, divergence = float(full.lrs[full.min_index]), full.divergence_lr
+    assert full.recommendation.max_lr < divergence / 10**FOCUS_DECADES_BELOW  # this case
     focused = sweeps.calls[1][1]
-    assert focused.start_lr == pytest.approx(answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    assert focused.start_lr == pytest.approx(minimum / 10**FOCUS_DECADES_UNDER_MINIMUM)
+    assert focused.start_lr < full.recommendation.max_lr / 10  # a decade under the answer
     assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
     assert steps_per_decade(focused) == pytest.approx(99 / 8, rel=0.05)
 
@@ -102,8 +104,9 @@ def test_repeats_focus_below_the_divergence_point_at_the_same_density() -> None:
     divergence = outcome.main.analysis.divergence_lr
     assert divergence is not None
     focused = sweeps.calls[1][1]
-    answer = outcome.main.analysis.recommendation.max_lr
-    expected = min(divergence / 10**FOCUS_DECADES_BELOW, answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    full = outcome.main.analysis
+    minimum = float(full.lrs[full.min_index])
+    expected = min(divergence / 10**FOCUS_DECADES_BELOW, minimum / 10**FOCUS_DECADES_UNDER_MINIMUM)
     assert focused.start_lr == pytest.approx(expected)
     assert focused.end_lr == pytest.approx(divergence * 10**FOCUS_DECADES_ABOVE)
     assert steps_per_decade(focused) == pytest.approx(99 / 8, rel=0.05)  # as 1e-7..10, 100

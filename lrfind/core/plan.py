@@ -35,11 +35,13 @@ from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSett
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
 # this many above it (a short sweep from a fresh model diverges somewhat later), and reach
-# at least FOCUS_DECADES_UNDER_ANSWER below the full sweep's own answer, so that they see
-# the descent that leads to it also where the loss rises slowly for long before it diverges.
+# at least FOCUS_DECADES_UNDER_MINIMUM below the rate of the full sweep's loss minimum (a
+# decade under the bottom rule's answer, a third of that rate), so that they see the descent
+# also where the loss rises slowly for long before it diverges. Both are the same for every
+# suggestion method, so each method can read the same repeats.
 FOCUS_DECADES_BELOW = 2.0
 FOCUS_DECADES_ABOVE = 0.5
-FOCUS_DECADES_UNDER_ANSWER = 1.0
+FOCUS_DECADES_UNDER_MINIMUM = 1.5
 FOCUS_MIN_STEPS = 15  # a curve shorter than this is too coarse to read
 # --auto-range: how far one retry moves an end of the range, and how many tries at most.
 AUTO_RANGE_DECADES = 2.0
@@ -275,17 +277,17 @@ def interrupted_answer(recommendation: Recommendation | None) -> Recommendation 
 
 
 def focus_range(analysis: Analysis, settings: SweepSettings) -> SweepSettings | None:
-    """The range of the repeats: just below where the full sweep diverged, and down to a
-    decade under its own answer, at its density.
+    """The range of the repeats: just below where the full sweep diverged, and down to 1.5
+    decades under its loss minimum, at its density.
 
     None when the full sweep has no usable descent, or diverged at once (its range is wrong,
     and the diagnostics say so).
     """
     if analysis.recommendation is None or analysis.usable_points < MIN_USABLE_POINTS:
         return None
-    answer = analysis.recommendation.max_lr
+    minimum = float(analysis.lrs[analysis.min_index])
     top = analysis.divergence_lr if analysis.divergence_lr is not None else settings.end_lr
-    below = min(top / 10**FOCUS_DECADES_BELOW, answer / 10**FOCUS_DECADES_UNDER_ANSWER)
+    below = min(top / 10**FOCUS_DECADES_BELOW, minimum / 10**FOCUS_DECADES_UNDER_MINIMUM)
     start_lr = max(settings.start_lr, below)
     end_lr = top * 10**FOCUS_DECADES_ABOVE
     decades = math.log10(end_lr / start_lr)
