@@ -6,10 +6,10 @@
 One sweep over eight decades spends most of its steps where nothing happens, and what it
 suggests moves by a quarter of a decade or more with the batches it happened to draw. The
 default plan therefore runs the full sweep once (to find where the loss diverges, to diagnose
-the range and to draw the curve), then `repeats` short sweeps with other seeds over the
-decades just below that point, at the same steps per decade, and recommends the median of
-their suggestions with the interval they span. `refine=False` runs `repeats` full sweeps
-instead. `run_sweep(repeat, settings)` does the work, so the caller decides what a repeat
+the range and to draw the curve), then short sweeps with other seeds over the decades just
+below that point, at the same steps per decade, until the median of their suggestions is
+pinned (at most `repeats` of them), and recommends that median with the interval of the
+middle suggestions. `refine=False` repeats full sweeps instead. `run_sweep(repeat, settings)` does the work, so the caller decides what a repeat
 varies (the CLI: weight initialisation and data order; the API: data order).
 """
 
@@ -163,7 +163,8 @@ def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendatio
     """What every suggestion method (lrfind.core.analysis.METHODS) recommends from the same
     sweeps, each combined as the plan combines its own: the full sweep and the finished
     repeats re-analysed by that method. The repeats' range does not depend on the method
-    (it is set by where the full sweep diverged), so each method reads sweeps fit for it."""
+    (it is set by where the full sweep diverged and where its loss was lowest), so each
+    method reads sweeps fit for it. How many repeats ran was decided by the plan's method."""
     repeats = finished_repeats(outcome.sweeps)
     answers = {}
     for method in METHODS:
