@@ -9,8 +9,9 @@ default plan therefore runs the full sweep once (to find where the loss diverges
 the range and to draw the curve), then short sweeps with other seeds over the decades just
 below that point, at the same steps per decade, until the median of their suggestions is
 pinned (at most `repeats` of them), and recommends that median with the interval of the
-middle suggestions. `refine=False` repeats full sweeps instead. `run_sweep(repeat, settings)` does the work, so the caller decides what a repeat
-varies (the CLI: weight initialisation and data order; the API: data order).
+middle suggestions. `refine=False` repeats full sweeps instead. `run_sweep(repeat,
+settings)` does the work, so the caller decides what a repeat varies (the CLI: weight
+initialisation and data order; the API: data order).
 """
 
 from __future__ import annotations
