@@ -9,9 +9,9 @@ repeats over the plan's focus range are run once and cached in `.bench/repeats/`
 stopping rule then reads the same repeats in order, as the plan would have run them:
 
 - fixed N: the median of the first N repeats (the plan before issue 16 used 5);
-- adaptive CAP STEP: three repeats, then STEP more at a time until `median_pinned` (the
-  middle suggestions within 0.25 decades) or CAP repeats, as `lrfind.core.plan` does with
-  STEP 1 and CAP `--repeats`.
+- adaptive FIRST CAP STEP: FIRST repeats, then STEP more at a time until `median_pinned`
+  (the middle suggestions within 0.25 decades) or CAP repeats, as `lrfind.core.plan` does
+  with FIRST = MIN_REPEATS, STEP 1 and CAP `--repeats`.
 
 Per rule and config: the spread of the answer across the five user seeds (decades), the
 median and worst regret against the cached grid (bench_quality's units), the median total
@@ -37,7 +37,7 @@ import bench_quality as quality
 from bench_tasks import CACHE_DIR
 
 from lrfind.core.analysis import Recommendation, median_pinned, middle_suggestions
-from lrfind.core.plan import focus_range
+from lrfind.core.plan import MIN_REPEATS, focus_range
 from lrfind.settings.options import SweepSettings
 
 USER_SEEDS = (0, 100, 200, 300, 400)
@@ -70,12 +70,15 @@ def collect(name: str, seed: int, count: int) -> Collected:
     return collected
 
 
-def used(collected: Collected, rule: tuple[str, int, int]) -> list[tuple[float | None, int]]:
+Rule = tuple[str, int, int, int]  # kind, cap (or count), step, first
+
+
+def used(collected: Collected, rule: Rule) -> list[tuple[float | None, int]]:
     """The repeats a rule reads before it stops."""
-    kind, cap, step = rule
+    kind, cap, step, first = rule
     if kind == "fixed":
         return collected.repeats[:cap]
-    count = min(3, cap)
+    count = min(first, cap)
     while True:
         taken = collected.repeats[:count]
         found = [None if lr is None else Recommendation(lr, lr, lr, "bottom", "high")
@@ -83,6 +86,11 @@ def used(collected: Collected, rule: tuple[str, int, int]) -> list[tuple[float |
         if median_pinned(found) or count >= cap:
             return taken
         count = min(cap, count + step)
+
+
+def label(rule: Rule) -> str:
+    kind, cap, step, first = rule
+    return f"fixed {cap}" if kind == "fixed" else f"first {first}, then {step} at a time, cap {cap}"
 
 
 def answer(taken: list[tuple[float | None, int]]) -> tuple[float | None, float | None]:
@@ -104,10 +112,11 @@ def main() -> int:
     arguments = parser.parse_args()
     if arguments.threads:
         torch.set_num_threads(arguments.threads)
-    rules = [("fixed", n, 0) for n in (3, 5, 7, 9)] + [
-        ("adaptive", cap, step) for cap in (5, 7, 9, 11, 13) for step in (1, 2)
-    ]
-    pooled: dict[tuple[str, int, int], list[int]] = {rule: [] for rule in rules}
+    rules: list[Rule] = [("fixed", n, 0, 0) for n in (3, 5, 7, 9)]
+    rules += [("adaptive", cap, step, first) for first in (3, MIN_REPEATS, 5)
+              for cap in (9, 11, 13) for step in (1, 2)]  # fmt: skip
+    rules = list(dict.fromkeys(rules))
+    pooled: dict[Rule, list[int]] = {rule: [] for rule in rules}
     print("| config | rule | spread (decades) | median regret | worst regret | median steps "
           "| mean repeats | median interval (decades) |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -127,7 +136,7 @@ def main() -> int:
             pooled[rule] += steps
             row = quality.method_row(truth, "-", answers)
             print(
-                f"| {name} | {rule[0]} {rule[1]}{f' step {rule[2]}' if rule[2] else ''} "
+                f"| {name} | {label(rule)} "
                 f"| {row.spread} | {row.median_regret} | {row.worst_regret} "
                 f"| {statistics.median(steps):.0f} "
                 f"| {statistics.mean(counts):.1f} "
@@ -135,9 +144,10 @@ def main() -> int:
                 flush=True,
             )
     print("\n| rule | median steps over all configs and seeds | mean |\n| --- | --- | --- |")
-    for (kind, cap, step), values in pooled.items():
-        label = f"{kind} {cap}{f' step {step}' if step else ''}"
-        print(f"| {label} | {statistics.median(values):.0f} | {statistics.mean(values):.0f} |")
+    for rule, values in pooled.items():
+        print(
+            f"| {label(rule)} | {statistics.median(values):.0f} | {statistics.mean(values):.0f} |"
+        )
     return 0
 
 

@@ -43,8 +43,8 @@ STACK_REPEATS = ("auto", "on", "off")
 # memory for a model on an accelerator, a file for a CPU model over 16 MiB, by the free memory.
 SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
 # The most focused repeats of the default plan; they stop as soon as their median is pinned
-# (lrfind.core.plan), usually after three to five. Eleven let a repeat in two find no answer
-# and still give one (scripts/bench_repeats.py: LeNet/Adam needed ten of them on one seed).
+# (lrfind.core.plan), usually after four to six. Eleven let a repeat in two find no answer
+# and still give one (LeNet/Adam needed ten on one seed in scripts/bench_repeats.py).
 REPEATS = 11
 # Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
 # the shortest curve `lrfind analyze` reads, and the least a sweep must keep to be focused on.
