@@ -564,10 +564,14 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     if recommendation is not None:
         _print_snippets(recommendation["schedules"], console)
     steps = document.get("steps_total", sweep["steps_run"])
+    aside = document.get("steps_set_aside", 0)
+    trained = f"{steps + aside} training steps in all" + (
+        f", {aside} of them in sweeps set aside" if aside else ""
+    )
     seconds = document["timings"]["total_s"]
     console.print(
         f"Wrote {escape(str(outcome.out))}/ (sweep.csv, sweep.png, result.json) "
-        f"in {seconds:.1f} s ({steps} training steps in all).",
+        f"in {seconds:.1f} s ({trained}).",
         soft_wrap=True,
     )
 

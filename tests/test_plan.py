@@ -268,6 +268,101 @@ def test_repeats_that_diverge_before_learning_are_set_aside_for_denser_ones() ->
     assert len(outcome.set_aside) + len(kept) <= 9  # set-aside repeats count towards --repeats
 
 
+class StarvedScripted(ScriptedSweeps):
+    """ScriptedSweeps where "S" is a repeat that diverged before a clear descent."""
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if repeat and self.max_lrs[repeat - 1] == "S":
+            return SlowLearner(math.inf)(repeat, settings)
+        return super().__call__(repeat, settings)
+
+
+@pytest.mark.parametrize("most", [1, 2, 3, 4, 5])
+def test_starved_repeats_with_no_room_left_are_kept_and_give_no_answer(most: int) -> None:
+    """Setting them aside would leave too few to pin a median: they stay, as repeats
+    without an answer, and the full sweep's reading is not passed off as the plan's."""
+    sweeps = StarvedScripted(["S"] * 11)
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=most), "bottom")
+    assert outcome.set_aside == [] and 1 + 1 <= len(outcome.sweeps) <= 1 + most
+    assert outcome.main.analysis.recommendation is not None
+    assert outcome.recommendation is None
+    assert not any("set aside" in note for note in outcome.notes)
+
+
+def test_a_set_aside_leaves_room_for_a_median_and_the_rest_decide() -> None:
+    sweeps = StarvedScripted([0.2, 0.2, "S", "S", "S", 0.21, 0.19, "S", "S", "S", 0.2])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=11), "bottom")
+    assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3, 4, 5]  # once only
+    assert [sweep.repeat for sweep in outcome.sweeps[1:]] == [6, 7, 8, 9, 10, 11]
+    recommendation = outcome.recommendation
+    assert recommendation is not None and recommendation.suggestions == [0.21, 0.19, 0.2]
+    assert recommendation.repeats == 6 and recommendation.confidence != "high"
+    assert "3 of 6 sweeps gave no suggestion" in recommendation.confidence_reasons
+    assert not any("most allowed" in note for note in outcome.notes)  # pinned at the last
+
+
+def test_the_unpinned_note_says_when_too_few_answered() -> None:
+    sweeps = ScriptedSweeps([None, None, 0.2, 0.2])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=4), "bottom")
+    (note,) = [note for note in outcome.notes if "most allowed" in note]
+    assert "only 2 of the 4 kept gave a suggestion, and a median needs three" in note
+    assert "decades" not in note
+
+
+def test_the_unpinned_note_comes_from_three_repeats_up() -> None:
+    sweeps = ScriptedSweeps([0.01, 0.1, 1.0])
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=3), "bottom")
+    assert any("most allowed, 3" in note for note in outcome.notes)
+
+
+def test_one_repeat_does_not_claim_that_the_sweeps_agree() -> None:
+    outcome = search(ScriptedSweeps([0.2]), SweepSettings(), SearchSettings(repeats=1), "bottom")
+    assert outcome.recommendation is not None
+    assert not any("agree" in r for r in outcome.recommendation.confidence_reasons)
+
+
+def test_a_denser_full_sweep_never_asks_for_more_steps_than_allowed() -> None:
+    sweeps = SlowLearner(needed=math.inf)
+    settings = SweepSettings(steps=600_000, start_lr=1e-7, end_lr=10.0)
+    outcome = search(sweeps, settings, SearchSettings(repeats=0), "bottom")  # 1.2e6: too many
+    assert [call.steps for _, call in sweeps.calls] == [600_000]
+    assert outcome.recommendation is None
+
+
+def test_a_declined_stacked_round_is_not_asked_again() -> None:
+    sweeps = ScriptedSweeps([0.01, 1.0, 0.1, 0.03, 0.3, 3.0, 0.003])
+    asked: list[list[int]] = []
+
+    def run_repeats(repeats: list[int], settings: SweepSettings) -> None:
+        asked.append(repeats)
+        return None
+
+    search(sweeps, SweepSettings(), SearchSettings(repeats=6), "bottom", run_repeats)
+    assert asked == [[1, 2, 3, 4]]
+    assert [repeat for repeat, _ in sweeps.calls] == [0, 1, 2, 3, 4, 5, 6]
+
+
+def test_an_interruption_before_any_repeat_finished_says_whose_reading_it_is() -> None:
+    sweeps = SyntheticSweeps()
+
+    def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
+        result = sweeps(repeat, settings)
+        return replace(result, stop_reason=STOP_INTERRUPTED) if repeat == 1 else result
+
+    outcome = search(run_sweep, SweepSettings(), SearchSettings(repeats=5), "bottom")
+    (note,) = [note for note in outcome.notes if "Interrupted" in note]
+    assert "before any repeat had finished" in note and "full sweep's own reading" in note
+
+
+def test_the_set_aside_steps_are_in_the_result_document() -> None:
+    from lrfind.outputs.documents import search_blocks
+
+    outcome = search(SlowRepeats(needed=20.0), SweepSettings(), SearchSettings(repeats=9), "bottom")
+    blocks = search_blocks(outcome, seed=0)
+    assert blocks["steps_total"] == outcome.steps_run
+    assert blocks["steps_set_aside"] == outcome.steps_trained - outcome.steps_run > 0
+
+
 def test_the_denser_reruns_are_bounded() -> None:
     sweeps = SlowLearner(needed=math.inf)
     outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=3), "bottom")

@@ -161,7 +161,9 @@ def _sweep_and_write(
         run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
     )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
-    timings["sweep_s"] = sum(sweep.result.sweep_seconds for sweep in outcome.sweeps)
+    timings["sweep_s"] = sum(
+        sweep.result.sweep_seconds for sweep in outcome.sweeps + outcome.set_aside
+    )
 
     hooks.stage("writing results")
     clock = time.perf_counter()
@@ -399,7 +401,7 @@ def _result_document(
     device: torch.device,
     timings: dict[str, float],
 ) -> dict[str, Any]:
-    steps_run = outcome.steps_run
+    steps_trained = outcome.steps_trained  # the set-aside sweeps' included, as sweep_s
     return document(
         interrupted=outcome.interrupted,
         config={**config.to_dict(), "out": str(out)},
@@ -413,7 +415,7 @@ def _result_document(
         **search_blocks(outcome, config.seed),
         repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)
         skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),
-        timings={**timings, "seconds_per_step": timings["sweep_s"] / max(steps_run, 1)},
+        timings={**timings, "seconds_per_step": timings["sweep_s"] / max(steps_trained, 1)},
         **recommendation_blocks(
             outcome.recommendation,
             outcome.no_recommendation,

@@ -651,7 +651,7 @@ def combine(
         lr=max_lr / CONSTANT_LR_DIVISOR,
         method=method,
         confidence=confidence,
-        confidence_reasons=reasons or ["the sweeps agree on a clear descent and divergence"],
+        confidence_reasons=reasons or [_AGREED if len(found) > 1 else _CLEAR],
         repeats=len(recommendations),
         suggestions=suggestions,
         interval=(middle[0], middle[-1]),
@@ -820,7 +820,9 @@ def _recommend(
     )
 
 
-# A single sweep's reasons for less than high confidence (`_confidence`).
+# A single sweep's reasons for less than high confidence (`_confidence`), and for high.
+_CLEAR = "clear descent, clean divergence, enough points"
+_AGREED = "the sweeps agree on a clear descent and divergence"
 NEVER_DIVERGED = "the loss never diverged, so the top of the usable range is not seen"
 WEAK_DESCENT = "the loss falls"
 AT_THE_EDGE = "the suggestion sits at the edge of the usable range"
@@ -840,7 +842,7 @@ def _confidence(
     if suggestion.index in (0, len(curve.lrs) - 1):
         reasons.append(AT_THE_EDGE)
     if not reasons:
-        return "high", ["clear descent, clean divergence, enough points"]
+        return "high", [_CLEAR]
     level = "medium" if len(reasons) == 1 and not diagnostics else "low"
     return level, reasons
 

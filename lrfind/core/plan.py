@@ -32,7 +32,7 @@ from lrfind.core.analysis import (
     unconfirmed,
 )
 from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
-from lrfind.settings.options import MIN_USABLE_POINTS, SearchSettings, SweepSettings
+from lrfind.settings.options import MAX_STEPS, MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
 # this many above it (a short sweep from a fresh model diverges somewhat later), and reach
@@ -209,21 +209,26 @@ def _repeats(
         size = min(MIN_REPEATS if not sweeps else 1, most - spent - len(sweeps))
         first = spent + len(sweeps) + 1  # a set-aside repeat's seed is not reused
         numbers = list(range(first, first + size))
-        sweeps += _repeat_round(run_sweep, run_repeats, numbers, focused)
+        round_sweeps, stacked = _repeat_round(run_sweep, run_repeats, numbers, focused)
+        sweeps += round_sweeps
+        run_repeats = run_repeats if stacked else None  # declined once: one by one from now
         stopped = [sweep.repeat for sweep in sweeps if sweep.result.stop_reason == STOP_INTERRUPTED]
         if stopped:
-            notes.append(
-                f"Interrupted during repeat {stopped[0]} (of at most {most}): the "
-                "recommendation combines the repeats that had stopped by themselves."
-            )
+            notes.append(_interrupted_note(stopped[0], most, len(sweeps) - len(stopped)))
             return sweeps
         starved = sum(learned_too_little(sweep.result.analysis) for sweep in sweeps)
-        if 2 * starved > len(sweeps) and denser_tries < DENSER_TRIES:
+        if (
+            2 * starved > len(sweeps)
+            and denser_tries < DENSER_TRIES
+            and most - spent - len(sweeps) >= MIN_REPEATS  # room left to pin a median
+            and (focused.steps - 1) * DENSER_FACTOR + 1 <= MAX_STEPS
+        ):
             denser = replace(focused, steps=(focused.steps - 1) * DENSER_FACTOR + 1)
             notes.append(
                 f"{starved} of {len(sweeps)} repeats ({focused.steps} steps) diverged "
-                f"before their loss showed a clear descent: too few batches to learn from; "
-                f"they were set aside and the repeats run with {denser.steps} steps."
+                "before their loss showed a clear descent: too few batches to learn from or "
+                "to tell the descent from the noise; they were set aside and the repeats run "
+                f"again with {denser.steps} steps."
             )
             set_aside += sweeps
             spent += len(sweeps)
@@ -237,17 +242,41 @@ def _repeats(
         left = most - spent - len(sweeps)
         if 2 * (answered + left) < len(sweeps) + left:
             return sweeps  # `unconfirmed` will say why there is no answer
+    if most >= 3:  # fewer could never be pinned: the disagreement reason says enough
+        notes.append(_unpinned_note(sweeps, most))
+    return sweeps
+
+
+def _unpinned_note(sweeps: list[Sweep], most: int) -> str:
+    """Why the repeats stopped at `most` without a pinned median."""
     found = [s.result.analysis.recommendation for s in sweeps]
     suggestions = [item.max_lr for item in found if item is not None]
-    if len(sweeps) >= MIN_REPEATS and 2 * len(suggestions) >= len(sweeps):
-        middle = middle_suggestions(suggestions)
-        notes.append(
-            f"The repeats stopped at the most allowed, {most} (--repeats), before their "
-            f"median was pinned: the middle {len(middle)} suggestions span "
-            f"{math.log10(middle[-1] / middle[0]):.2f} decades, more than "
-            f"{AGREEMENT_DECADES:g}."
+    start = (
+        f"The repeats stopped at the most allowed, {most} (--repeats), before their median "
+        "was pinned: "
+    )
+    if len(suggestions) < 3:
+        return start + (
+            f"only {len(suggestions)} of the {len(sweeps)} kept gave a suggestion, and a median "
+            "needs three."
         )
-    return sweeps
+    middle = middle_suggestions(suggestions)
+    return start + (
+        f"the middle {len(middle)} suggestions span "
+        f"{math.log10(middle[-1] / middle[0]):.2f} decades, more than {AGREEMENT_DECADES:g}."
+    )
+
+
+def _interrupted_note(repeat: int, most: int, finished: int) -> str:
+    if not finished:
+        return (
+            f"Interrupted during repeat {repeat} (of at most {most}) before any repeat had "
+            "finished: the recommendation, if any, is the full sweep's own reading."
+        )
+    return (
+        f"Interrupted during repeat {repeat} (of at most {most}): the recommendation combines "
+        f"the {finished} repeats that had stopped by themselves."
+    )
 
 
 def _repeat_round(
@@ -255,18 +284,18 @@ def _repeat_round(
     run_repeats: RepeatsRunner | None,
     numbers: list[int],
     focused: SweepSettings,
-) -> list[Sweep]:
-    """One round of repeats: stacked when `run_repeats` takes them, else one by one, up to
-    the first that was interrupted."""
+) -> tuple[list[Sweep], bool]:
+    """One round of repeats, and whether it ran stacked: stacked when `run_repeats` takes
+    them, else one by one, up to the first that was interrupted."""
     results = run_repeats(numbers, focused) if run_repeats is not None else None
     if results is not None:
-        return [Sweep(n, result) for n, result in zip(numbers, results, strict=True)]
+        return [Sweep(n, result) for n, result in zip(numbers, results, strict=True)], True
     sweeps = []
     for repeat in numbers:
         sweeps.append(Sweep(repeat, run_sweep(repeat, focused)))
         if sweeps[-1].result.stop_reason == STOP_INTERRUPTED:
             break
-    return sweeps
+    return sweeps, False
 
 
 def interrupted_answer(recommendation: Recommendation | None) -> Recommendation | None:
@@ -317,11 +346,14 @@ def _denser(
         analysis = main.analysis
         if not learned_too_little(analysis) or main.stop_reason == STOP_INTERRUPTED:
             break
+        if settings.steps * DENSER_FACTOR > MAX_STEPS:
+            break
         denser = replace(settings, steps=settings.steps * DENSER_FACTOR)
         notes.append(
             f"The full sweep of {settings.steps} steps diverged at lr "
             f"{analysis.divergence_lr:.3g} before its loss showed a clear descent: too few "
-            f"batches per decade to learn from; swept again with {denser.steps} steps."
+            "batches per decade to learn from or to tell the descent from the noise; swept "
+            f"again with {denser.steps} steps."
         )
         settings = denser
         set_aside.append(Sweep(0, main))

@@ -101,6 +101,9 @@ def search_blocks(outcome: SearchOutcome, seed: int) -> dict[str, Any]:
             for sweep in outcome.sweeps[1:]
         ],
         "steps_total": outcome.steps_run,
+        # Sweeps the plan replaced (denser or re-ranged full sweeps, set-aside repeats): not
+        # in sweep.csv, but trained.
+        "steps_set_aside": outcome.steps_trained - outcome.steps_run,
     }
 
 

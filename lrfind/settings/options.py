@@ -46,6 +46,7 @@ SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
 # (lrfind.core.plan), usually after four to six. Eleven let a repeat in two find no answer
 # and still give one (LeNet/Adam needed ten on one seed in scripts/bench_repeats.py).
 REPEATS = 11
+MAX_STEPS = 1_000_000  # steps of one sweep at most
 # Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
 # the shortest curve `lrfind analyze` reads, and the least a sweep must keep to be focused on.
 MIN_USABLE_POINTS = 10
@@ -80,9 +81,9 @@ class SweepSettings:
                 "more decades than a float can hold, so the sweep's rates would overflow. "
                 "Narrow it to the rates a model can train at, e.g. --start-lr 1e-7 --end-lr 10."
             )
-        if not MIN_USABLE_POINTS <= self.steps <= 1_000_000:
+        if not MIN_USABLE_POINTS <= self.steps <= MAX_STEPS:
             raise ConfigError(
-                f"steps must be between {MIN_USABLE_POINTS} and 1000000; got {self.steps}. A "
+                f"steps must be between {MIN_USABLE_POINTS} and {MAX_STEPS}; got {self.steps}. A "
                 f"curve needs at least {MIN_USABLE_POINTS} points to analyse; 100 is a good "
                 "default (--steps 100)."
             )
