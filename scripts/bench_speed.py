@@ -366,12 +366,18 @@ def lrfind_run(scratch: Path, device: str, repeats: int, *extra: str) -> dict[st
         "--batch-size", str(BATCH), "--steps", str(STEPS), "--repeats", str(repeats),
         "--device", device, "--quiet", "--out", str(out), *extra,
     ]  # fmt: skip
+    return timed_run(command, out)
+
+
+def timed_run(command: list[str], out: Path) -> dict[str, float]:
+    """Run one `lrfind run` command; its wall time, sweep seconds and the steps it trained
+    (the sweeps the plan set aside included, as the sweep seconds include them)."""
     seconds, _ = run(command)
     document = json.loads((out / "result.json").read_text())
     return {
         "total": seconds,
         "sweep": document["timings"]["sweep_s"],
-        "steps": document["steps_total"],
+        "steps": document["steps_total"] + document.get("steps_set_aside", 0),
     }
 
 
@@ -384,13 +390,7 @@ def headline_run(scratch: Path, device: str) -> dict[str, float]:
     out = scratch / f"headline-{time.perf_counter_ns()}"
     extra = [] if device == "cpu" else ["--device", device]
     command = [str(Path(sys.executable).parent / "lrfind"), *HEADLINE, "--out", str(out), *extra]
-    seconds, _ = run(command)
-    document = json.loads((out / "result.json").read_text())
-    return {
-        "total": seconds,
-        "sweep": document["timings"]["sweep_s"],
-        "steps": document["steps_total"],
-    }
+    return timed_run(command, out)
 
 
 def byte_compile_lrfind() -> None:

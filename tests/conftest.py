@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,6 +67,32 @@ def write_python(
     """A user factory file: the imports, then `body`. Returns the path for a spec."""
     path.write_text(f"{imports}\n{body}")
     return path
+
+
+def run_training_script(folder: Path, script: str) -> tuple[dict[str, Any], str]:
+    """Run `script` (a test module's SCRIPT, its `{tests}` filled with this folder) as a
+    process in `folder` on one torch thread, the repository importable; return the JSON
+    its last stdout line prints and its stderr. Fails the test with the stderr when the
+    script does."""
+    path = folder / "train.py"
+    path.write_text(textwrap.dedent(script.format(tests=str(Path(__file__).parent))))
+    completed = subprocess.run(
+        [sys.executable, str(path)],
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": _with_repository()},
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout.strip().splitlines()[-1]), completed.stderr
+
+
+def _with_repository() -> str:
+    """PYTHONPATH with the repository first, so that a script importing a test module finds
+    the `tests` package that module imports from."""
+    root = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture

@@ -5,11 +5,9 @@ setting the rate inside a real `Trainer.train`."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ else:
 import lrfind
 from lrfind.huggingface import LrfindCallback
 from lrfind.setup.batches import BatchRule, batch_loss, read_outputs
+from tests.conftest import run_training_script
 
 SWEEP = {"start_lr": 1e-5, "end_lr": 10.0, "steps": 80, "repeats": 0}
 VOCAB = 32
@@ -227,18 +226,7 @@ print(json.dumps({{"applied": callback.applied,
 
 
 def test_a_training_script_with_the_callback_runs_as_a_process(tmp_path: Path) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent))))
-    completed = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report, _ = run_training_script(tmp_path, SCRIPT)
     assert report["applied"] == report["max_lr"] > 0
     assert report["steps"] == 30
     assert report["loss"] < 3.0  # ln 32 = 3.47 before training: it trained at that rate

@@ -4,11 +4,9 @@ and LrfindCallback setting the rate before a real `Trainer.fit` trains."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import textwrap
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +25,7 @@ import torchmetrics
 import lrfind.lightning as lrfind_lightning
 from lrfind.engine.lightning import single_optimizer
 from lrfind.errors import ConfigError, SweepError
+from tests.conftest import run_training_script
 
 # Lightning's own: the frozen part is in eval mode on purpose; its pytree helper on this torch
 pytestmark = [
@@ -353,22 +352,11 @@ print(json.dumps({{"applied": callback.applied,
 
 
 def test_a_training_script_with_the_callback_runs_as_a_process(tmp_path: Path) -> None:
-    script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(tests=str(Path(__file__).parent))))
-    completed = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    report, stderr = run_training_script(tmp_path, SCRIPT)
     assert report["applied"] == report["max_lr"] > 0
     assert report["steps"] == 20
     assert report["loss"] < 1.0  # four classes start near ln 4 = 1.39: fit trained
-    assert "self.log" not in completed.stderr
+    assert "self.log" not in stderr
 
 
 def python(code: str) -> subprocess.CompletedProcess[str]:

@@ -363,6 +363,24 @@ def test_the_set_aside_steps_are_in_the_result_document() -> None:
     assert blocks["steps_set_aside"] == outcome.steps_trained - outcome.steps_run > 0
 
 
+class FlatRepeats(SyntheticSweeps):
+    """The full sweep learns and diverges; the repeats, at the full sweep's density, see
+    only noise and never diverge within their range (Adam at batch 16 did so)."""
+
+    def __call__(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
+        if repeat and steps_per_decade(settings) < 20.0:
+            return SyntheticSweeps(descent_center=1e9, diverge_at=None)(repeat, settings)
+        return super().__call__(repeat, settings)
+
+
+def test_repeats_without_a_descent_are_set_aside_whether_or_not_they_diverged() -> None:
+    outcome = search(FlatRepeats(), SweepSettings(), SearchSettings(repeats=9), "bottom")
+    assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3, 4]
+    assert all(s.result.stop_reason == STOP_COMPLETED for s in outcome.set_aside)
+    assert outcome.recommendation is not None
+    assert any(note.startswith("4 of 4 repeats") for note in outcome.notes)
+
+
 def test_the_denser_reruns_are_bounded() -> None:
     sweeps = SlowLearner(needed=math.inf)
     outcome = search(sweeps, SweepSettings(steps=100), SearchSettings(repeats=3), "bottom")

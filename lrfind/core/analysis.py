@@ -716,15 +716,20 @@ def _descent_ratio(points: int) -> float:
     return NO_DESCENT_NOISE_RATIO * max(1.0, math.sqrt(SURE_NOISE_POINTS / points))
 
 
-def learned_too_little(analysis: Analysis) -> bool:
+def learned_too_little(analysis: Analysis, *, range_known: bool = False) -> bool:
     """Whether a sweep diverged before its loss showed a clear descent, over enough points to
     tell: the rate climbed through the useful range faster than the model could learn from
     the few batches it saw there. A sweep of more steps (more samples per decade) can answer;
-    a curve that never diverged, or diverged at once, needs another range instead."""
+    a curve that never diverged, or diverged at once, needs another range instead, unless
+    `range_known`: a focused repeat sweeps a range where another sweep showed a descent
+    and a divergence, so without a descent it saw too few batches, diverged or not."""
+    if range_known:
+        seen = analysis.divergence_index is None or not analysis.diverged_at_once
+    else:
+        seen = analysis.divergence_index is not None and not analysis.diverged_at_once
     return (
         analysis.recommendation is None
-        and analysis.divergence_index is not None
-        and not analysis.diverged_at_once
+        and seen
         and analysis.usable_points >= MIN_EVIDENCE_POINTS
         and not clear_descent(analysis.curve)
     )

@@ -196,8 +196,8 @@ def _repeats(
 ) -> list[Sweep]:
     """Repeats until their median is pinned (`median_pinned`) or `most` have run: first
     MIN_REPEATS (stacked when `run_repeats` takes them, else one by one), then one at a time.
-    When most of the repeats so far diverged before learning (`learned_too_little`: a short
-    sweep from fresh weights sees few batches), they go to `set_aside` and the repeats
+    When most of the repeats so far ended without a clear descent (`learned_too_little`: a
+    short sweep from fresh weights sees few batches), they go to `set_aside` and the repeats
     start again at DENSER_FACTOR times the density, at most DENSER_TRIES times; set-aside
     repeats count towards `most`, which bounds the cost.
     They also stop once fewer than half of `most` could answer even if all the rest did
@@ -216,7 +216,9 @@ def _repeats(
         if stopped:
             notes.append(_interrupted_note(stopped[0], most, len(sweeps) - len(stopped)))
             return sweeps
-        starved = sum(learned_too_little(sweep.result.analysis) for sweep in sweeps)
+        starved = sum(
+            learned_too_little(sweep.result.analysis, range_known=True) for sweep in sweeps
+        )
         if (
             2 * starved > len(sweeps)
             and denser_tries < DENSER_TRIES
@@ -225,8 +227,8 @@ def _repeats(
         ):
             denser = replace(focused, steps=(focused.steps - 1) * DENSER_FACTOR + 1)
             notes.append(
-                f"{starved} of {len(sweeps)} repeats ({focused.steps} steps) diverged "
-                "before their loss showed a clear descent: too few batches to learn from or "
+                f"{starved} of {len(sweeps)} repeats ({focused.steps} steps) ended before their "
+                "loss showed a clear descent: too few batches to learn from or "
                 "to tell the descent from the noise; they were set aside and the repeats run "
                 f"again with {denser.steps} steps."
             )
