@@ -57,7 +57,7 @@ MIN_EVIDENCE_POINTS = MIN_USABLE_POINTS
 SURE_NOISE_POINTS = 20
 # Below this many steps per decade (at the minimum) the rate climbs faster than the loss can
 # follow: the curve is read late, shifted to higher rates, and a shorter sweep no longer agrees
-# with the 100-step one (scripts/bench_short.py measures it).
+# with the 100-step one (scripts/bench_short.py; docs/quality.md).
 MIN_STEPS_PER_DECADE = 8.0
 # A curve whose last tenth still does this share of its fall has not reached its bottom.
 STILL_FALLING_SHARE = 0.02
@@ -433,7 +433,7 @@ def minimum_over_ten(curve: Curve) -> Suggestion | None:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """What `result.json` carries under `recommendation` (see DESIGN.md)."""
+    """What `result.json` carries under `recommendation` (docs/recommendation.md)."""
 
     base_lr: float
     max_lr: float
@@ -742,8 +742,8 @@ def _evidence_fall(curve: Curve) -> float:
 
     Causal, so that a blow-up at the end cannot drag the descent before it up (a zero-lag
     smoothing can, on a short curve), and blind to the EMA's first points, which follow single
-    batches. On Gaussian noise alone it exceeds 3 batch-noise deviations in 1 of 1000 curves
-    of 20 to 50 points, and reached 2.9 at most in 3000 curves of 100 points.
+    batches. Its bar (NO_DESCENT_NOISE_RATIO) sits above what Gaussian noise alone reaches
+    (docs/quality.md).
     """
     start = baseline_steps(len(curve.losses))
     skipped = min(max(start, NOISE_WINDOW), len(curve.losses) // 2)

@@ -52,11 +52,8 @@ AUTO_RANGE_TRIES = 3
 DENSER_FACTOR = 2
 DENSER_TRIES = 2
 # The repeats: at least MIN_REPEATS, then one more at a time until the median is pinned
-# (lrfind.core.analysis.median_pinned), at most --repeats. In scripts/bench_repeats.py (three
-# configs, five seeds) this costs 205 median steps per recommendation (mean 233; two at a
-# time: mean 244; five fixed repeats: 220). Three first cost 178, but three agreeing by
-# chance pinned a median near the cliff on one LeNet seed of scripts/bench_quality.py
-# (0.31, 0.54, 0.54).
+# (lrfind.core.analysis.median_pinned), at most --repeats. Four, not three, so that three
+# agreeing by chance cannot pin a median near the cliff (docs/quality.md).
 MIN_REPEATS = 4
 
 SweepRunner = Callable[[int, SweepSettings], RangeTestResult]

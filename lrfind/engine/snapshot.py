@@ -46,8 +46,8 @@ from lrfind.core.records import SnapshotPlace
 from lrfind.errors import SweepError
 from lrfind.settings.options import SNAPSHOT_PLACES, check_choice
 
-# A CPU model's state up to this size is copied in memory: 16 MiB is under 5% of the resident
-# memory of a process that has imported torch (about 400 MiB here), so the file is not worth it.
+# A CPU model's state up to this size is copied in memory: a small share of what a process
+# that has imported torch already holds, so a file is not worth it (docs/speed.md).
 SMALL_STATE_BYTES = 16 * 2**20
 # A copy in host memory may take at most this share of what is available (data loading and
 # the sweep's own allocations need the rest); a file at most this share of the free disk.

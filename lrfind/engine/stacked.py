@@ -4,10 +4,9 @@
 
 Meant for GPUs, where one step of a small model launches a few dozen kernels that leave the
 device mostly idle: stacked, the K copies launch the same kernels on K times the data, so K
-sweeps should cost little more than one (the target, K=5 <= 1.5 x K=1, is not yet measured on
-a GPU). On this project's CPU, stacking measured slower than running the copies one after
-another (scripts/bench_speed.py times both), so the pipeline stacks the repeats on CUDA only,
-unless asked.
+sweeps should cost little more than one. On a CPU, stacking does not pay against running the
+copies one after another (docs/speed.md; scripts/bench_speed.py times both), so the pipeline
+stacks the repeats on CUDA only, unless asked.
 
 Every copy keeps its own weights, optimizer state, batches and divergence detector; all follow
 the same LR schedule, in the one sweep loop a single model uses (lrfind.engine.loop). A copy

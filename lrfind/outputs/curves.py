@@ -75,7 +75,7 @@ def plot_marks(main: Analysis, recommendation: Recommendation | None) -> PlotMar
 
 def write_sweep_csv(path: Path, curves: Sequence[CurveLines]) -> None:
     """One row per step of every sweep, as `write_csv` writes `sweep_rows` (the same bytes,
-    built a block of rows at a time: a million-step curve takes a second and little memory).
+    built a block of rows at a time, so a long curve is never held as text).
     Non-finite or absent values are empty cells."""
     write_csv_blocks(path, CSV_COLUMNS, _sweep_blocks(curves))
 
@@ -159,8 +159,8 @@ def _plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
     plain: a header with `lr` and `loss` once each, then rows whose cells in those columns are
     numbers (empty only in the loss columns) and integers under `repeat`. The numbers are
     exactly those `_checked_numbers` gives (the nearest float, as Python parses; int() for
-    `repeat`), but no cell is held as text, which for a million rows took ten times the time
-    and the memory. None when anything is not plain: `_checked_numbers` then reads the file
+    `repeat`), but no cell is held as text, which on long curves would cost many times the
+    time and the memory. None when anything is not plain: `_checked_numbers` then reads the file
     cell by cell and names what is wrong."""
     import pandas as pd
 

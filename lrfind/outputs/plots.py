@@ -104,8 +104,8 @@ def sweep_figure(
 
 
 # A line of more points than this is drawn as the lowest and highest point of each of half as
-# many runs of consecutive points: the same picture at any plot's resolution, while drawing a
-# million-point curve (and placing its legend) cost seconds and 130 MB (docs/speed.md).
+# many runs of consecutive points: the same picture at any plot's resolution, at a cost that
+# does not grow with the curve (docs/speed.md).
 DRAWN_POINTS = 4000
 
 

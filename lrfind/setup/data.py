@@ -112,7 +112,7 @@ def idx_file_bytes(path: Path) -> bytes:
 class FilePrefetch:
     """IDX files read and decompressed in a background thread, for a caller with other work
     to do first: reading and zlib release the GIL, so this runs beside imports (`lrfind run`
-    checks the optimizer meanwhile, which imports torch._dynamo, about 1 s). A file that
+    checks the optimizer meanwhile, which imports torch._dynamo). A file that
     fails to read is left out, and `read_idx` then reads it itself and reports the error."""
 
     def __init__(self, paths: Sequence[Path]) -> None:
@@ -353,8 +353,7 @@ def pixel_statistics(images: np.ndarray, pixels: torch.Tensor) -> tuple[float, f
     the same values as a uint8 tensor. uint8 files, every built-in one, are counted by value:
     the sums are exact integers, so the mean is numpy's float64 mean to the bit and the
     variance is the exact one, correctly rounded (numpy's float64 pass gives the same deviation
-    within an ulp, and for Fashion-MNIST's training split holds 376 MB of doubles: seconds on
-    a busy machine)."""
+    within an ulp, but holds the whole split as doubles; docs/speed.md)."""
     if images.dtype != np.uint8 or images.size == 0:
         return float(images.mean(dtype=np.float64)), float(images.std(dtype=np.float64))
     counts = torch.bincount(pixels.reshape(-1), minlength=256).tolist()

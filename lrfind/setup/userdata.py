@@ -32,7 +32,7 @@ from lrfind.setup.samples import Collate, SampleShapes, as_tensors, inputs_part,
 TORCHVISION_PREFIX = "torchvision:"
 FOLDER_PREFIX = "folder:"
 # Samples read at most to count classes from their labels or to compare image sizes: all of
-# them up to this many (a few seconds for a dataset written in Python), else this many,
+# them up to this many (so that a dataset written in Python is scanned quickly), else this many,
 # evenly spaced from the first to the last.
 SCAN_LIMIT = 10_000
 # The first samples whose shapes are compared before the sweep, whatever else is read.
