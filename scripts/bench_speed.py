@@ -26,7 +26,7 @@ same 40 calm steps (no divergence, so every copy runs every step). The target is
 
 lrfind's sources are byte-compiled before the timed runs, as pip does at install (the peer's
 were at its install): under PYTHONDONTWRITEBYTECODE an editable checkout would otherwise
-compile its changed modules again at every start (0.1 to 0.2 s).
+compile its changed modules again at every start, a cost the peer does not pay.
 
 Both sweeps stop at divergence, so they can run different step counts: steps and time per
 step are printed beside the totals. torch-lr-finder is installed only for this benchmark,

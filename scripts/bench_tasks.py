@@ -9,10 +9,10 @@ lrfind's sweeps all read one description: how to build the model (seeded), the b
 order), the loss (None when the model computes its own), the optimizer at a given LR, the
 training budget and schedule of the ground truth, and how to score the result.
 
-Budgets. The four original configs train 2 full epochs of Fashion-MNIST (20-95 s a run on one
-torch thread). Every family added for issue 16 is sized so that ONE training run takes at most
-about 6 s on one torch thread of this 2-core machine (subsets, few epochs, small widths); a
-family's whole grid (about 16 points x 2 seeds) then costs a few minutes.
+Budgets. The four original configs train 2 full epochs of Fashion-MNIST. Every family added
+for issue 16 is sized so that ONE training run takes a few seconds on one torch thread
+(subsets, few epochs, small widths), so that a family's whole grid (about 16 points x 2 seeds)
+costs minutes, not hours (run times: docs/quality.md).
 """
 
 from __future__ import annotations
@@ -399,7 +399,7 @@ PRETRAIN_EPOCHS = 2
 
 def pretrained_weights(data: Data) -> Path:
     """LeNet (5 outputs) trained with Adam 1e-3 for PRETRAIN_EPOCHS on Fashion-MNIST classes
-    0-4, seed PRETRAIN_SEED; trained once and kept in .bench/ (about 15 s on one thread)."""
+    0-4, seed PRETRAIN_SEED; trained once and kept in .bench/, so every run starts from it."""
     from lrfind.engine.trainer import train_epochs  # only needed the first time
 
     path = CACHE_DIR / f"finetune-lenet-classes0-4-seed{PRETRAIN_SEED}.pt"
@@ -457,7 +457,7 @@ def build_tasks() -> dict[str, Task]:
     full = data.fashion_train
     regression = lambda: data.once("regression", regression_data)  # noqa: E731
     tokens = lambda: data.once("text", stdlib_text)  # noqa: E731
-    lm_steps = 150  # x 16 windows x 64 bytes: about 0.4 passes over the text, ~6 s
+    lm_steps = 150  # x 16 windows x 64 bytes: about 0.4 passes over the text, within the budget
     tasks = [
         # The original four; their grids were computed before issue 16 and stay valid.
         classifier("lenet-sgd-256", "LeNet, SGD, batch 256", fashion_model("lenet"),
@@ -469,7 +469,7 @@ def build_tasks() -> dict[str, Task]:
         classifier("cnn-momentum-128", "CNN, SGD momentum 0.9, batch 128",
                    fashion_model("cnn"), image_batches(full, 128), sgd(0.9), "sgd",
                    (-3.5, 0.5), held_out=True),
-        # Issue 16's families, each run at most about 6 s on one thread.
+        # Issue 16's families, each run sized to a few seconds on one thread.
         classifier("resnet-bn-wd", "ResNet-7 BN width 8, SGD m0.9 wd 5e-4, batch 128, "
                    "2 epochs of 6,400 images", seeded(small_resnet),
                    image_batches(lambda: full(6_400), 128), sgd(0.9, 5e-4), "sgd",
