@@ -44,6 +44,36 @@ def range_test(
 
         result = lrfind.range_test(model, optimizer, loss_fn, loader, end_lr=1, steps=80)
         result.recommendation, result.plot(), result.to_dataframe(), result.suggestions()
+
+    Args:
+        model: The network to sweep. Its weights and buffers, and the optimizer's state, are
+            restored when the test ends, however it ends.
+        optimizer: An optimizer over `model`'s parameters. The sweep sets its rate at every
+            step; several parameter groups keep their ratios to the first.
+        loss_fn: `loss_fn(outputs, targets)`, a function or a loss instance (not its class);
+            None when the model computes its own loss.
+        train_loader: Any iterable of batches (docs/rules.md), started again when it runs out.
+        progress: True always shows a bar on stderr, False never, None when stderr is a
+            terminal or a Jupyter kernel.
+        **options: The engine's keyword arguments (docs/api.md): start_lr, end_lr, steps,
+            mode, smoothing, divergence_factor, method, seed, device, val_batches, callback,
+            stop_requested, precision, accumulate, channels_last, unpack, ranks, snapshot.
+
+    Returns:
+        The analysed sweep, a `RangeTestResult` that also has `plot()`, `to_dataframe()` and
+        `suggestions()`. Its `recommendation` is None when the curve holds no answer, and
+        `analysis.no_recommendation` then says why.
+
+    Raises:
+        ConfigError: Before any training: an option is out of range or unknown (the range,
+            steps, method, precision, accumulate, snapshot, progress), `loss_fn` is a class,
+            or the optimizer holds none of the model's parameters.
+        SweepError: The sweep cannot go on: the loader yields no batches, a batch or an
+            output does not follow the batch rule, the first loss is not finite, fp16
+            overflows at the first rate, or there is no room to keep the model's state.
+        UserCodeError: The model, the loss, the loader or the optimizer raised; the message
+            says where, and the original error is its `__cause__`.
+        TypeError: `options` names an argument the engine does not take.
     """
     shown = _Progress(progress, options.pop("callback", None))
     shown.sweep("sweep", options.get("steps", SweepSettings.steps))
@@ -71,6 +101,30 @@ def find_lr(
 
         outcome = lrfind.find_lr(model, optimizer, loss_fn, loader)
         outcome.recommendation, outcome.plot(), outcome.suggestions()
+
+    Args:
+        model: As for `range_test`; each sweep starts from its weights, restored at the end.
+        optimizer: As for `range_test`.
+        loss_fn: As for `range_test`.
+        train_loader: As for `range_test`; shuffle it, or every repeat sees the same batches.
+        progress: As for `range_test`, with one bar per sweep.
+        **options: The plan's keyword arguments: repeats (the most focused repeats after the
+            full sweep; 0 for the full sweep alone), refine (False: the repeats sweep the full
+            range), auto_range (move a wrong end of the range and sweep again), method, seed
+            (the full sweep's; repeat k uses seed + k), on_sweep(repeat, settings), and
+            `range_test`'s options (start_lr, end_lr, steps, ...).
+
+    Returns:
+        The plan's outcome, a `SearchOutcome` that also has `plot()`, `to_dataframe()` and
+        `suggestions()`: `recommendation` (the repeats' median with its interval and
+        confidence, or None when the sweeps hold no answer, `no_recommendation` then saying
+        why), `sweeps` (the full sweep first) and `notes` (what the plan did beyond one sweep).
+
+    Raises:
+        ConfigError: As for `range_test`, and `repeats` outside 0 to 100.
+        SweepError: As for `range_test`, from any of the sweeps.
+        UserCodeError: As for `range_test`.
+        TypeError: `options` names an argument neither the plan nor the engine takes.
     """
     shown = _Progress(progress, options.pop("callback", None))
     on_sweep = options.pop("on_sweep", None)

@@ -48,6 +48,21 @@ class LrfindCallback(transformers.TrainerCallback):
     start_lr, end_lr, repeats, ...) say otherwise. `outcome` then holds the result and
     `applied` the rate set, or None when the sweep gave no recommendation (a warning says why;
     training goes on at the configured rate).
+
+    Args:
+        loss_fn: `loss_fn(outputs, targets)` for a model that does not compute its own loss;
+            None (the default) uses the model's.
+        progress: As for `lrfind.find_lr`.
+        **options: `lrfind.find_lr`'s keyword arguments (steps, start_lr, end_lr, repeats,
+            method, seed, ...), except unpack; they override the Trainer's bf16/fp16 and
+            gradient accumulation.
+
+    Raises:
+        ConfigError: At construction: `options` hold unpack. When training begins: the
+            Trainer runs several processes or passes no model, optimizer or train
+            dataloader to its callbacks, or anything `lrfind.find_lr` refuses.
+        SweepError: As for `lrfind.find_lr`, raised from `Trainer.train`.
+        UserCodeError: As for `lrfind.find_lr`, raised from `Trainer.train`.
     """
 
     def __init__(

@@ -61,7 +61,34 @@ def find_lr(
     """lrfind's default plan (the full sweep, focused repeats, their median) on a
     LightningModule: its `training_step` gives the loss, `configure_optimizers()` the optimizer
     (or pass `optimizer=`; schedulers are left out), the data comes as `Trainer.fit` takes it.
-    The module's weights, buffers, gradients, metrics and train/eval modes are as before."""
+    The module's weights, buffers, gradients, metrics and train/eval modes are as before.
+
+    Args:
+        module: A `lightning.pytorch.LightningModule` with automatic optimization.
+        datamodule: A `LightningDataModule` to take the training data from (its
+            `prepare_data` and `setup("fit")` run first), as `Trainer.fit` takes it.
+        train_dataloaders: The loader to train on instead (any iterable of batches). With
+            neither, the module's own `train_dataloader()`.
+        optimizer: The optimizer to sweep instead of the one `configure_optimizers()` returns.
+        progress: As for `lrfind.find_lr`.
+        **options: `lrfind.find_lr`'s keyword arguments (start_lr, end_lr, steps, repeats,
+            method, seed, precision, ...), except loss_fn and unpack.
+
+    Returns:
+        What `lrfind.find_lr` returns: the plan's outcome, with its `recommendation` (None
+        when the sweeps hold no answer), `plot()` and `suggestions()`.
+
+    Raises:
+        ConfigError: Before any training: `module` is not a LightningModule or optimizes
+            manually; both `datamodule` and `train_dataloaders` are given, neither where the
+            module has no `train_dataloader`, or the data is several loaders or no iterable;
+            `configure_optimizers()` gives no optimizer or several (pass `optimizer=`);
+            `options` hold loss_fn, unpack or a bad value.
+        SweepError: As for `lrfind.find_lr`, and `training_step` returned no loss.
+        UserCodeError: `training_step`, a batch transfer hook or the loader raised during
+            the sweep. An error of `configure_optimizers()` or of the DataModule's
+            `prepare_data`, `setup` or `train_dataloader` passes through as raised.
+    """
     step, optimizer = _prepared(module, datamodule, optimizer, options)
     loader = train_loader(module, datamodule, train_dataloaders)
     return _find_lr(step, optimizer, loader, progress, options)
@@ -76,7 +103,26 @@ def range_test(
     progress: bool | None = None,
     **options: Any,
 ) -> NotebookResult:
-    """One LR range test on a LightningModule, analysed; as `find_lr` for the rest."""
+    """One LR range test on a LightningModule, analysed; as `find_lr` for the rest.
+
+    Args:
+        module: As for `find_lr`.
+        datamodule: As for `find_lr`.
+        train_dataloaders: As for `find_lr`.
+        optimizer: As for `find_lr`.
+        progress: As for `lrfind.range_test`.
+        **options: `lrfind.range_test`'s keyword arguments (start_lr, end_lr, steps, method,
+            seed, precision, ...), except loss_fn and unpack.
+
+    Returns:
+        What `lrfind.range_test` returns: the analysed sweep, with its `recommendation`
+        (None when the curve holds no answer), `plot()`, `to_dataframe()` and `suggestions()`.
+
+    Raises:
+        ConfigError: As for `find_lr`.
+        SweepError: As for `find_lr`.
+        UserCodeError: As for `find_lr`.
+    """
     step, optimizer = _prepared(module, datamodule, optimizer, options)
     loader = train_loader(module, datamodule, train_dataloaders)
     with kept_module(module):
@@ -156,6 +202,22 @@ class LrfindCallback(pl.Callback):
     After fit starts, `outcome` holds the result (its `plot()` draws the curve) and `applied`
     the rate set, or None when the sweep gave no recommendation (a warning says why, and
     training goes on at the configured rate).
+
+    Args:
+        schedule: None to keep the training's own schedule, or a schedule kind of
+            `lrfind apply` to replace it.
+        progress: As for `lrfind.find_lr`.
+        **options: `find_lr`'s keyword arguments (start_lr, end_lr, steps, repeats, method,
+            seed, ...), except loss_fn and unpack; they override the Trainer's precision and
+            gradient accumulation.
+
+    Raises:
+        ConfigError: At construction: `schedule` is not a known kind, or `options` hold
+            loss_fn or unpack. When fit starts: the Trainer runs several processes or has
+            several optimizers, `schedule` is given and the fit has no end (no max_steps or
+            max_epochs, or an endless loader), or anything `find_lr` refuses.
+        SweepError: As for `find_lr`, raised from `Trainer.fit`.
+        UserCodeError: As for `find_lr`, raised from `Trainer.fit`.
     """
 
     def __init__(

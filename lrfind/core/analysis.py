@@ -517,10 +517,27 @@ def analyze(
     method: str = DEFAULT_METHOD,
     planned_steps: int | None = None,
 ) -> Analysis:
-    """Analyse one sweep. Raises `SweepError` when the first loss is already not finite.
+    """Analyse one sweep: where it diverged, what the method suggests, and whether the curve
+    holds an answer.
 
-    `planned_steps` is the length the sweep was planned with (it sets the starting-level
-    window of the divergence rule); it defaults to the number of points given.
+    Args:
+        lrs: The learning rate of every step, in the order swept.
+        losses: The training loss of every step, as many as `lrs`.
+        smoothing: The EMA beta of the smoothing the suggestion is read from.
+        divergence_factor: How many batch-noise deviations the smoothed loss may rise above
+            its best before the sweep counts as diverged.
+        method: The suggestion rule, a name of `METHODS` (bottom, steepest, valley, minimum).
+        planned_steps: The length the sweep was planned with (it sets the starting-level
+            window of the divergence rule); the number of points given by default.
+
+    Returns:
+        An `Analysis`: the smoothed curve, the divergence and minimum indices, the
+        `recommendation` (None when the curve holds no answer, `no_recommendation` then
+        saying why) and `diagnostics`, plain sentences on what looks wrong with the range.
+
+    Raises:
+        ConfigError: `method` is unknown, or `lrs` and `losses` differ in length or are empty.
+        SweepError: The first loss is not finite.
     """
     check_method(method)
     lrs = np.asarray(lrs, dtype=float)

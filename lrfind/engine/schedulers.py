@@ -58,9 +58,26 @@ def build_scheduler(
     epochs: int,
 ) -> lr_scheduler.LRScheduler:
     """A torch scheduler of `kind` from lrfind's recommendation, for the whole training run.
+    Cyclic kinds fit whole cycles into the run; step the scheduler after every optimizer step.
 
-    `recommendation`: a `Recommendation`, a result.json path or its loaded content. Cyclic
-    kinds fit whole cycles into the run; step the scheduler after every optimizer step.
+    Args:
+        optimizer: The optimizer to schedule. Several parameter groups keep the ratios of
+            their current rates to the first group's, whose rate the schedule sets.
+        recommendation: A `Recommendation`, the path of a result.json, or its loaded content
+            (the whole document or its `recommendation` block).
+        kind: A schedule kind, as `lrfind apply` takes (lrfind.core.schedules.KINDS:
+            onecycle, triangular, cosine, ...).
+        steps_per_epoch: Optimizer steps per epoch, a positive integer.
+        epochs: Epochs of the whole run, a positive integer.
+
+    Returns:
+        A torch `LRScheduler` over `steps_per_epoch * epochs` optimizer steps.
+
+    Raises:
+        ConfigError: `steps_per_epoch` or `epochs` is not a positive integer, `kind` is
+            unknown, the result file is missing, unreadable or not an lrfind result, or the
+            recommendation has no usable rates (the curve held no answer, or base_lr,
+            max_lr and lr are not positive and in order).
     """
     for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs)):
         if not isinstance(value, int) or value < 1:
