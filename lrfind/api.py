@@ -7,7 +7,7 @@ while they run and results that draw themselves.
     outcome.suggestions()   # every method's rates, the chosen one marked
 
 `lrfind.range_test` and `lrfind.find_lr` are the functions here. They run
-lrfind.engine.range_test's, which never print, and feed its callbacks to progress bars on
+lrfind.engine.finder's, which never print, and feed its callbacks to progress bars on
 stderr (lrfind.outputs.progress) where someone watches: in a Jupyter kernel or when stderr is
 a terminal; `progress=False` turns them off, `progress=True` on. They return the engine's
 results as lrfind.outputs.notebook's subclasses, which add `plot`, `to_dataframe` and
@@ -21,12 +21,13 @@ from typing import Any
 
 import torch
 
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.records import StepRecord
-from lrfind.engine import range_test as engine
+from lrfind.core.settings import REPEATS, SweepSettings
+from lrfind.engine import finder as engine
 from lrfind.errors import ConfigError
 from lrfind.outputs.notebook import NotebookOutcome, NotebookResult
 from lrfind.outputs.progress import Bars, sweep_bars, sweep_name
-from lrfind.settings.options import DEFAULT_METHOD, REPEATS, SweepSettings
 
 
 def range_test(
@@ -38,7 +39,7 @@ def range_test(
     progress: bool | None = None,
     **options: Any,
 ) -> NotebookResult:
-    """One LR range test on your objects, analysed: lrfind.engine.range_test.range_test,
+    """One LR range test on your objects, analysed: lrfind.engine.finder.range_test,
     whose keyword arguments `options` are (start_lr, end_lr, steps, method, seed, callback,
     ...), with a progress bar as `progress` says (None: when someone watches).
 
@@ -96,7 +97,7 @@ def find_lr(
     **options: Any,
 ) -> NotebookOutcome:
     """lrfind's default plan on your objects (the full sweep, focused repeats, their median):
-    lrfind.engine.range_test.find_lr, whose keyword arguments `options` are (repeats, method,
+    lrfind.engine.finder.find_lr, whose keyword arguments `options` are (repeats, method,
     seed, on_sweep, and range_test's), with one progress bar per sweep as `progress` says.
 
         outcome = lrfind.find_lr(model, optimizer, loss_fn, loader)

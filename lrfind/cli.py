@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
+import inspect
 import json
 import os
+import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,8 +34,9 @@ from rich.table import Table
 
 from lrfind import __version__
 from lrfind.core.schedules import DEFAULT_KIND, SCHEDULE_KINDS
+from lrfind.core.settings import PANELS
 from lrfind.errors import LrfindError
-from lrfind.settings.options import RunConfig, SweepSettings, TrainConfig, describe_default
+from lrfind.settings.options import RunConfig, TrainConfig, describe_default
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
     from lrfind.commands.run import RunOutcome
     from lrfind.commands.train import TrainingOutcome
     from lrfind.core.records import StepRecord
+    from lrfind.core.settings import SweepSettings
     from lrfind.engine.distributed import Ranks
     from lrfind.engine.trainer import EpochRecord
     from lrfind.outputs.progress import RichBars
@@ -69,7 +74,7 @@ app = typer.Typer(
     help="Learning-rate range test for PyTorch: sweep, find where the loss falls fastest and "
     "where it diverges, and get base/max LR bounds for your schedule.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion: the shell completes every choice
     pretty_exceptions_enable=False,
 )
 console = Console(emoji=False)  # `file.py:name:` in a message is text, not an emoji code
@@ -166,195 +171,105 @@ def _main(
     _debug_flag = debug
 
 
-def _shown(text: str, name: str, config: type = RunConfig) -> str:
-    """Help text with the default the settings declare (not a copy of it)."""
-    return f"{text} \\[default: {describe_default(config, name)}]"
+def Opt(
+    help: str, *names: str, metavar: str | None = None, flag: bool = False, panel: str = "Output"
+) -> Any:
+    """A command's own option (not a setting); flags take no value and show none."""
+    return typer.Option(
+        *names,
+        help=help,
+        metavar="" if flag else metavar,
+        show_default=False,
+        rich_help_panel=panel,
+    )
 
 
-def Opt(help: str, *names: str, metavar: str | None = None, flag: bool = False) -> Any:
-    """A Typer option; flags take no value and show none."""
-    return typer.Option(*names, help=help, metavar="" if flag else metavar, show_default=False)
+METAVARS = {int: "INTEGER", float: "FLOAT", Path: "PATH"}
 
 
-def Value(name: str, help: str, metavar: str, config: type = RunConfig) -> Any:
-    """An option whose value is checked by the settings, with their default in its help."""
-    return typer.Option(help=_shown(help, name, config), metavar=metavar, show_default=False)
+def _completer(choices: Any) -> Any:
+    """Shell completion of a setting's choices (a tuple, or a function giving one)."""
+
+    def complete(incomplete: str) -> list[str]:
+        return [choice for choice in choices if choice.startswith(incomplete)]
+
+    return complete
+
+
+def setting_parameter(config: type, field: dataclasses.Field[Any]) -> inspect.Parameter:
+    """The Typer option of one settings field, from its declaration (lrfind.core.settings
+    .option): values arrive as text and are checked by the settings, whose messages name the
+    value and the fix; a switch takes none."""
+    meta = field.metadata
+    hint = typing.get_type_hints(config)[field.name]
+    base = next((arg for arg in typing.get_args(hint) if arg is not type(None)), hint)
+    choices = tuple(meta["choices"])
+    text = meta["help"] + (f" One of: {', '.join(choices)}." if choices else "")
+    text += f" \\[default: {describe_default(config, field.name)}]"
+    names = (meta["flag"] or "--" + field.name.replace("_", "-")).split()
+    kind: Any = str | None
+    if base is bool:
+        kind = bool | None
+    elif typing.get_origin(base) is dict:
+        kind = list[str] | None  # --optimizer-arg KEY=VALUE, repeated
+    option = typer.Option(
+        *names,
+        help=text,
+        metavar="" if base is bool else meta["metavar"] or METAVARS.get(base, "NAME"),
+        show_default=False,
+        rich_help_panel=meta["panel"],
+        autocompletion=_completer(choices) if choices else None,
+    )
+    return inspect.Parameter(
+        field.name,
+        inspect.Parameter.KEYWORD_ONLY,
+        default=None,
+        annotation=Annotated[kind, option],
+    )
+
+
+def _panel_order(parameter: inspect.Parameter) -> int:
+    """Arguments first, then options panel by panel (lrfind.core.settings.PANELS)."""
+    info = typing.get_args(parameter.annotation)[1]
+    panel = getattr(info, "rich_help_panel", None)
+    return PANELS.index(panel) if panel in PANELS else -1
+
+
+def with_settings(config: type, names: tuple[str, ...] | None = None) -> Any:
+    """Give a command one option per field of `config` (or of `names` among them), declared
+    where the field is; the command receives the options given as `flags`, by field name."""
+
+    def decorate(command: Any) -> Any:
+        own = [
+            parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for parameter in inspect.signature(command, eval_str=True).parameters.values()
+            if parameter.name != "flags"
+        ]
+        fields = [
+            field for field in dataclasses.fields(config) if names is None or field.name in names
+        ]
+        settings = [setting_parameter(config, field) for field in fields]
+
+        @functools.wraps(command)
+        def with_flags(**given: Any) -> Any:
+            flags = {field.name: given.pop(field.name) for field in fields}
+            return command(
+                flags={name: value for name, value in flags.items() if value is not None},
+                **given,
+            )
+
+        parameters = sorted([*own, *settings], key=_panel_order)
+        with_flags.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        with_flags.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_flags
+
+    return decorate
 
 
 @app.command(cls=_Command)
+@with_settings(RunConfig)
 def run(
-    model: Annotated[
-        str | None,
-        Value("model", "lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.", "NAME"),
-    ] = None,
-    dataset: Annotated[
-        str | None,
-        Value(
-            "dataset",
-            "fashion-mnist, mnist, torchvision:<Class>, folder:PATH, file.py:fn or module:fn.",
-            "NAME",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, Value("data_dir", "Folder searched first for dataset files.", "PATH")
-    ] = None,
-    download: Annotated[
-        bool | None,
-        Opt(
-            _shown(
-                "Allow torchvision to download a missing built-in or torchvision: dataset.",
-                "download",
-            ),
-            "--download/--no-download",
-            flag=True,
-        ),
-    ] = None,
-    optimizer: Annotated[
-        str | None,
-        Value(
-            "optimizer",
-            "Any torch.optim name, any case (sgd, adam, adamw, rmsprop, nadam, radam, adagrad, "
-            "...), or module:Class / file.py:Class.",
-            "NAME",
-        ),
-    ] = None,
-    optimizer_args: Annotated[
-        list[str] | None,
-        Opt(
-            "A keyword argument of the optimizer; repeat for more (alpha=0.9, betas=0.9,0.99, "
-            "nesterov=true). \\[default: the optimizer's own]",
-            "--optimizer-arg",
-            metavar="KEY=VALUE",
-        ),
-    ] = None,
-    momentum: Annotated[str | None, Value("momentum", "SGD momentum.", "FLOAT")] = None,
-    weight_decay: Annotated[str | None, Value("weight_decay", "Weight decay.", "FLOAT")] = None,
-    batch_size: Annotated[str | None, Value("batch_size", "Mini-batch size.", "INTEGER")] = None,
-    loss: Annotated[
-        str | None,
-        Value(
-            "loss",
-            "cross-entropy, nll, bce (with logits), mse, l1, huber, smooth-l1, file.py:fn or "
-            "module:fn.",
-            "NAME",
-        ),
-    ] = None,
-    label_smoothing: Annotated[
-        str | None, Value("label_smoothing", "Cross-entropy label smoothing.", "FLOAT")
-    ] = None,
-    num_classes: Annotated[
-        str | None,
-        Value("num_classes", "Outputs per sample of a built-in model (classes).", "INTEGER"),
-    ] = None,
-    start_lr: Annotated[str | None, Value("start_lr", "First LR of the sweep.", "FLOAT")] = None,
-    end_lr: Annotated[str | None, Value("end_lr", "Last LR of the sweep.", "FLOAT")] = None,
-    steps: Annotated[
-        str | None, Value("steps", "Number of mini-batches (LR steps).", "INTEGER")
-    ] = None,
-    mode: Annotated[str | None, Value("mode", "exp or linear LR growth.", "NAME")] = None,
-    smoothing: Annotated[
-        str | None, Value("smoothing", "EMA factor in [0, 1) for the loss.", "FLOAT")
-    ] = None,
-    divergence_factor: Annotated[
-        str | None,
-        Value(
-            "divergence_factor",
-            "Smallest rise (in batch-noise deviations) that counts as divergence.",
-            "FLOAT",
-        ),
-    ] = None,
-    method: Annotated[
-        str | None,
-        Value("method", "Suggestion method: bottom, steepest, valley or minimum.", "NAME"),
-    ] = None,
-    repeats: Annotated[
-        str | None,
-        Value(
-            "repeats", "Focused sweeps after the full one; their median is recommended.", "INTEGER"
-        ),
-    ] = None,
-    refine: Annotated[
-        bool | None,
-        Opt(
-            _shown(
-                "Repeats sweep just below the divergence point (refine) or the full range.",
-                "refine",
-            ),
-            "--refine/--no-refine",
-            flag=True,
-        ),
-    ] = None,
-    auto_range: Annotated[
-        bool | None,
-        Opt(
-            _shown("Widen or narrow the LR range and rerun when it was wrong.", "auto_range"),
-            "--auto-range",
-            flag=True,
-        ),
-    ] = None,
-    val_batches: Annotated[
-        str | None,
-        Value("val_batches", "Held-out batches whose loss is recorded every step.", "INTEGER"),
-    ] = None,
-    weights: Annotated[
-        Path | None,
-        Value(
-            "weights", "Start from this state dict (torch.save(model.state_dict(), path)).", "PATH"
-        ),
-    ] = None,
-    seed: Annotated[
-        str | None, Value("seed", "Seed for model init and data order.", "INTEGER")
-    ] = None,
-    device: Annotated[str | None, Value("device", "auto, cpu, cuda or mps.", "NAME")] = None,
-    precision: Annotated[
-        str | None,
-        Value("precision", "fp32, bf16 or fp16 (autocast; fp16 with a GradScaler).", "NAME"),
-    ] = None,
-    accumulate: Annotated[
-        str | None, Value("accumulate", "Batches per optimizer step (one LR).", "INTEGER")
-    ] = None,
-    channels_last: Annotated[
-        bool | None,
-        Opt(
-            _shown("Channels-last memory for conv models.", "channels_last"),
-            "--channels-last",
-            flag=True,
-        ),
-    ] = None,
-    compile: Annotated[
-        bool | None,
-        Opt(
-            _shown("torch.compile the model (pays on long sweeps).", "compile"),
-            "--compile",
-            flag=True,
-        ),
-    ] = None,
-    stack_repeats: Annotated[
-        str | None,
-        Value(
-            "stack_repeats",
-            "Train the repeats' model copies stacked, as one run: auto (on CUDA), on or off.",
-            "NAME",
-        ),
-    ] = None,
-    snapshot: Annotated[
-        str | None,
-        Value(
-            "snapshot",
-            "Where the model's state waits during a sweep: auto (host memory off a GPU, a "
-            "file for a CPU model over 16 MiB), device, cpu or disk.",
-            "NAME",
-        ),
-    ] = None,
-    out: Annotated[Path | None, Value("out", "Run folder.", "PATH")] = None,
-    overwrite: Annotated[
-        bool | None,
-        Opt(_shown("Replace an existing run folder.", "overwrite"), "--overwrite", flag=True),
-    ] = None,
-    quiet: Annotated[
-        bool | None,
-        Opt(_shown("No live progress, only the summary.", "quiet"), "--quiet", "-q", flag=True),
-    ] = None,
+    flags: dict[str, Any],
     config: Annotated[
         Path | None,
         Opt(
@@ -362,6 +277,7 @@ def run(
             "--config",
             "-c",
             metavar="PATH",
+            panel="Model and data",
         ),
     ] = None,
     emit: Annotated[
@@ -375,7 +291,7 @@ def run(
     schedule: Annotated[
         str,
         Opt(
-            f"Schedule kind for --emit (see `lrfind apply --help`). \\[default: {DEFAULT_KIND}]",
+            f"Schedule kind for --emit: {KINDS_TEXT}. \\[default: {DEFAULT_KIND}]",
             metavar="NAME",
         ),
     ] = DEFAULT_KIND,
@@ -388,12 +304,6 @@ def run(
     ] = None,
 ) -> None:
     """Sweep the LR, analyse the curve and write sweep.csv, sweep.png and result.json."""
-    # Numbers arrive as text and are checked by the config, whose messages name the value.
-    flags = {
-        key: value
-        for key, value in locals().items()
-        if key not in ("config", "emit", "schedule", "tensorboard") and value is not None
-    }
     with _reported_errors():
         _run(flags, config, emit, schedule, tensorboard)
 
@@ -408,13 +318,10 @@ def _run(
     from lrfind.commands.apply import EMIT_FORMATS, snippet
     from lrfind.core.schedules import check_kind
     from lrfind.engine.distributed import Ranks
-    from lrfind.settings.optimizers import parse_optimizer_args
     from lrfind.settings.options import check_choice, load_config_file, resolve_config
 
-    if flags.get("optimizer_args"):  # --optimizer-arg key=value, repeated
-        flags["optimizer_args"] = parse_optimizer_args(flags["optimizer_args"])
-    else:
-        flags.pop("optimizer_args", None)
+    if not flags.get("optimizer_args", True):
+        del flags["optimizer_args"]  # Typer gives an empty list for no --optimizer-arg
     if emit is not None:
         check_choice("--emit format", emit, EMIT_FORMATS)
     check_kind(schedule)
@@ -646,28 +553,15 @@ def _print_snippets(schedules: dict[str, Any] | None, console: Console = console
 
 
 @app.command(cls=_Command)
+@with_settings(RunConfig, ("method", "smoothing", "divergence_factor"))
 def analyze(
+    flags: dict[str, Any],
     csv_file: Annotated[
         Path,
         typer.Argument(
             metavar="CSV_FILE", help="sweep.csv of a run, or any CSV with lr and loss columns."
         ),
     ],
-    method: Annotated[
-        str, Value("method", "Suggestion method: bottom, steepest, valley or minimum.", "NAME")
-    ] = RunConfig.method,
-    smoothing: Annotated[
-        float, Value("smoothing", "EMA factor in [0, 1) for the loss.", "FLOAT", SweepSettings)
-    ] = SweepSettings.smoothing,
-    divergence_factor: Annotated[
-        float,
-        Value(
-            "divergence_factor",
-            "Smallest rise (in batch-noise deviations) that counts as divergence.",
-            "FLOAT",
-            SweepSettings,
-        ),
-    ] = SweepSettings.divergence_factor,
     out: Annotated[
         Path | None,
         Opt("Output folder. \\[default: reanalysed-<method> beside the CSV]", metavar="PATH"),
@@ -679,12 +573,15 @@ def analyze(
     """Re-analyse a saved curve and write sweep.csv, sweep.png and result.json for it."""
     with _reported_errors():
         from lrfind.commands.analyze import analyze_file
+        from lrfind.settings.options import resolve_config
 
+        settings = resolve_config(None, flags)
+        method = settings.method
         reanalysis = analyze_file(
             csv_file,
             method=method,
-            smoothing=smoothing,
-            divergence_factor=divergence_factor,
+            smoothing=settings.smoothing,
+            divergence_factor=settings.divergence_factor,
             out=out,
             overwrite=overwrite,
         )
@@ -784,7 +681,9 @@ def _print_diff(diff: str) -> None:
 
 
 @app.command(cls=_Command)
+@with_settings(TrainConfig, ("epochs", "result", "seed", "device", "out", "overwrite", "quiet"))
 def train(
+    flags: dict[str, Any],
     config: Annotated[
         Path | None,
         Opt(
@@ -792,6 +691,7 @@ def train(
             "--config",
             "-c",
             metavar="PATH",
+            panel="Model and data",
         ),
     ] = None,
     schedule: Annotated[
@@ -800,10 +700,8 @@ def train(
             f"Schedule kind: {KINDS_TEXT}. Repeat to compare several. "
             f"\\[default: the config's kind, else {DEFAULT_KIND}]",
             metavar="NAME",
+            panel="Recommendation",
         ),
-    ] = None,
-    epochs: Annotated[
-        str | None, Value("epochs", "Epochs per schedule.", "INTEGER", TrainConfig)
     ] = None,
     baseline: Annotated[
         str | None,
@@ -811,28 +709,7 @@ def train(
             "Also train a constant-LR baseline at the recommended lr: `constant`. "
             "\\[default: none]",
             metavar="NAME",
-        ),
-    ] = None,
-    result: Annotated[
-        Path | None,
-        Value("result", "Take the bounds from this result.json.", "PATH", TrainConfig),
-    ] = None,
-    seed: Annotated[
-        str | None, Value("seed", "Seed for model init and data order.", "INTEGER", TrainConfig)
-    ] = None,
-    device: Annotated[
-        str | None, Value("device", "auto, cpu, cuda or mps.", "NAME", TrainConfig)
-    ] = None,
-    out: Annotated[
-        Path | None,
-        Opt("Run folder. \\[default: runs/train-<model>-<dataset>-<time>]", metavar="PATH"),
-    ] = None,
-    overwrite: Annotated[
-        bool | None,
-        Opt(
-            _shown("Replace an existing run folder.", "overwrite", TrainConfig),
-            "--overwrite",
-            flag=True,
+            panel="Recommendation",
         ),
     ] = None,
     force: Annotated[
@@ -841,6 +718,7 @@ def train(
             "Use a result measured on another setup anyway. \\[default: off]",
             "--force",
             flag=True,
+            panel="Recommendation",
         ),
     ] = False,
     tensorboard: Annotated[
@@ -850,25 +728,8 @@ def train(
             metavar="PATH",
         ),
     ] = None,
-    quiet: Annotated[
-        bool | None,
-        Opt(_shown("No live progress.", "quiet", TrainConfig), "--quiet", "-q", flag=True),
-    ] = None,
 ) -> None:
     """Train with the recommended schedule(s), and a constant baseline, and compare them."""
-    flags = {
-        name: value
-        for name, value in (
-            ("epochs", epochs),
-            ("result", result),
-            ("seed", seed),
-            ("device", device),
-            ("out", out),
-            ("overwrite", overwrite),
-            ("quiet", quiet),
-        )
-        if value is not None
-    }
     with _reported_errors():
         from lrfind.commands.train import BASELINE
         from lrfind.settings.options import check_choice, load_config_file, merge_options

@@ -16,13 +16,14 @@ class LrfindError(Exception):
     exit_code = 1
 
 
-class ConfigError(LrfindError):
-    """An option, flag or config file has a bad value. A usage error, so exit code 2."""
+class ConfigError(LrfindError, ValueError):
+    """An option, flag or config file has a bad value. A usage error, so exit code 2; a
+    `ValueError` too, so library users catch it as any bad argument."""
 
     exit_code = 2
 
 
-class SpecError(LrfindError):
+class SpecError(LrfindError, ValueError):
     """A model or dataset spec cannot be resolved (unknown name, missing file or function)."""
 
     exit_code = 2
@@ -45,7 +46,7 @@ class OutputError(LrfindError):
     """Results cannot be written (folder exists, not writable, disk full)."""
 
 
-class CurveFileError(LrfindError):
+class CurveFileError(LrfindError, ValueError):
     """The CSV given to `lrfind analyze` is not a usable loss-vs-LR curve. A usage error."""
 
     exit_code = 2

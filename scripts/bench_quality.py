@@ -58,10 +58,10 @@ from torch import nn
 from lrfind.core.analysis import Recommendation, analyze
 from lrfind.core.plan import search
 from lrfind.core.records import RangeTestResult
-from lrfind.engine.range_test import range_test
+from lrfind.core.settings import SearchSettings, SweepSettings
+from lrfind.engine.finder import range_test
 from lrfind.engine.trainer import train_epochs
 from lrfind.outputs.files import write_atomic
-from lrfind.settings.options import SearchSettings, SweepSettings
 from lrfind.setup.batches import BatchRule, batch_loss
 
 GRID_FILE = Path(__file__).with_name("quality_grid.json")

@@ -38,7 +38,7 @@ from bench_tasks import CACHE_DIR
 
 from lrfind.core.analysis import Recommendation, median_pinned, middle_suggestions
 from lrfind.core.plan import MIN_REPEATS, focus_range
-from lrfind.settings.options import SweepSettings
+from lrfind.core.settings import SweepSettings
 
 USER_SEEDS = (0, 100, 200, 300, 400)
 TUNING_CONFIGS = ("lenet-sgd-256", "mlp-sgd-32", "lenet-adam-128")  # the rule was chosen here

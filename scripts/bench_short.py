@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_quality import CONFIGS, Bench, BenchConfig, sweep_runner
 
 from lrfind.core.plan import search
-from lrfind.settings.options import SearchSettings, SweepSettings
+from lrfind.core.settings import SearchSettings, SweepSettings
 
 AGREEMENT = 0.5  # decades
 STEPS = (100, 85, 70, 50, 30)

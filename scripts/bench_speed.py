@@ -132,9 +132,9 @@ import torch
 sys.path.insert(0, {root!r})
 from torch import nn
 from lrfind.setup import data, models
-from lrfind.settings.options import SweepSettings
+from lrfind.core.settings import SweepSettings
 from lrfind.engine.stacked import stacked_range_tests
-from lrfind.engine.range_test import range_test
+from lrfind.engine.finder import range_test
 
 device = torch.device({device!r})
 loaded = data.load_builtin("fashion-mnist", {data!r}, allow_download=False)
@@ -174,7 +174,7 @@ import sys, time
 import torch
 sys.path.insert(0, {root!r})
 from torch import nn
-from lrfind.engine.range_test import range_test
+from lrfind.engine.finder import range_test
 
 device = torch.device({device!r})
 width, contender, steps, warm, batch = {width}, {contender!r}, {steps}, {warm}, {batch}

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import lrfind
 import lrfind.core
 
@@ -80,9 +82,14 @@ def test_the_scan_finds_what_it_looks_for() -> None:
     ]
 
 
-def test_the_method_names_users_may_choose_are_the_methods_the_core_has() -> None:
-    from lrfind.core.analysis import METHODS
-    from lrfind.settings.options import DEFAULT_METHOD, METHOD_NAMES
+def test_every_method_a_user_may_choose_answers_on_a_clean_curve() -> None:
+    from lrfind.core.analysis import analyze
+    from lrfind.core.methods import DEFAULT_METHOD, METHODS
 
-    assert sorted(METHODS) == sorted(METHOD_NAMES)
-    assert DEFAULT_METHOD in METHOD_NAMES
+    lrs = np.logspace(-5, 0, 100)
+    losses = 2.3 - 2.0 / (1 + np.exp(-4 * (np.log10(lrs) + 3))) + np.where(lrs > 0.1, 50 * lrs, 0)
+    assert DEFAULT_METHOD in METHODS
+    for method in METHODS:
+        recommendation = analyze(lrs, losses, method=method).recommendation
+        assert recommendation is not None, method
+        assert 1e-5 < recommendation.max_lr < 0.3, method

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from lrfind.cli import app
 from lrfind.commands import run as pipeline
-from lrfind.settings.options import REPEATS, RunConfig
+from lrfind.core.settings import REPEATS
+from lrfind.settings.options import RunConfig
 from lrfind.setup import models
 from tests.conftest import write_python
 

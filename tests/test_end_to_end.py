@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lrfind import range_test
-from lrfind.settings.options import REPEATS
+from lrfind.core.settings import REPEATS
 from lrfind.setup import data
 from lrfind.setup.models import build_model
 

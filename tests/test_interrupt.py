@@ -15,7 +15,8 @@ import pytest
 
 from lrfind.commands import run as pipeline
 from lrfind.core.records import StepRecord
-from lrfind.settings.options import REPEATS, RunConfig
+from lrfind.core.settings import REPEATS
+from lrfind.settings.options import RunConfig
 
 
 def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_path: Path) -> None:

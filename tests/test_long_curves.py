@@ -26,7 +26,7 @@ from lrfind.core.analysis import (
     ema,
     first_divergence,
 )
-from lrfind.engine.range_test import range_test
+from lrfind.engine.finder import range_test
 from lrfind.errors import OutputError
 from lrfind.outputs import curves as curve_files
 from lrfind.outputs.curves import (

@@ -20,12 +20,12 @@ from torch.utils.data import DataLoader, TensorDataset
 import lrfind
 from lrfind.core.analysis import METHODS, analyze
 from lrfind.core.records import RangeTestResult, StepRecord
-from lrfind.engine import range_test as engine
+from lrfind.core.settings import SweepSettings
+from lrfind.engine import finder as engine
 from lrfind.errors import ConfigError
 from lrfind.outputs.curves import CSV_COLUMNS, AnalysedCurve, write_sweep_csv
 from lrfind.outputs.notebook import NotebookOutcome, NotebookResult
 from lrfind.outputs.progress import RichBars, TextBars, sweep_bars
-from lrfind.settings.options import SweepSettings
 
 SWEEP = {"start_lr": 1e-4, "end_lr": 100.0, "steps": 60}
 

@@ -27,7 +27,7 @@ from lrfind.core.records import (
     RangeTestResult,
     StepRecord,
 )
-from lrfind.settings.options import SearchSettings, SweepSettings
+from lrfind.core.settings import SearchSettings, SweepSettings
 from tests.test_analysis import synthetic_loss
 from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
 

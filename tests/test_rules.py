@@ -12,8 +12,8 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from lrfind.engine.finder import range_test
 from lrfind.engine.loop import user_code_errors
-from lrfind.engine.range_test import range_test
 from lrfind.errors import ConfigError, DataError, SpecError, SweepError, UserCodeError
 from lrfind.settings.options import RunConfig
 from lrfind.setup import models, samples

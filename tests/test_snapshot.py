@@ -14,8 +14,9 @@ from torch import nn
 
 from lrfind.core.plan import search
 from lrfind.core.records import SnapshotPlace
+from lrfind.core.settings import SearchSettings, SweepSettings
 from lrfind.engine import snapshot as snapshots
-from lrfind.engine.range_test import range_test
+from lrfind.engine.finder import range_test
 from lrfind.engine.snapshot import (
     SMALL_STATE_BYTES,
     choose_place,
@@ -25,7 +26,7 @@ from lrfind.engine.snapshot import (
 )
 from lrfind.errors import ConfigError, SweepError
 from lrfind.outputs.documents import search_blocks
-from lrfind.settings.options import RunConfig, SearchSettings, SweepSettings
+from lrfind.settings.options import RunConfig
 from tests.test_sweep import tiny_task
 
 MiB = 2**20

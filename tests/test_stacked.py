@@ -21,10 +21,11 @@ from lrfind.core.records import (
     RangeTestResult,
     StepRecord,
 )
+from lrfind.core.settings import SweepSettings
 from lrfind.engine.distributed import Ranks
 from lrfind.engine.stacked import PerCopyLoss, memory_problem, stack_problem, stacked_range_tests
 from lrfind.errors import ConfigError, SweepError
-from lrfind.settings.options import RunConfig, SweepSettings
+from lrfind.settings.options import RunConfig
 from tests.test_cli import assert_clean_failure, invoke, tiny_run_arguments
 from tests.test_sweep import tiny_model, tiny_task
 

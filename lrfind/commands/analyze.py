@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from lrfind.core.analysis import Recommendation, analyze, check_method, combine, unconfirmed
+from lrfind.core.settings import SweepSettings
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
 from lrfind.outputs.documents import document, recommendation_blocks, sweep_document
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
-from lrfind.settings.options import SweepSettings
 
 
 @dataclass(frozen=True)

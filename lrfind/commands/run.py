@@ -27,8 +27,8 @@ from torch import nn
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
+from lrfind.engine.finder import range_test
 from lrfind.engine.loop import endless_batches, to_device, user_code_errors
-from lrfind.engine.range_test import range_test
 from lrfind.engine.snapshot import device_free_bytes
 from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
 from lrfind.errors import ConfigError

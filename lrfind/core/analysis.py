@@ -21,8 +21,10 @@ from functools import cached_property
 
 import numpy as np
 
+from lrfind.core.methods import DEFAULT_METHOD
+from lrfind.core.methods import METHODS as METHOD_NAMES
+from lrfind.core.settings import MIN_USABLE_POINTS, SweepSettings, check_choice
 from lrfind.errors import ConfigError, SweepError
-from lrfind.settings.options import DEFAULT_METHOD, MIN_USABLE_POINTS, SweepSettings
 
 # A cycle needs amplitude: base_lr is never above this fraction of max_lr.
 MAX_BASE_FRACTION = 0.25
@@ -369,12 +371,13 @@ METHODS: dict[str, SuggestionMethod] = {}
 
 
 def check_method(name: str) -> None:
-    """Refuse a method name that is not registered, listing those that are."""
-    if name not in METHODS:
-        raise ConfigError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
+    """Refuse a method name that is not one of lrfind.core.methods, listing those that are."""
+    check_choice("method", name, list(METHOD_NAMES))
 
 
 def register(name: str) -> Callable[[SuggestionMethod], SuggestionMethod]:
+    """Implement the method of lrfind.core.methods called `name`."""
+
     def decorate(method: SuggestionMethod) -> SuggestionMethod:
         METHODS[name] = method
         return method

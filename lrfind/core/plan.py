@@ -32,7 +32,7 @@ from lrfind.core.analysis import (
     unconfirmed,
 )
 from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
-from lrfind.settings.options import MAX_STEPS, MIN_USABLE_POINTS, SearchSettings, SweepSettings
+from lrfind.core.settings import MAX_STEPS, MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
 # this many above it (a short sweep from a fresh model diverges somewhat later), and reach

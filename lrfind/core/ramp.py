@@ -5,8 +5,8 @@ sweep_lrs(1e-7, 10.0, 100, "exp")[:3]   # [1e-07, 1.2e-07, 1.4e-07]
 
 from __future__ import annotations
 
+from lrfind.core.settings import MODES
 from lrfind.errors import ConfigError
-from lrfind.settings.options import MODES
 
 
 def sweep_lrs(start_lr: float, end_lr: float, steps: int, mode: str) -> list[float]:

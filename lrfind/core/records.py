@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lrfind.core.analysis import Analysis, Recommendation, analyze
-from lrfind.settings.options import SweepSettings
+from lrfind.core.settings import SweepSettings
 
 STOP_COMPLETED = "completed"  # every planned step ran
 STOP_DIVERGED = "diverged"  # see lrfind.core.analysis.DivergenceDetector

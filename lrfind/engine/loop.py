@@ -2,7 +2,7 @@
 
     outcome = sweep_loop(trainee, [endless_batches(loader)], settings, device, LoopOptions())
 
-A `Trainee` is what the loop trains: one model (lrfind.engine.range_test) or K stacked copies
+A `Trainee` is what the loop trains: one model (lrfind.engine.finder) or K stacked copies
 of one (lrfind.engine.stacked). The loop does everything else, the same way for both: it sets
 the LR of every parameter group (keeping their ratios to the first group's), accumulates
 gradients, steps the optimizer (with a GradScaler under fp16), averages the loss over torchrun
@@ -30,9 +30,9 @@ from lrfind.core.records import (
     STOP_NON_FINITE,
     StepRecord,
 )
+from lrfind.core.settings import SweepSettings
 from lrfind.engine.distributed import Ranks
 from lrfind.errors import LrfindError, SweepError, UserCodeError, noted
-from lrfind.settings.options import SweepSettings
 from lrfind.setup.batches import Batch
 
 # fp16: a GradScaler skips steps whose gradients overflow; the LR holds while it finds its

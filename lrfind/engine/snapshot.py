@@ -43,8 +43,9 @@ from typing import Any
 import torch
 
 from lrfind.core.records import SnapshotPlace
+from lrfind.core.settings import check_choice
 from lrfind.errors import SweepError
-from lrfind.settings.options import SNAPSHOT_PLACES, check_choice
+from lrfind.settings.options import SNAPSHOT_PLACES
 
 # A CPU model's state up to this size is copied in memory: a small share of what a process
 # that has imported torch already holds, so a file is not worth it (docs/speed.md).

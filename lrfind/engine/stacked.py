@@ -28,7 +28,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
+from lrfind.core.settings import SweepSettings
+from lrfind.engine.finder import check_sweep_options
 from lrfind.engine.loop import (
     LoopOptions,
     endless_batches,
@@ -36,10 +39,8 @@ from lrfind.engine.loop import (
     sweep_loop,
     to_device,
 )
-from lrfind.engine.range_test import check_sweep_options
 from lrfind.engine.snapshot import DEVICE_SHARE
 from lrfind.errors import ConfigError, SweepError
-from lrfind.settings.options import DEFAULT_METHOD, SweepSettings
 from lrfind.setup.batches import Batch, BatchRule, LossFunction, mean_loss, read_outputs
 
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]

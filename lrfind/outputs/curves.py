@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from lrfind.core.analysis import Analysis, Recommendation
+from lrfind.core.settings import MIN_USABLE_POINTS
 from lrfind.errors import CurveFileError
 from lrfind.outputs.files import csv_cell, csv_column, write_csv_blocks
 from lrfind.outputs.plots import CurveLines, PlotMarks, render_plot
-from lrfind.settings.options import MIN_USABLE_POINTS
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
 CSV_BLOCK_ROWS = 2**16  # rows of sweep.csv formatted at a time: a few MB of text

@@ -22,11 +22,11 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from lrfind.core.analysis import Recommendation
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import SearchOutcome, Sweep, recommendations_by_method
 from lrfind.core.records import RangeTestResult
 from lrfind.outputs.curves import CSV_COLUMNS, AnalysedCurve, plot_marks, sweep_rows
 from lrfind.outputs.plots import sweep_figure
-from lrfind.settings.options import DEFAULT_METHOD
 
 if TYPE_CHECKING:
     import pandas as pd

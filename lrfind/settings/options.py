@@ -2,9 +2,12 @@
 
     lrfind run --config configs/sweep-lenet-sgd.yaml --steps 200
 
-Precedence is defaults < config file < command-line flags. Config files are YAML, TOML or
-JSON mappings whose keys are the option names (`start_lr` or `start-lr`). Every value is
-checked before any work starts, and a bad one raises `ConfigError` naming the value and the fix.
+Each option is one field, declared once with `option()`: its default, the reason beside it,
+its help, its `--help` panel and its choices; the CLI's flags, config files and validation all
+follow from it. Precedence is defaults < config file < command-line flags. Config files are
+YAML, TOML or JSON mappings whose keys are the option names (`start_lr` or `start-lr`). Every
+value is checked before any work starts, and a bad one raises `ConfigError` naming the value
+and the fix.
 """
 
 from __future__ import annotations
@@ -18,105 +21,48 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from lrfind.core.methods import DEFAULT_METHOD, METHODS
+from lrfind.core.settings import (
+    SearchSettings,
+    SweepSettings,
+    check_choice,
+    check_positive,
+    option,
+)
 from lrfind.errors import ConfigError
 from lrfind.settings.formats import parse_document, read_text
 from lrfind.settings.layouts import optimizer_fields, read_setup
 from lrfind.settings.optimizers import (
     check_optimizer_args,
     check_optimizer_name,
+    parse_optimizer_args,
     stacking_problem,
 )
 
 Config = TypeVar("Config")
 
-# The losses by name (built in lrfind.setup.losses); any other is a file.py:fn or module:fn spec.
-LOSSES = ("cross-entropy", "nll", "bce", "mse", "l1", "huber", "smooth-l1")
+# The losses by name, each with the torch.nn class lrfind.setup.losses builds for it; any other
+# loss is a file.py:fn or module:fn spec.
+LOSSES = {
+    "cross-entropy": "CrossEntropyLoss",
+    "nll": "NLLLoss",
+    "bce": "BCEWithLogitsLoss",
+    "mse": "MSELoss",
+    "l1": "L1Loss",
+    "huber": "HuberLoss",
+    "smooth-l1": "SmoothL1Loss",
+}
 # Losses whose targets are class indices: the model's outputs are one logit per class.
 CLASS_INDEX_LOSSES = ("cross-entropy", "nll")
-MODES = ("exp", "linear")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("fp32", "bf16", "fp16")
-# Train the repeats' model copies stacked, as one (lrfind.engine.stacked). auto: on CUDA, which it
-# is built for; on this project's CPU it measured slower than one copy after another.
+# Train the repeats' model copies stacked, as one (lrfind.engine.stacked). auto: on CUDA, which
+# it is built for; on a CPU one copy after another is faster.
 STACK_REPEATS = ("auto", "on", "off")
 # Where range_test keeps the model's state while it sweeps (lrfind.engine.snapshot). auto: host
 # memory for a model on an accelerator, a file for a CPU model over 16 MiB, by the free memory.
 SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
-# The most focused repeats of the default plan; they stop as soon as their median is pinned
-# (lrfind.core.plan), usually after four to six. Eleven let a repeat in two find no answer
-# and still give one (LeNet/Adam needed ten on one seed in scripts/bench_repeats.py).
-REPEATS = 11
-MAX_STEPS = 1_000_000  # steps of one sweep at most
-# Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
-# the shortest curve `lrfind analyze` reads, and the least a sweep must keep to be focused on.
-MIN_USABLE_POINTS = 10
-# The suggestion methods a user can choose (implemented in lrfind.core.analysis.METHODS).
-METHOD_NAMES = ("bottom", "steepest", "valley", "minimum")
 MAX_SEED = 2**64 - 1 - 100  # torch takes 64-bit seeds; repeats use seed + 1 .. seed + 100
-DEFAULT_METHOD = "bottom"  # chosen by scripts/bench_quality.py; see lrfind.core.analysis
-
-
-@dataclass(frozen=True)
-class SweepSettings:
-    """The knobs of one LR range test, shared by the CLI and `lrfind.range_test`."""
-
-    start_lr: float = 1e-7  # below any useful rate for common models, so the flat start is seen
-    end_lr: float = 10.0  # above where SGD and Adam diverge on common models
-    steps: int = 100  # enough points for a readable curve; seconds on a small CPU model
-    mode: str = "exp"  # an exponential ramp spends equal steps on every decade
-    smoothing: float = 0.9  # EMA beta: about 10 steps of memory, a tenth of the default sweep
-    divergence_factor: float = 4.0  # a rise of 4 batch-noise deviations is no longer noise
-
-    def __post_init__(self) -> None:
-        _check_positive("start_lr", self.start_lr)
-        _check_positive("end_lr", self.end_lr)
-        if self.start_lr >= self.end_lr:
-            raise ConfigError(
-                f"start_lr must be below end_lr; got {self.start_lr:g} >= {self.end_lr:g}. "
-                "Swap them or widen the range (e.g. --start-lr 1e-7 --end-lr 10)."
-            )
-        if not math.isfinite(self.end_lr / self.start_lr):
-            raise ConfigError(
-                f"the range from start_lr {self.start_lr:g} to end_lr {self.end_lr:g} spans "
-                "more decades than a float can hold, so the sweep's rates would overflow. "
-                "Narrow it to the rates a model can train at, e.g. --start-lr 1e-7 --end-lr 10."
-            )
-        if not MIN_USABLE_POINTS <= self.steps <= MAX_STEPS:
-            raise ConfigError(
-                f"steps must be between {MIN_USABLE_POINTS} and {MAX_STEPS}; got {self.steps}. A "
-                f"curve needs at least {MIN_USABLE_POINTS} points to analyse; 100 is a good "
-                "default (--steps 100)."
-            )
-        check_choice("mode", self.mode, MODES)
-        if not 0.0 <= self.smoothing < 1.0:
-            raise ConfigError(
-                f"smoothing is an EMA factor in [0, 1); got {self.smoothing:g}. "
-                "Use 0 for no smoothing or e.g. --smoothing 0.9."
-            )
-        if not self.divergence_factor > 1.0 or not math.isfinite(self.divergence_factor):
-            raise ConfigError(
-                f"divergence_factor must be a finite number above 1; got "
-                f"{self.divergence_factor:g}. It is the smallest rise of the smoothed loss, "
-                "in batch-noise deviations, that counts as divergence; 4 is typical "
-                "(--divergence-factor 4)."
-            )
-
-
-@dataclass(frozen=True)
-class SearchSettings:
-    """How many sweeps one recommendation takes (lrfind.core.plan)."""
-
-    repeats: int = REPEATS  # see REPEATS
-    refine: bool = True  # repeats sweep just below the divergence point; False: full range
-    auto_range: bool = False  # widen or narrow the range and retry when it was wrong
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.repeats <= 100:
-            raise ConfigError(
-                f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
-                "single sweep; repeats stop once their median is pinned (default: at most "
-                f"{REPEATS})."
-            )
 
 
 @dataclass(frozen=True)
@@ -125,23 +71,86 @@ class SetupSettings:
 
     Declared once; `RunConfig` and `TrainConfig` add their own fields after these."""
 
-    model: str = "lenet"  # the network of the Fashion-MNIST chapter this tool grew from
-    dataset: str = "fashion-mnist"  # real, small, and packaged offline by Debian
-    data_dir: Path | None = None  # searched first; then $LRFIND_DATA_DIR, cache, system dirs
-    download: bool = True  # fetch through torchvision only when no local copy is found
-    optimizer: str = "sgd"  # plain SGD, as in the chapter; its LR range is the most sensitive
-    momentum: float = 0.0  # plain SGD by default; 0.9 is the usual choice with momentum
-    weight_decay: float = 0.0  # no regularisation: the sweep is about optimisation speed
-    optimizer_args: dict[str, Any] | None = None  # other keyword arguments (betas, alpha, ...)
-    batch_size: int = 256  # what the chapter used; large enough for a low-noise curve
-    loss: str = "cross-entropy"  # the loss of classification, the task of the built-in data
-    label_smoothing: float = 0.0  # cross-entropy only; 0.1 is the usual choice when used
-    num_classes: int | None = None  # outputs of a built-in model; default: read from the data
-    seed: int = 0  # model init and data order; the same seed gives the same run
-    device: str = "auto"  # cuda, then mps, then cpu
-    out: Path | None = None  # run folder; default runs/<model>-<dataset>-<timestamp>
-    overwrite: bool = False  # never replace an existing run folder unless asked
-    quiet: bool = False  # no live progress, only the summary
+    # the network of the Fashion-MNIST chapter this tool grew from
+    model: str = option(
+        "lenet",
+        "lenet, mlp, cnn, torchvision:<name>, file.py:fn or module:fn.",
+        panel="Model and data",
+        metavar="NAME",
+    )
+    # real, small, and packaged offline by Debian
+    dataset: str = option(
+        "fashion-mnist",
+        "fashion-mnist, mnist, torchvision:<Class>, folder:PATH, file.py:fn or module:fn.",
+        panel="Model and data",
+        metavar="NAME",
+    )
+    data_dir: Path | None = option(
+        None,
+        "Folder searched first for dataset files.",
+        panel="Model and data",
+        unset="none: $LRFIND_DATA_DIR, the cache, system folders",
+    )
+    # fetch through torchvision only when no local copy is found
+    download: bool = option(
+        True,
+        "Allow torchvision to download a missing built-in or torchvision: dataset.",
+        panel="Model and data",
+        flag="--download/--no-download",
+    )
+    # plain SGD, as in the chapter; its LR range is the most sensitive
+    optimizer: str = option(
+        "sgd",
+        "Any torch.optim name, any case (sgd, adam, adamw, rmsprop, nadam, radam, adagrad, "
+        "...), or module:Class / file.py:Class.",
+        panel="Optimizer",
+        metavar="NAME",
+    )
+    # plain SGD by default; 0.9 is the usual choice with momentum
+    momentum: float = option(0.0, "SGD momentum.", panel="Optimizer")
+    # no regularisation: the sweep is about optimisation speed
+    weight_decay: float = option(0.0, "Weight decay.", panel="Optimizer")
+    optimizer_args: dict[str, Any] | None = option(
+        None,
+        "A keyword argument of the optimizer; repeat for more (alpha=0.9, betas=0.9,0.99, "
+        "nesterov=true).",
+        panel="Optimizer",
+        metavar="KEY=VALUE",
+        flag="--optimizer-arg",
+        unset="the optimizer's own",
+    )
+    # what the chapter used; large enough for a low-noise curve
+    batch_size: int = option(256, "Mini-batch size.", panel="Model and data")
+    # the loss of classification, the task of the built-in data
+    loss: str = option(
+        "cross-entropy",
+        "Loss by name (bce is with logits), or file.py:fn / module:fn.",
+        panel="Model and data",
+        metavar="NAME",
+        choices=tuple(LOSSES),
+    )
+    # cross-entropy only; 0.1 is the usual choice when used
+    label_smoothing: float = option(0.0, "Cross-entropy label smoothing.", panel="Model and data")
+    num_classes: int | None = option(
+        None,
+        "Outputs per sample of a built-in model (classes).",
+        panel="Model and data",
+        unset="read from the dataset",
+    )
+    # model init and data order; the same seed gives the same run
+    seed: int = option(0, "Seed for model init and data order.", panel="Sweep")
+    # cuda, then mps, then cpu
+    device: str = option(
+        "auto", "Where to train.", panel="Performance", metavar="NAME", choices=DEVICES
+    )
+    out: Path | None = option(None, "Run folder.", panel="Output", unset="a new folder under runs/")
+    # never replace an existing run folder unless asked
+    overwrite: bool = option(
+        False, "Replace an existing run folder.", panel="Output", flag="--overwrite"
+    )
+    quiet: bool = option(
+        False, "No live progress, only the summary.", panel="Output", flag="--quiet -q"
+    )
 
     def __post_init__(self) -> None:
         check_optimizer_name(self.optimizer)  # resolved, arguments checked: lrfind.setup
@@ -207,33 +216,70 @@ class SetupSettings:
 
 
 @dataclass(frozen=True)
-class RunConfig(SetupSettings):
-    """Everything `lrfind run` needs. Construction validates every field."""
+class RunConfig(SearchSettings, SweepSettings, SetupSettings):
+    """Everything `lrfind run` needs: the setup, the sweep's and the plan's knobs (their
+    fields in that order), then these. Construction validates every field."""
 
-    start_lr: float = SweepSettings.start_lr
-    end_lr: float = SweepSettings.end_lr
-    steps: int = SweepSettings.steps
-    mode: str = SweepSettings.mode
-    smoothing: float = SweepSettings.smoothing
-    divergence_factor: float = SweepSettings.divergence_factor
-    method: str = DEFAULT_METHOD  # how a curve becomes a suggestion
-    repeats: int = SearchSettings.repeats
-    refine: bool = SearchSettings.refine
-    auto_range: bool = SearchSettings.auto_range
-    val_batches: int = 0  # held-out batches whose loss is recorded at every step
-    weights: Path | None = None  # start from this state dict (fine-tuning); default: fresh init
-    precision: str = "fp32"  # bf16/fp16 autocast pays on GPUs; fp32 is exact everywhere
-    accumulate: int = 1  # batches per optimizer step, for a larger batch than memory allows
-    channels_last: bool = False  # NHWC memory for conv nets; a small, noisy win here (docs)
-    compile: bool = False  # torch.compile: a LeNet sweep took 22.9 s with it, 1.2 s without
-    stack_repeats: str = "auto"  # see STACK_REPEATS
-    snapshot: str = "auto"  # see SNAPSHOT_PLACES: a copy beside the model doubles its state
+    # how a curve becomes a suggestion
+    method: str = option(
+        DEFAULT_METHOD,
+        "Suggestion method.",
+        panel="Recommendation",
+        metavar="NAME",
+        choices=tuple(METHODS),
+    )
+    val_batches: int = option(
+        0, "Held-out batches whose loss is recorded every step.", panel="Sweep"
+    )
+    weights: Path | None = option(
+        None,
+        "Start from this state dict (torch.save(model.state_dict(), path)).",
+        panel="Model and data",
+        unset="fresh initial weights",
+    )
+    # bf16/fp16 autocast pays on GPUs; fp32 is exact everywhere
+    precision: str = option(
+        "fp32",
+        "Autocast precision (fp16 with a GradScaler).",
+        panel="Performance",
+        metavar="NAME",
+        choices=PRECISIONS,
+    )
+    # batches per optimizer step, for a larger batch than memory allows
+    accumulate: int = option(1, "Batches per optimizer step (one LR).", panel="Performance")
+    # NHWC memory for conv nets; a small, noisy win on a CPU (docs/speed.md)
+    channels_last: bool = option(
+        False, "Channels-last memory for conv models.", panel="Performance", flag="--channels-last"
+    )
+    # torch.compile: its start-up outweighs a short sweep on a small model (docs/speed.md)
+    compile: bool = option(
+        False,
+        "torch.compile the model (pays on long sweeps).",
+        panel="Performance",
+        flag="--compile",
+    )
+    stack_repeats: str = option(
+        "auto",
+        "Train the repeats' model copies stacked, as one run (auto: on CUDA).",
+        panel="Performance",
+        metavar="NAME",
+        choices=STACK_REPEATS,
+    )
+    # a copy beside the model doubles its state
+    snapshot: str = option(
+        "auto",
+        "Where the model's state waits during a sweep (auto: host memory off a GPU, a file "
+        "for a CPU model over 16 MiB).",
+        panel="Performance",
+        metavar="NAME",
+        choices=SNAPSHOT_PLACES,
+    )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        self.sweep_settings()  # validates the sweep fields
-        self.search_settings()  # validates repeats
-        check_choice("method", self.method, METHOD_NAMES)
+        SetupSettings.__post_init__(self)
+        SweepSettings.__post_init__(self)
+        SearchSettings.__post_init__(self)
+        check_choice("method", self.method, tuple(METHODS))
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("stack_repeats", self.stack_repeats, STACK_REPEATS)
         check_choice("snapshot", self.snapshot, SNAPSHOT_PLACES)
@@ -263,36 +309,36 @@ class RunConfig(SetupSettings):
             return "--compile"
         return stacking_problem(self.optimizer)
 
-    def sweep_settings(self) -> SweepSettings:
-        return SweepSettings(
-            **{field.name: getattr(self, field.name) for field in dataclasses.fields(SweepSettings)}
-        )
-
-    def search_settings(self) -> SearchSettings:
-        return SearchSettings(
-            **{
-                field.name: getattr(self, field.name)
-                for field in dataclasses.fields(SearchSettings)
-            }
-        )
-
 
 @dataclass(frozen=True)
 class TrainConfig(SetupSettings):
     """Everything `lrfind train` needs. The schedule's kind is checked against
     lrfind.core.schedules.KINDS when training starts."""
 
-    epochs: int = 5  # enough to tell schedules apart on Fashion-MNIST (docs/train.md)
-    lr: float | None = None  # the constant schedule and baseline; default: the recommended lr
-    scheduler: dict[str, Any] | None = None  # a schedule, as `lrfind apply` writes it
-    result: Path | None = None  # result.json to take the bounds from; default: sweep first
+    # enough to tell schedules apart on Fashion-MNIST (docs/train.md)
+    epochs: int = option(5, "Epochs per schedule.", panel="Sweep")
+    lr: float | None = option(
+        None,
+        "The constant schedule's rate and the baseline's.",
+        panel="Recommendation",
+        unset="the recommended lr",
+    )
+    scheduler: dict[str, Any] | None = option(
+        None, "A schedule, as `lrfind apply` writes it.", panel="Recommendation", unset="none"
+    )
+    result: Path | None = option(
+        None,
+        "Take the bounds from this result.json.",
+        panel="Recommendation",
+        unset="sweep first",
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not 1 <= self.epochs <= 100_000:
             raise ConfigError(f"epochs must be a positive integer; got {self.epochs}. Try 5.")
         if self.lr is not None:
-            _check_positive("lr", self.lr)
+            check_positive("lr", self.lr)
         if self.scheduler is not None and not isinstance(self.scheduler.get("kind"), str):
             raise ConfigError(
                 "scheduler in the training config has no `kind`; add e.g. "
@@ -378,38 +424,13 @@ def _same_value(measured: Any, wanted: Any) -> bool:
         return bool(measured == wanted)
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not (value > 0 and math.isfinite(value)):
-        flag = "--" + name.replace("_", "-")
-        raise ConfigError(
-            f"{name} must be a positive, finite number; got {value:g}. Pass e.g. {flag} 1e-3."
-        )
-
-
-def check_choice(name: str, value: str, choices: tuple[str, ...] | list[str]) -> None:
-    if value not in choices:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of: {', '.join(choices)}.")
-
-
-# What an option left unset means, where its default is no value: shown in --help.
-UNSET_MEANS = {
-    "data_dir": "none: $LRFIND_DATA_DIR, the cache, system folders",
-    "out": "runs/<model>-<dataset>-<time>",
-    "weights": "fresh initial weights",
-    "lr": "the recommended lr",
-    "scheduler": "none",
-    "result": "sweep first",
-    "num_classes": "read from the dataset",
-    "optimizer_args": "the optimizer's own defaults",
-}
-
-
 def describe_default(config_class: type, name: str) -> str:
     """The default of `config_class.name` as --help shows it: the value, on/off for a
     switch, or what leaving it unset means."""
-    value = next(field.default for field in dataclasses.fields(config_class) if field.name == name)
+    field = next(field for field in dataclasses.fields(config_class) if field.name == name)
+    value = field.default
     if value is None:
-        return UNSET_MEANS[name]
+        return str(field.metadata["unset"])
     if isinstance(value, bool):
         return "on" if value else "off"
     if isinstance(value, float):
@@ -546,6 +567,8 @@ def _coerce(key: str, value: Any, hint: Any, origin: str) -> Any:
     if typing.get_origin(base) is dict:
         if isinstance(value, Mapping):
             return dict(value)
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return parse_optimizer_args(value)  # KEY=VALUE items, as the CLI's flag repeats
         raise ConfigError(f"{key} in {origin} must be a mapping of keys to values; got {shown}.")
     if base is Path:
         if not isinstance(value, (str, Path)):

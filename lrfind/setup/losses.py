@@ -3,16 +3,16 @@
     lrfind run --loss mse --dataset my_data.py:regression --model my_models.py:regressor
     lrfind run --loss my_losses.py:focal          # any callable (outputs, targets) -> loss
 
-The names are those of lrfind.settings.options.LOSSES. Regression losses (mse, l1, huber,
-smooth-l1) and bce take float targets of the outputs' shape: integer targets are converted and
-targets with as many values as the outputs are reshaped to them, so a (batch,) target meets a
-(batch, 1) output instead of broadcasting to (batch, batch). A spec names a function, used as
-the loss, or a class, built with no arguments (`torch.nn:SmoothL1Loss`).
+The names and their torch.nn classes are lrfind.settings.options.LOSSES. Regression losses
+(mse, l1, huber, smooth-l1) and bce take float targets of the outputs' shape: integer targets
+are converted and targets with as many values as the outputs are reshaped to them, so a
+(batch,) target meets a (batch, 1) output instead of broadcasting to (batch, batch). A spec
+names a function, used as the loss, or a class, built with no arguments
+(`torch.nn:SmoothL1Loss`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,7 +25,6 @@ from lrfind.setup.factories import load_factory
 
 # Class indices below 0 are ignored by cross-entropy and NLL only when they are this one.
 IGNORE_INDEX = -100
-REGRESSION_LOSSES = ("mse", "l1", "huber", "smooth-l1")
 
 
 class ShapedTargets(nn.Module):
@@ -49,17 +48,10 @@ def build_loss(setup: SetupSettings) -> LossFunction:
     name = setup.loss
     if name == "cross-entropy":
         return nn.CrossEntropyLoss(label_smoothing=setup.label_smoothing)
-    if name == "nll":
-        return nn.NLLLoss()
-    named: dict[str, Callable[[], nn.Module]] = {
-        "bce": nn.BCEWithLogitsLoss,
-        "mse": nn.MSELoss,
-        "l1": nn.L1Loss,
-        "huber": nn.HuberLoss,
-        "smooth-l1": nn.SmoothL1Loss,
-    }
-    if name in named:
-        return ShapedTargets(named[name]())
+    if name in CLASS_INDEX_LOSSES:
+        return getattr(nn, LOSSES[name])()
+    if name in LOSSES:
+        return ShapedTargets(getattr(nn, LOSSES[name])())
     return _user_loss(name)
 
 

@@ -20,8 +20,16 @@ from typing import Any
 import torch
 
 from lrfind.core.analysis import check_method
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
+from lrfind.core.settings import (
+    REPEATS,
+    SWEEP_FIELDS,
+    SearchSettings,
+    SweepSettings,
+    check_choice,
+)
 from lrfind.engine.distributed import Ranks
 from lrfind.engine.loop import (
     LoopOptions,
@@ -32,14 +40,7 @@ from lrfind.engine.loop import (
 )
 from lrfind.engine.snapshot import kept_while_sweeping
 from lrfind.errors import ConfigError
-from lrfind.settings.options import (
-    DEFAULT_METHOD,
-    PRECISIONS,
-    REPEATS,
-    SearchSettings,
-    SweepSettings,
-    check_choice,
-)
+from lrfind.settings.options import PRECISIONS
 from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
 
 
@@ -215,9 +216,6 @@ def check_objects(model: Any, optimizer: Any, loss_fn: Any) -> None:
             "nothing it measures. Build it over this model: "
             "torch.optim.SGD(model.parameters(), lr=...)."
         )
-
-
-SWEEP_FIELDS = tuple(field.name for field in dataclasses.fields(SweepSettings))
 
 
 def find_lr(
