@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from lrfind.commands import run as pipeline
+from lrfind.commands.analyze import analyze_file
 from lrfind.core.records import StepRecord
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
@@ -41,6 +42,12 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
                for note in document["diagnostics"])  # fmt: skip
     with (out / "sweep.csv").open() as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == document["steps_total"]
+    # Re-read from its sweep.csv, the run gives the answer its result.json holds: the cut
+    # repeat is left out of the median as the run left it out.
+    again = analyze_file(out / "sweep.csv", method="bottom", smoothing=0.9, divergence_factor=4.0)
+    assert again.document["interrupted"] is True
+    for key in ("max_lr", "base_lr", "lr", "confidence", "repeats", "suggestions", "interval"):
+        assert again.document["recommendation"][key] == document["recommendation"][key], key
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

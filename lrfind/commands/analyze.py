@@ -13,10 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from lrfind.core.analysis import Recommendation, analyze, check_method, combine, unconfirmed
+from lrfind.core.analysis import Recommendation, analyze, check_method
+from lrfind.core.plan import answer_of_sweeps
 from lrfind.core.settings import SweepSettings
+from lrfind.errors import LrfindError
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
-from lrfind.outputs.documents import document, recommendation_blocks, sweep_document
+from lrfind.outputs.documents import document, read_result, recommendation_blocks, sweep_document
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
 
 
@@ -39,8 +41,9 @@ def analyze_file(
 ) -> Reanalysis:
     """Re-analyse a saved curve and write a run folder for it.
 
-    With several repeats in the file (an lrfind run), the recommendation combines them as
-    the run did: the median of the repeats, base_lr from the full sweep (repeat 0).
+    With several repeats in the file (an lrfind run), the recommendation combines them by the
+    run's own rule (lrfind.core.plan.answer_of_sweeps): the median of the finished repeats,
+    base_lr from the full sweep (repeat 0).
     """
     check_method(method)
     SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates both
@@ -73,11 +76,13 @@ def _reanalyse(
         for curve in read_curve_csv(path)
     ]
     main = curves[0].analysis
-    recommendation, reasons = main.recommendation, main.no_recommendation
-    if len(curves) > 1 and recommendation is not None:
-        repeats = [curve.analysis.recommendation for curve in curves[1:]]
-        recommendation = combine(repeats, method, full=main.recommendation)
-        reasons = unconfirmed(repeats)
+    stops, notes = _stop_reasons(path, [curve.repeat for curve in curves])
+    recommendation, reasons, interrupted = answer_of_sweeps(
+        main,
+        [(curve.analysis, stops[curve.repeat]) for curve in curves[1:]],
+        method,
+        stops[curves[0].repeat],
+    )
     log_x = bool(np.allclose(np.diff(np.log10(main.lrs)), np.log10(main.lrs[1] / main.lrs[0])))
     written = document(
         source=str(path),
@@ -87,10 +92,34 @@ def _reanalyse(
             {"repeat": curve.repeat, **sweep_document(curve.analysis, len(curve.analysis.lrs))}
             for curve in curves[1:]
         ],
-        **recommendation_blocks(recommendation, reasons, main.diagnostics, None),
+        interrupted=interrupted,
+        **recommendation_blocks(recommendation, reasons, notes + main.diagnostics, None),
     )
     with folder.staged() as staging:
         title = f"Re-analysis of {path} ({method})"
         write_curve_files(staging, curves, recommendation, title, log_x=log_x)
         write_json(staging / "result.json", written)
     return Reanalysis(out=out, curves=curves, recommendation=recommendation, document=written)
+
+
+def _stop_reasons(path: Path, repeats: list[int]) -> tuple[dict[int, str], list[str]]:
+    """Why each sweep of the file stopped, as the run's result.json beside it says (a
+    sweep.csv alone cannot tell a sweep cut by Ctrl-C from one that ran its course), so that
+    the re-analysis combines the same sweeps as the run did; "as recorded" for a file from
+    elsewhere. A note when a result.json is there but unusable."""
+    stops = dict.fromkeys(repeats, "as recorded")
+    beside = path.parent / "result.json"
+    if not beside.is_file():
+        return stops, []
+    try:
+        written = read_result(beside)
+        recorded = {0: written["sweep"]["stop_reason"]}
+        recorded |= {item["repeat"]: item["stop_reason"] for item in written.get("repeats", [])}
+    except (LrfindError, KeyError, TypeError) as error:
+        return stops, [
+            f"{beside} could not tell which sweeps were interrupted ({error}), so every sweep "
+            "of the file counts as finished."
+        ]
+    if sorted(recorded) != sorted(repeats):
+        return stops, []  # a result of other sweeps than this file's: not this file's run
+    return {repeat: str(recorded[repeat]) for repeat in repeats}, []

@@ -17,7 +17,7 @@ initialisation and data order; the API: data order).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from lrfind.core.analysis import (
@@ -31,7 +31,7 @@ from lrfind.core.analysis import (
     middle_suggestions,
     unconfirmed,
 )
-from lrfind.core.records import STOP_INTERRUPTED, RangeTestResult
+from lrfind.core.records import STOP_COMPLETED, STOP_INTERRUPTED, RangeTestResult
 from lrfind.core.settings import MAX_STEPS, MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
 # The focused sweeps cover this many decades below the full sweep's divergence point and
@@ -134,28 +134,36 @@ def search(
         )
         return _full_sweep_alone(sweeps, notes, set_aside)
     sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes, set_aside)
-    finished = finished_repeats(sweeps)
-    interrupted = len(finished) < len(sweeps) - 1
-    found = [sweep.result.analysis.recommendation for sweep in finished]
-    recommendation, reasons = median_of_repeats(main.analysis, found, method)
-    if interrupted:
-        recommendation = interrupted_answer(recommendation)
+    repeats = [(sweep.result.analysis, sweep.result.stop_reason) for sweep in sweeps[1:]]
+    recommendation, reasons, interrupted = answer_of_sweeps(main.analysis, repeats, method)
     return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons, set_aside)
 
 
-def finished_repeats(sweeps: list[Sweep]) -> list[Sweep]:
-    """The repeats (not the full sweep) that stopped by themselves: those the median reads."""
-    return [sweep for sweep in sweeps[1:] if sweep.result.stop_reason != STOP_INTERRUPTED]
-
-
-def median_of_repeats(
-    full: Analysis, repeats: list[Recommendation | None], method: str
-) -> tuple[Recommendation | None, list[str]]:
-    """The plan's answer and, when there is none, why: the median of the finished repeats'
-    recommendations (base_lr from the full sweep), or the full sweep's own with no repeats."""
-    if not repeats:
-        return full.recommendation, full.no_recommendation
-    return combine(repeats, method, full=full.recommendation), unconfirmed(repeats)
+def answer_of_sweeps(
+    full: Analysis,
+    repeats: Sequence[tuple[Analysis, str]],
+    method: str,
+    full_stop_reason: str = STOP_COMPLETED,
+) -> tuple[Recommendation | None, list[str], bool]:
+    """The plan's one rule for an answer from its sweeps, for `lrfind run`, `lrfind analyze`
+    and the API alike: the median of the repeats that stopped by themselves (base_lr from
+    the full sweep), or the full sweep's own reading without repeats; an interrupted plan's
+    answer is at most medium confidence. `repeats` are each repeat's analysis and stop
+    reason. Returns the recommendation, why there is none, and whether a sweep was cut."""
+    if full_stop_reason == STOP_INTERRUPTED:
+        return interrupted_answer(full.recommendation), full.no_recommendation, True
+    found = [analysis.recommendation for analysis, stop in repeats if stop != STOP_INTERRUPTED]
+    interrupted = len(found) < len(repeats)
+    if found:
+        recommendation = combine(found, method, full=full.recommendation)
+        reasons = unconfirmed(found)
+    elif interrupted:  # every repeat was cut: none finished to confirm the full sweep
+        recommendation, reasons = full.recommendation, full.no_recommendation
+    else:
+        return full.recommendation, full.no_recommendation, False
+    if interrupted:
+        recommendation = interrupted_answer(recommendation)
+    return recommendation, reasons, interrupted
 
 
 def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendation | None]:
@@ -164,12 +172,16 @@ def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendatio
     repeats re-analysed by that method. The repeats' range does not depend on the method
     (it is set by where the full sweep diverged and where its loss was lowest), so each
     method reads sweeps fit for it. How many repeats ran was decided by the plan's method."""
-    repeats = finished_repeats(outcome.sweeps)
     answers = {}
     for method in METHODS:
-        found = [sweep.result.analysis_by(method).recommendation for sweep in repeats]
-        answer, _ = median_of_repeats(outcome.main.analysis_by(method), found, method)
-        answers[method] = interrupted_answer(answer) if outcome.interrupted else answer
+        repeats = [
+            (sweep.result.analysis_by(method), sweep.result.stop_reason)
+            for sweep in outcome.sweeps[1:]
+        ]
+        answer, _, _ = answer_of_sweeps(
+            outcome.main.analysis_by(method), repeats, method, outcome.main.stop_reason
+        )
+        answers[method] = answer
     return answers
 
 

@@ -353,7 +353,9 @@ def _curve(
     path: Path, repeat: int, lrs: np.ndarray, losses: np.ndarray, val_losses: np.ndarray
 ) -> LoadedCurve:
     where = f"{path}" + (f" (repeat {repeat})" if repeat else "")
-    if len(lrs) < MIN_USABLE_POINTS:
+    # The full sweep must be long enough to read; a repeat may be short (one cut by Ctrl-C),
+    # and then reads as one that found no answer, or is left out as the run left it out.
+    if not repeat and len(lrs) < MIN_USABLE_POINTS:
         raise CurveFileError(
             f"{where} has {len(lrs)} rows; at least {MIN_USABLE_POINTS} are needed to analyse "
             "a curve. Run a longer sweep (--steps 100)."
