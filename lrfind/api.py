@@ -16,18 +16,16 @@ results as lrfind.outputs.notebook's subclasses, which add `plot`, `to_dataframe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 
 from lrfind.core.methods import DEFAULT_METHOD
-from lrfind.core.records import StepRecord
 from lrfind.core.settings import REPEATS, SweepSettings
 from lrfind.engine import finder as engine
-from lrfind.errors import ConfigError
 from lrfind.outputs.notebook import NotebookOutcome, NotebookResult
-from lrfind.outputs.progress import Bars, sweep_bars, sweep_name
+from lrfind.outputs.progress import SweepProgress, sweep_name
 
 
 def range_test(
@@ -76,7 +74,7 @@ def range_test(
             says where, and the original error is its `__cause__`.
         TypeError: `options` names an argument the engine does not take.
     """
-    shown = _Progress(progress, options.pop("callback", None))
+    shown = SweepProgress(progress, callback=options.pop("callback", None))
     shown.sweep("sweep", options.get("steps", SweepSettings.steps))
     try:
         result = engine.range_test(
@@ -127,7 +125,7 @@ def find_lr(
         UserCodeError: As for `range_test`.
         TypeError: `options` names an argument neither the plan nor the engine takes.
     """
-    shown = _Progress(progress, options.pop("callback", None))
+    shown = SweepProgress(progress, callback=options.pop("callback", None))
     on_sweep = options.pop("on_sweep", None)
     repeats = options.get("repeats", REPEATS)
 
@@ -149,41 +147,3 @@ def find_lr(
     finally:
         shown.stop()
     return NotebookOutcome.of(outcome, options.get("method", DEFAULT_METHOD))
-
-
-class _Progress:
-    """One API call's bars, opened at its first recorded step (a call refused before any
-    work shows none), and the caller's own callback, which sees every record as before."""
-
-    def __init__(
-        self, progress: bool | None, callback: Callable[[StepRecord], None] | None
-    ) -> None:
-        if progress is not None and not isinstance(progress, bool):
-            raise ConfigError(
-                f"progress must be True (always show bars), False (never) or None (when "
-                f"stderr is a terminal or a Jupyter kernel); got {progress!r}."
-            )
-        self.progress = progress
-        self.callback = callback
-        self.bars: Bars | None = None
-        self.opened = False
-        self.coming: tuple[str, int] | None = None  # the sweep announced, not yet stepped
-
-    def sweep(self, name: str, total: int) -> None:
-        self.coming = (name, total)
-
-    def step(self, record: StepRecord) -> None:
-        if self.coming is not None:
-            if not self.opened:
-                self.bars, self.opened = sweep_bars(self.progress), True
-            if self.bars is not None:
-                self.bars.sweep(*self.coming)
-            self.coming = None
-        if self.bars is not None:
-            self.bars.step(record)
-        if self.callback is not None:
-            self.callback(record)
-
-    def stop(self) -> None:
-        if self.bars is not None:
-            self.bars.stop()

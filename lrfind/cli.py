@@ -43,11 +43,9 @@ if TYPE_CHECKING:
 
     from lrfind.commands.run import RunOutcome
     from lrfind.commands.train import TrainingOutcome
-    from lrfind.core.records import StepRecord
     from lrfind.core.settings import SweepSettings
     from lrfind.engine.distributed import Ranks
     from lrfind.engine.trainer import EpochRecord
-    from lrfind.outputs.progress import RichBars
 
 
 class _FlagHelp:
@@ -357,56 +355,28 @@ def _run(
         raise typer.Exit(1)
 
 
-class _SweepProgress:
-    """A live bar per sweep, on stderr, fed by the run's hooks (lrfind.outputs.progress)."""
-
-    def __init__(self, settings: RunConfig) -> None:
-        self.settings = settings
-        self.bars: RichBars | None = None
-
-    def on_stage(self, name: str) -> None:
-        from lrfind.outputs.progress import RichBars
-
-        if self.settings.quiet:
-            return
-        self.stop()
-        if name != "sweeping":
-            error_console.print(f"[dim]{name}...[/]")
-            return
-        self.bars = RichBars(error_console)
-
-    def on_sweep(self, repeats: tuple[int, ...], sweep: SweepSettings) -> None:
-        from lrfind.outputs.progress import sweep_name
-
-        if self.bars is not None:
-            self.bars.sweep(sweep_name(repeats, self.settings.repeats), sweep.steps)
-
-    def on_step(self, record: StepRecord) -> None:
-        if self.bars is not None:
-            self.bars.step(record)
-
-    def stop(self) -> None:
-        if self.bars is not None:
-            self.bars.stop()
-            self.bars = None
-
-
 def _run_with_progress(settings: RunConfig, ranks: Ranks) -> RunOutcome:
     from lrfind.commands import run as run_command
+    from lrfind.outputs.progress import SweepProgress, sweep_name
 
-    shown = _SweepProgress(settings)
+    shown = SweepProgress(not settings.quiet, error_console)
     with _graceful_stop() as stop:
 
         def on_stage(name: str) -> None:
             stop.sweeping = name == "sweeping"
-            shown.on_stage(name)
+            shown.stop()
+            if name != "sweeping" and not settings.quiet:
+                error_console.print(f"[dim]{name}...[/]")
+
+        def on_sweep(repeats: tuple[int, ...], sweep: SweepSettings) -> None:
+            shown.sweep(sweep_name(repeats, settings.repeats), sweep.steps)
 
         try:
             return run_command.run(
                 settings,
                 on_stage=on_stage,
-                on_step=shown.on_step,
-                on_sweep=shown.on_sweep,
+                on_step=shown.step,
+                on_sweep=on_sweep,
                 stop_requested=stop.requested,
                 ranks=ranks,
             )

@@ -27,10 +27,14 @@ from torch import nn
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
-from lrfind.engine.finder import range_test
+from lrfind.engine.finder import prepared_model, range_test
 from lrfind.engine.loop import endless_batches, to_device, user_code_errors
-from lrfind.engine.snapshot import device_free_bytes
-from lrfind.engine.stacked import memory_problem, stack_problem, stacked_range_tests
+from lrfind.engine.stacked import (
+    GpuPeak,
+    stack_problem,
+    stacked_range_tests,
+    unless_out_of_memory,
+)
 from lrfind.errors import ConfigError
 from lrfind.outputs.curves import AnalysedCurve, write_curve_files
 from lrfind.outputs.documents import document, recommendation_blocks, search_blocks
@@ -222,7 +226,7 @@ class Sweeper:
         self.notes: list[str] = []
         self.stacked = False  # whether the repeats did run stacked
         self.full_snapshot: SnapshotPlace | None = None  # where the full sweep kept the state
-        self.memory_baseline = _start_gpu_peak(device)
+        self.gpu_peak = GpuPeak.start(device)
         self.loss_fn = build_loss(config)
         plain = self.plain_model(config.seed)
         first = BatchRule(plain).split(next(endless_batches(prepared.loader_for(config.seed))))
@@ -241,16 +245,14 @@ class Sweeper:
         return seeded_model(self.config, self.prepared, seed, self.config.weights).to(self.device)
 
     def fast_model(self, model: nn.Module) -> nn.Module:
-        """--channels-last, --compile and, under torchrun, DistributedDataParallel; applied
-        after the fit check on the plain model."""
-        if self.config.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        if self.ranks.distributed:
-            device_ids = [self.device.index] if self.device.type == "cuda" else None
-            model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-        if self.config.compile:
-            model = torch.compile(model)  # type: ignore[assignment]
-        return model
+        """The model as the sweep trains it, after the fit check on the plain model."""
+        return prepared_model(
+            model,
+            self.device,
+            self.ranks,
+            channels_last=self.config.channels_last,
+            compile=self.config.compile,
+        )
 
     def one(self, repeat: int, settings: SweepSettings) -> RangeTestResult:
         """Repeat 0 is the full sweep, on the model built first."""
@@ -296,17 +298,15 @@ class Sweeper:
         """All repeats in one run: the same seeds, weights and data orders as one by one.
         None (run them one by one) where they would not fit in GPU memory."""
         config = self.config
-        if self.memory_baseline is not None and config.stack_repeats == "auto":
-            problem = _stacked_memory_problem(
-                len(repeats), self.memory_baseline, self.device, self.full_snapshot
-            )
+        if config.stack_repeats == "auto":
+            problem = self.gpu_peak.stacking_problem(len(repeats), self.full_snapshot)
             if problem is not None:
                 self.notes.append(f"The repeats ran one after another, not stacked: {problem}.")
                 return None
         seeds = [config.seed + repeat for repeat in repeats]
         self.hooks.sweep(tuple(repeats), settings)
-        try:
-            results = stacked_range_tests(
+        results = unless_out_of_memory(
+            lambda: stacked_range_tests(
                 [seeded_model(config, self.prepared, seed, config.weights) for seed in seeds],
                 lambda tensors: build_optimizer(config, tensors, config.start_lr),
                 self.loss_fn,
@@ -321,10 +321,8 @@ class Sweeper:
                 precision=config.precision,
                 accumulate=config.accumulate,
             )
-        except torch.cuda.OutOfMemoryError:
-            results = None
-        if results is None:  # out of the except block, so the failed run's tensors are free
-            torch.cuda.empty_cache()
+        )
+        if results is None:
             self.notes.append(
                 "The stacked repeats ran out of GPU memory; they ran one after another instead."
             )
@@ -359,27 +357,6 @@ def stack_choice(
             "Use --stack-repeats off to run them one after another."
         )
     return False, f"The repeats ran one after another, not stacked, because of {problem}."
-
-
-def _start_gpu_peak(device: torch.device) -> int | None:
-    """On CUDA, start measuring the peak memory of what follows; the bytes already in use."""
-    if device.type != "cuda":
-        return None
-    torch.cuda.reset_peak_memory_stats(device)
-    return torch.cuda.memory_allocated(device)
-
-
-def _stacked_memory_problem(
-    copies: int, baseline: int, device: torch.device, snapshot: SnapshotPlace | None = None
-) -> str | None:
-    """Whether `copies` stacked copies of what the full sweep used since `baseline` (one
-    model, its optimizer and activations) fit in the GPU memory still free, measured as the
-    snapshot's choice measures it. A snapshot the full sweep kept on the device is left out:
-    stacked copies take none."""
-    bytes_per_copy = torch.cuda.max_memory_allocated(device) - baseline
-    if snapshot is not None and snapshot.place == "device":
-        bytes_per_copy -= snapshot.state_bytes
-    return memory_problem(copies, bytes_per_copy, device_free_bytes(device) or 0)
 
 
 def _plot_title(config: RunConfig) -> str:

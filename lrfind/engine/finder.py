@@ -190,6 +190,26 @@ def range_test(
     return dataclasses.replace(result, snapshot=kept.place)
 
 
+def prepared_model(
+    model: torch.nn.Module,
+    device: torch.device,
+    ranks: Ranks,
+    *,
+    channels_last: bool = False,
+    compile: bool = False,
+) -> torch.nn.Module:
+    """The model as the sweep trains it: channels-last memory, DistributedDataParallel under
+    torchrun, torch.compile; applied after any check that needs the plain model."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if ranks.distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    if compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    return model
+
+
 def check_sweep_options(method: str, precision: str, accumulate: int) -> None:
     """The engine's own arguments, checked before any work (the sweep's by SweepSettings)."""
     check_method(method)

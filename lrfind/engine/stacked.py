@@ -29,7 +29,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from lrfind.core.methods import DEFAULT_METHOD
-from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
+from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord, analysed_result
 from lrfind.core.settings import SweepSettings
 from lrfind.engine.finder import check_sweep_options
 from lrfind.engine.loop import (
@@ -39,7 +39,7 @@ from lrfind.engine.loop import (
     sweep_loop,
     to_device,
 )
-from lrfind.engine.snapshot import DEVICE_SHARE
+from lrfind.engine.snapshot import DEVICE_SHARE, device_free_bytes
 from lrfind.errors import ConfigError, SweepError
 from lrfind.setup.batches import Batch, BatchRule, LossFunction, mean_loss, read_outputs
 
@@ -275,3 +275,42 @@ class PerCopyLoss:
         return torch.stack(
             [mean_loss(self.loss_fn(outputs[k], targets[k])) for k in range(len(outputs))]
         )
+
+
+class GpuPeak:
+    """On CUDA, the peak memory of what runs after it is made (one model's full sweep: the
+    model, its optimizer and activations), to judge whether stacked copies of it fit."""
+
+    def __init__(self, device: torch.device, baseline: int | None) -> None:
+        self.device = device
+        self.baseline = baseline  # bytes in use at the start; None off CUDA
+
+    @classmethod
+    def start(cls, device: torch.device) -> GpuPeak:
+        """Measure from now on."""
+        if device.type != "cuda":
+            return cls(device, None)
+        torch.cuda.reset_peak_memory_stats(device)
+        return cls(device, torch.cuda.memory_allocated(device))
+
+    def stacking_problem(self, copies: int, snapshot: SnapshotPlace | None) -> str | None:
+        """Why `copies` stacked copies would not fit in the GPU memory still free, measured as
+        the snapshot's choice measures it, or None. A snapshot the full sweep kept on the
+        device is left out: stacked copies take none."""
+        if self.baseline is None:
+            return None
+        bytes_per_copy = torch.cuda.max_memory_allocated(self.device) - self.baseline
+        if snapshot is not None and snapshot.place == "device":
+            bytes_per_copy -= snapshot.state_bytes
+        return memory_problem(copies, bytes_per_copy, device_free_bytes(self.device) or 0)
+
+
+def unless_out_of_memory(run: Callable[[], list[RangeTestResult]]) -> list[RangeTestResult] | None:
+    """`run()`, or None when it ran out of GPU memory, that memory freed first."""
+    try:
+        results = run()
+    except torch.cuda.OutOfMemoryError:
+        results = None
+    if results is None:  # out of the except block, so the failed run's tensors are free
+        torch.cuda.empty_cache()
+    return results

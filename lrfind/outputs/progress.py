@@ -14,9 +14,11 @@ as they stand when they stop. The engine never prints: this is fed by its callba
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Protocol
 
 from lrfind.core.records import StepRecord
+from lrfind.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -131,3 +133,47 @@ class TextBars:
             self.stream.write("\n")
             self.stream.flush()
             self.last = None
+
+
+class SweepProgress:
+    """The bars of a run's or an API call's sweeps, opened at the first recorded step (a call
+    refused before any work shows none), and the caller's own callback, which sees every
+    record as before. `progress` as for `sweep_bars`."""
+
+    def __init__(
+        self,
+        progress: bool | None,
+        console: Console | None = None,
+        callback: Callable[[StepRecord], None] | None = None,
+    ) -> None:
+        if progress is not None and not isinstance(progress, bool):
+            raise ConfigError(
+                f"progress must be True (always show bars), False (never) or None (when "
+                f"stderr is a terminal or a Jupyter kernel); got {progress!r}."
+            )
+        self.progress = progress
+        self.console = console
+        self.callback = callback
+        self.bars: Bars | None = None
+        self.opened = False
+        self.coming: tuple[str, int] | None = None  # the sweep announced, not yet stepped
+
+    def sweep(self, name: str, total: int) -> None:
+        self.coming = (name, total)
+
+    def step(self, record: StepRecord) -> None:
+        if self.coming is not None:
+            if not self.opened:
+                self.bars, self.opened = sweep_bars(self.progress, self.console), True
+            if self.bars is not None:
+                self.bars.sweep(*self.coming)
+            self.coming = None
+        if self.bars is not None:
+            self.bars.step(record)
+        if self.callback is not None:
+            self.callback(record)
+
+    def stop(self) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+            self.bars = None
