@@ -876,10 +876,8 @@ def main() -> None:
     try:
         app()
     finally:
-        # The process ends here. Interpreter shutdown would collect, cycle by cycle, the
-        # ~360,000 objects that torch, torch._dynamo and matplotlib create at import: about
-        # 1 s on a busy 2-core machine. Frozen, they are left to the OS. Every file lrfind
-        # writes is closed by now, and Python promises no finalizer to objects alive at exit.
+        # Leave the objects torch and matplotlib made at import to the OS instead of having
+        # shutdown collect them (docs/speed.md); every file lrfind writes is closed by now.
         gc.freeze()
 
 

@@ -113,9 +113,8 @@ def run(
 
 
 def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks) -> RunOutcome:
-    # The optimizer check imports torch._dynamo (about 1 s here), which reading and
-    # decompressing a built-in dataset's local files leaves time for; they are only parsed
-    # and checked after the checks pass (a bad spec still fails before any data is loaded).
+    # A built-in dataset's files are read while the checks import torch._dynamo (slow to
+    # import); they are parsed only after the checks pass, so a bad spec still fails first.
     prefetched = datasets.prefetch_builtin(config.dataset, config.data_dir)
     check_specs(config)
     if config.weights is not None:

@@ -75,7 +75,7 @@ class SweepSettings:
     start_lr: float = option(1e-7, "First LR of the sweep.", panel="Sweep", metavar="FLOAT")
     # above where SGD and Adam diverge on common models
     end_lr: float = option(10.0, "Last LR of the sweep.", panel="Sweep", metavar="FLOAT")
-    # enough points for a readable curve; seconds on a small CPU model
+    # enough points for a readable curve, few enough to take seconds on a small model
     steps: int = option(100, "Number of mini-batches (LR steps).", panel="Sweep", metavar="INTEGER")
     # an exponential ramp spends equal steps on every decade
     mode: str = option("exp", "How the LR grows.", panel="Sweep", metavar="NAME", choices=MODES)

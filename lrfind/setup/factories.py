@@ -23,7 +23,10 @@ def is_factory_spec(spec: str) -> bool:
     if ":" not in spec:
         return False
     target, _, function = spec.rpartition(":")
-    return bool(target) and bool(function) and target != "torchvision"
+    return bool(target) and bool(function) and target != TORCHVISION_PREFIX.rstrip(":")
+
+
+TORCHVISION_PREFIX = "torchvision:"  # a model or dataset of torchvision, by name
 
 
 def load_factory(spec: str, kind: str, noun: str = "function") -> Callable[..., Any]:

@@ -25,10 +25,13 @@ from torch import nn
 from lrfind.errors import SpecError, noted
 from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
 from lrfind.setup.batches import Batch, LossFunction, call_model, outputs_loss, read_outputs
-from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
+from lrfind.setup.factories import (
+    TORCHVISION_PREFIX,
+    call_factory,
+    is_factory_spec,
+    load_factory,
+)
 from lrfind.setup.losses import check_targets_fit
-
-TORCHVISION_PREFIX = "torchvision:"
 
 
 def _conv_out(size: int, kernel: int, padding: int = 0) -> int:

@@ -26,10 +26,14 @@ import torch
 
 from lrfind.errors import DataError, SpecError, noted
 from lrfind.setup.data import BUILTIN_DATASETS, cache_dir
-from lrfind.setup.factories import call_factory, is_factory_spec, load_factory
+from lrfind.setup.factories import (
+    TORCHVISION_PREFIX,
+    call_factory,
+    is_factory_spec,
+    load_factory,
+)
 from lrfind.setup.samples import Collate, SampleShapes, as_tensors, inputs_part, target_part
 
-TORCHVISION_PREFIX = "torchvision:"
 FOLDER_PREFIX = "folder:"
 # Samples read at most to count classes from their labels or to compare image sizes: all of
 # them up to this many (so that a dataset written in Python is scanned quickly), else this many,
