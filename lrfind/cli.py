@@ -49,13 +49,15 @@ if TYPE_CHECKING:
 
 
 class _FlagHelp:
-    """Typer renders its own --help flag with a `<bool>` value; lrfind's flags show none."""
+    """Typer renders its own flags (--help, --install-completion) with a `<bool>` value;
+    lrfind's flags show none."""
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # type: ignore[misc]
-        if option is not None:
-            option.metavar = ""
-        return option
+    def get_params(self, ctx: Any) -> Any:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
 
 
 class _Command(_FlagHelp, typer.core.TyperCommand):
@@ -170,26 +172,40 @@ def _main(
 
 
 def Opt(
-    help: str, *names: str, metavar: str | None = None, flag: bool = False, panel: str = "Output"
+    help: str,
+    *names: str,
+    metavar: str | None = None,
+    flag: bool = False,
+    panel: str = "Output",
+    choices: Any = (),
 ) -> Any:
-    """A command's own option (not a setting); flags take no value and show none."""
+    """A command's own option (not a setting); flags take no value and show none; `choices`
+    (a tuple, or a function giving one) are what the shell completes."""
     return typer.Option(
         *names,
         help=help,
         metavar="" if flag else metavar,
         show_default=False,
         rich_help_panel=panel,
+        autocompletion=_completer(choices) if choices else None,
     )
 
 
 METAVARS = {int: "INTEGER", float: "FLOAT", Path: "PATH"}
 
 
+def _emit_formats() -> tuple[str, ...]:
+    from lrfind.commands.apply import EMIT_FORMATS
+
+    return EMIT_FORMATS
+
+
 def _completer(choices: Any) -> Any:
     """Shell completion of a setting's choices (a tuple, or a function giving one)."""
 
     def complete(incomplete: str) -> list[str]:
-        return [choice for choice in choices if choice.startswith(incomplete)]
+        given = choices() if callable(choices) else choices
+        return [choice for choice in given if choice.startswith(incomplete)]
 
     return complete
 
@@ -284,6 +300,7 @@ def run(
             "Print a ready snippet of the --schedule to stdout: yaml, toml, json or python "
             "(the scheduler lines). The summary then goes to stderr. \\[default: none]",
             metavar="NAME",
+            choices=_emit_formats,
         ),
     ] = None,
     schedule: Annotated[
@@ -291,6 +308,7 @@ def run(
         Opt(
             f"Schedule kind for --emit: {KINDS_TEXT}. \\[default: {DEFAULT_KIND}]",
             metavar="NAME",
+            choices=SCHEDULE_KINDS,
         ),
     ] = DEFAULT_KIND,
     tensorboard: Annotated[
@@ -588,6 +606,7 @@ def apply(
         Opt(
             f"Schedule kind: {KINDS_TEXT}. \\[default: the config's kind, else {DEFAULT_KIND}]",
             metavar="NAME",
+            choices=SCHEDULE_KINDS,
         ),
     ] = None,
     key: Annotated[
@@ -670,6 +689,7 @@ def train(
             f"Schedule kind: {KINDS_TEXT}. Repeat to compare several. "
             f"\\[default: the config's kind, else {DEFAULT_KIND}]",
             metavar="NAME",
+            choices=SCHEDULE_KINDS,
             panel="Recommendation",
         ),
     ] = None,
@@ -680,6 +700,7 @@ def train(
             "\\[default: none]",
             metavar="NAME",
             panel="Recommendation",
+            choices=("constant",),
         ),
     ] = None,
     force: Annotated[
