@@ -1,20 +1,42 @@
-"""Shared fixtures: real-format IDX files built on the spot, and the real Fashion-MNIST."""
+"""Shared fixtures and helpers: real-format IDX files built on the spot, the real
+Fashion-MNIST, tiny tasks and models, and the command run in-process or as a real process."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import dataclasses
 import gzip
 import json
 import os
 import subprocess
 import sys
-import textwrap
+import time
+import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+# One torch thread, in this process and in every process a test starts: the tasks are tiny,
+# and on a shared 2-core machine a second thread only fights the other processes for a core.
+# Set before torch is first imported (lrfind.setup.data below imports it).
+os.environ["OMP_NUM_THREADS"] = "1"
+
 import numpy as np
 import pytest
+import torch
+from torch import nn
+from typer.testing import CliRunner
 
+from lrfind import range_test
+from lrfind.cli import app
+from lrfind.core.records import RangeTestResult
+from lrfind.core.settings import SweepSettings
+from lrfind.engine.stacked import stacked_range_tests
+from lrfind.outputs.documents import RESULT_FORMAT_VERSION
 from lrfind.setup import data
+
+torch.set_num_threads(1)
 
 REAL_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 IDX_TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
@@ -69,30 +91,321 @@ def write_python(
     return path
 
 
-def run_training_script(folder: Path, script: str) -> tuple[dict[str, Any], str]:
-    """Run `script` (a test module's SCRIPT, its `{tests}` filled with this folder) as a
-    process in `folder` on one torch thread, the repository importable; return the JSON
-    its last stdout line prints and its stderr. Fails the test with the stderr when the
-    script does."""
-    path = folder / "train.py"
-    path.write_text(textwrap.dedent(script.format(tests=str(Path(__file__).parent))))
-    completed = subprocess.run(
-        [sys.executable, str(path)],
-        capture_output=True,
-        text=True,
-        cwd=folder,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": _with_repository()},
-        timeout=300,
+# ---------------------------------------------------------------------------------------------
+# Tiny tasks for the engine (test_sweep, test_stacked, test_plan, ...)
+
+
+def tiny_task(seed: int = 0, size: int = 512, batch_size: int = 32) -> list[tuple[Any, Any]]:
+    """A linearly separable 3-class problem in 8 dimensions, as a list of batches."""
+    generator = torch.Generator().manual_seed(seed)
+    inputs = torch.randn(size, 8, generator=generator)
+    targets = (inputs[:, :3]).argmax(dim=1)
+    return [
+        (inputs[start : start + batch_size], targets[start : start + batch_size])
+        for start in range(0, size, batch_size)
+    ]
+
+
+def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
+
+
+def snapshot(module: nn.Module) -> dict[str, Any]:
+    return {
+        key: value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
+        for key, value in module.state_dict().items()
+    }
+
+
+def assert_same_state(first: dict[str, Any], second: dict[str, Any]) -> None:
+    assert first.keys() == second.keys()
+    for key in first:
+        if isinstance(first[key], torch.Tensor):
+            assert torch.equal(first[key], second[key]), key
+        else:
+            assert first[key] == second[key], key
+
+
+Batches = list[tuple[torch.Tensor, torch.Tensor]]
+CPU = torch.device("cpu")
+# A range in which the tiny task trains without chaos: float rounding stays at rounding size.
+CALM = SweepSettings(start_lr=1e-4, end_lr=0.3, steps=40)
+
+
+def one_by_one(
+    models: list[nn.Module], make_optimizer: Callable[[Any], torch.optim.Optimizer],
+    settings: SweepSettings, loaders: list[Batches] | None = None, **options: Any,
+) -> list[RangeTestResult]:  # fmt: skip
+    """One range test per model, each on its own tiny task (seeds 0, 1, ...)."""
+    loaders = loaders or [tiny_task(seed=index) for index in range(len(models))]
+    return [
+        range_test(
+            model,
+            make_optimizer(model.parameters()),
+            nn.functional.cross_entropy,
+            loader,
+            **vars(settings),
+            seed=0,
+            **options,
+        )
+        for model, loader in zip(models, loaders, strict=True)
+    ]
+
+
+def stacked(
+    models: list[nn.Module], make_optimizer: Callable[[Any], torch.optim.Optimizer],
+    settings: SweepSettings, loaders: list[Batches] | None = None, **options: Any,
+) -> list[RangeTestResult]:  # fmt: skip
+    """The same range tests as `one_by_one`, the copies trained as one."""
+    return stacked_range_tests(
+        models,
+        make_optimizer,
+        nn.functional.cross_entropy,
+        loaders or [tiny_task(seed=index) for index in range(len(models))],
+        settings,
+        device=CPU,
+        seed=0,
+        **options,
     )
-    assert completed.returncode == 0, completed.stderr
-    return json.loads(completed.stdout.strip().splitlines()[-1]), completed.stderr
 
 
-def _with_repository() -> str:
-    """PYTHONPATH with the repository first, so that a script importing a test module finds
-    the `tests` package that module imports from."""
-    root = str(Path(__file__).resolve().parent.parent)
-    return os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
+def synthetic_loss(
+    lrs: np.ndarray, descent_center: float, diverge_at: float | None, noise: float, seed: int
+) -> np.ndarray:
+    """Loss 2.3 flat, a sigmoid descent to 0.5 centred (in log LR) at descent_center, then an
+    explosion above diverge_at, plus seeded noise."""
+    position = np.log10(lrs) - np.log10(descent_center)
+    loss = 0.5 + 1.8 / (1.0 + np.exp(3.0 * position))
+    if diverge_at is not None:
+        above = np.log10(lrs) - np.log10(diverge_at)
+        loss = loss + np.where(above > 0, np.expm1(4.0 * above) * 3.0, 0.0)
+    rng = np.random.default_rng(seed)
+    return loss + rng.normal(0.0, noise, size=len(lrs))
+
+
+# ---------------------------------------------------------------------------------------------
+# Data on disk in the forms torchvision and image folders use
+
+
+def write_torchvision_mnist(root: Path, class_name: str, train: int = 64, test: int = 16) -> Path:
+    """The uncompressed IDX files torchvision's MNIST-style classes read, where they read them."""
+    raw = root / class_name / "raw"
+    raw.mkdir(parents=True)
+    for split, count, seed in (("train", train, 0), ("test", test, 1)):
+        images, labels = learnable_images(count, seed)
+        images_name, labels_name = data.idx_filenames(split)
+        write_idx(raw / images_name, images)
+        write_idx(raw / labels_name, labels)
+    return root
+
+
+def write_image_folder(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> Path:
+    """PNG files under root/<class>/, one per size given, with pixels drawn from a seed."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for class_name, class_sizes in sizes.items():
+        (root / class_name).mkdir(parents=True)
+        for number, (width, height) in enumerate(class_sizes):
+            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / class_name / f"{number}.png")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# A result.json as `lrfind run` writes it, for apply and train
+
+RECOMMENDATION = {"base_lr": 0.0453, "max_lr": 0.2561, "lr": 0.0853}
+SETUP = {"model": "lenet", "dataset": "fashion-mnist", "optimizer": "sgd", "batch_size": 256}
+
+
+def write_result(folder: Path, **recommendation: float | None) -> Path:
+    path = folder / "result.json"
+    document = {
+        "format_version": RESULT_FORMAT_VERSION,
+        "config": dict(SETUP),
+        "data": {"steps_per_epoch": 234},
+        "recommendation": {**RECOMMENDATION, **recommendation},
+    }
+    path.write_text(json.dumps(document))
+    return path
+
+
+def read_result(folder: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((folder / "result.json").read_text())
+    return document
+
+
+# ---------------------------------------------------------------------------------------------
+# The command in this process (Typer's CliRunner): what nearly every test of the CLI needs
+
+runner = CliRunner()
+
+
+def invoke(*arguments: Any) -> Any:
+    return runner.invoke(app, [str(argument) for argument in arguments])
+
+
+def tiny_run_arguments(data_dir: Path, out: Path) -> list[str]:
+    return ["run", "--dataset", "mnist", "--data-dir", str(data_dir), "--no-download",
+            "--batch-size", "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10",
+            "--out", str(out), "--device", "cpu"]  # fmt: skip
+
+
+def assert_clean_failure(result: Any, exit_code: int, message: str, out: Path | None) -> None:
+    """One clear paragraph, the right exit code, no traceback, and (for a run that was to
+    write to `out`) neither the run folder nor a staging folder left behind."""
+    assert result.exit_code == exit_code, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    if out is not None:
+        assert not out.exists()
+        assert list(out.parent.glob(f".{out.name}.*")) == []
+
+
+@dataclasses.dataclass(frozen=True)
+class Ran:
+    """A command run in this process, shaped as a finished process: its exit code and what
+    it printed to stdout and to stderr."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def lrfind(
+    *arguments: Any,
+    cwd: Path | None = None,
+    columns: int = 300,
+    env: dict[str, str | None] | None = None,
+) -> Ran:
+    """The command as a user runs it, in this process: a terminal `columns` wide, plain (no
+    colour codes to match around), no --debug from the environment, nothing on stdin. An
+    exception that escapes the command is printed to stderr with its traceback, as Python
+    prints it when a process dies of one (exit code 1)."""
+    environment = {"COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb", "LRFIND_DEBUG": None}
+    folder = contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext()
+    with folder:
+        result = CliRunner().invoke(
+            app, [str(argument) for argument in arguments], env={**environment, **(env or {})}
+        )
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(result.exception))
+    return Ran(result.exit_code, result.stdout, stderr)
+
+
+def said(completed: Ran | subprocess.CompletedProcess[str]) -> str:
+    """Everything the command printed, with line wrapping undone."""
+    return " ".join((completed.stdout + completed.stderr).split())
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def files_under(root: Path, *skipped: Path) -> dict[str, bytes | str]:
+    """Every entry under `root` as a user could tell it apart: a file's bytes, a link's
+    target, or "folder". Entries under `skipped` paths are left out, and so is the bytecode
+    Python may cache when lrfind imports the user's own file."""
+    found: dict[str, bytes | str] = {}
+    for folder, folders, files in os.walk(root):
+        here = Path(folder)
+        folders[:] = [
+            name for name in folders if here / name not in skipped and name != "__pycache__"
+        ]
+        for name in folders + files:
+            path = here / name
+            if path in skipped:
+                continue
+            key = str(path.relative_to(root))
+            if path.is_symlink():
+                found[key] = "link to " + os.readlink(path)
+            elif path.is_dir():
+                found[key] = "folder"
+            else:
+                found[key] = path.read_bytes()
+    return found
+
+
+def leftovers(*roots: Path) -> list[Path]:
+    """Staging folders, retired folders and claim files that a finished command left."""
+    found = []
+    for root in roots:
+        for folder, folders, files in os.walk(root):
+            for name in folders + files:
+                staging = name.startswith(".") and (".partial-" in name or ".old-" in name)
+                if staging or name == ".lrfind-claim":
+                    found.append(Path(folder) / name)
+    return found
+
+
+def assert_refused(
+    completed: Ran | subprocess.CompletedProcess[str],
+    exit_code: int,
+    *phrases: str,
+    before: dict[str, bytes | str],
+    root: Path,
+) -> None:
+    """One paragraph after "Error:" holding every phrase, and `root` exactly as it was."""
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == exit_code, output
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "\n\n" not in output.split("\nError: ")[-1].strip(), output
+    for phrase in phrases:
+        assert phrase in said(completed), output
+    assert files_under(root) == before
+    assert leftovers(root) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The installed command in its own process: only where a process is the point (a signal
+# mid-sweep, runs racing for one folder, start-up imports)
+
+LRFIND_COMMAND = str(Path(sys.executable).parent / "lrfind")
+PROCESS_ENVIRONMENT = {
+    **{key: value for key, value in os.environ.items() if key != "LRFIND_DEBUG"},
+    "COLUMNS": "300",
+    "NO_COLOR": "1",
+}
+
+
+@contextlib.contextmanager
+def started(*arguments: Any) -> Iterator[subprocess.Popen[str]]:
+    """The installed command in its own process, left running for the caller; killed, by its
+    own id, if the caller fails before it ends."""
+    process = subprocess.Popen(
+        [LRFIND_COMMAND, *(str(argument) for argument in arguments)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=PROCESS_ENVIRONMENT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def signal_when(
+    process: subprocess.Popen[str], cue: str, delay_s: float, signal_number: int
+) -> tuple[str, str]:
+    """Send `signal_number` `delay_s` after the process printed `cue`; its whole output."""
+    assert process.stderr is not None
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if cue in line:
+            break
+    time.sleep(delay_s)
+    process.send_signal(signal_number)
+    stdout, stderr = process.communicate(timeout=120)
+    return stdout, "".join(seen) + stderr
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from lrfind.core import analysis
 from lrfind.core.ramp import sweep_lrs
 from lrfind.errors import SweepError
+from tests.conftest import synthetic_loss
 
 
 def synthetic_curve(
@@ -24,18 +25,6 @@ def synthetic_curve(
     explosion above diverge_at. The steepest descent is at descent_center by construction."""
     lrs = np.array(sweep_lrs(1e-7, 10.0, steps, "exp"))
     return lrs, synthetic_loss(lrs, descent_center, diverge_at, noise, seed)
-
-
-def synthetic_loss(
-    lrs: np.ndarray, descent_center: float, diverge_at: float | None, noise: float, seed: int
-) -> np.ndarray:
-    position = np.log10(lrs) - np.log10(descent_center)
-    loss = 0.5 + 1.8 / (1.0 + np.exp(3.0 * position))
-    if diverge_at is not None:
-        above = np.log10(lrs) - np.log10(diverge_at)
-        loss = loss + np.where(above > 0, np.expm1(4.0 * above) * 3.0, 0.0)
-    rng = np.random.default_rng(seed)
-    return loss + rng.normal(0.0, noise, size=len(lrs))
 
 
 def test_ema_matches_pandas_adjusted_ewm() -> None:

@@ -4,12 +4,14 @@ user can cause belongs to lrfind's one exception family."""
 from __future__ import annotations
 
 import ast
+import json
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import lrfind
 import lrfind.core
@@ -17,26 +19,56 @@ import lrfind.core
 PACKAGE = Path(lrfind.__file__).parent
 
 
-def test_the_core_imports_neither_torch_nor_matplotlib_nor_rich() -> None:
-    modules = [f"lrfind.core.{info.name}" for info in pkgutil.iter_modules(lrfind.core.__path__)]
-    assert {"lrfind.core.analysis", "lrfind.core.plan", "lrfind.core.schedules"} <= set(modules)
-    code = (
-        f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; "
-        "bad = [m for m in ('torch', 'matplotlib', 'rich', 'pandas') if m in sys.modules]; "
-        "sys.exit(f'imported {bad}' if bad else 0)"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stderr
+CORE_MODULES = [f"lrfind.core.{info.name}" for info in pkgutil.iter_modules(lrfind.core.__path__)]
+WATCHED = ("torch", "matplotlib", "rich", "pandas", "lightning", "transformers", "torchmetrics")
+START_UP = f"""
+import importlib, json, sys
+
+def loaded():
+    return [name for name in {WATCHED!r} if name in sys.modules]
+
+seen = {{}}
+for module in {CORE_MODULES!r}:
+    importlib.import_module(module)
+seen["core"] = loaded()
+import lrfind.cli
+seen["cli"] = loaded()
+import lrfind, lrfind.api
+seen["api"] = loaded()
+print(json.dumps(seen))
+"""
 
 
-def test_lrfind_help_imports_no_torch() -> None:
-    code = (
-        "import sys, lrfind.cli; "
-        "bad = [m for m in ('torch', 'matplotlib', 'pandas') if m in sys.modules]; "
-        "sys.exit(f'imported {bad}' if bad else 0)"
-    )
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+@pytest.fixture(scope="module")
+def imported_at_start() -> dict[str, list[str]]:
+    """What a fresh interpreter holds after importing, in turn, every core module, then the
+    CLI (what `lrfind --help` loads), then the package and its API: the watched heavy
+    packages in sys.modules after each. A process, since this one imported them all."""
+    completed = subprocess.run([sys.executable, "-c", START_UP], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+    seen: dict[str, list[str]] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return seen
+
+
+def test_the_core_imports_neither_torch_nor_matplotlib_nor_rich(
+    imported_at_start: dict[str, list[str]],
+) -> None:
+    assert {"lrfind.core.analysis", "lrfind.core.plan", "lrfind.core.schedules"} <= set(
+        CORE_MODULES
+    )
+    assert imported_at_start["core"] == []
+
+
+def test_lrfind_help_imports_no_torch(imported_at_start: dict[str, list[str]]) -> None:
+    bad = {"torch", "matplotlib", "pandas"} & set(imported_at_start["cli"])
+    assert bad == set(), f"imported {sorted(bad)}"
+
+
+def test_lrfind_and_its_cli_import_no_training_stack(
+    imported_at_start: dict[str, list[str]],
+) -> None:
+    bad = {"lightning", "transformers", "torchmetrics"} & set(imported_at_start["api"])
+    assert bad == set(), f"imported {sorted(bad)}"
 
 
 # Exceptions a user's input must never surface as: they escape the CLI's one handler as a

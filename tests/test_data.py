@@ -21,8 +21,10 @@ from tests.conftest import (
     idx_bytes,
     learnable_images,
     write_idx,
+    write_image_folder,
     write_mnist_files,
     write_python,
+    write_torchvision_mnist,
 )
 
 
@@ -263,18 +265,6 @@ def test_a_missing_dataset_factory_file_is_named(tmp_path: Path) -> None:
 # torchvision datasets by name: KMNIST reads raw IDX files (no checksum) from root/KMNIST/raw
 
 
-def write_torchvision_mnist(root: Path, class_name: str, train: int = 64, test: int = 16) -> Path:
-    """The uncompressed IDX files torchvision's MNIST-style classes read, where they read them."""
-    raw = root / class_name / "raw"
-    raw.mkdir(parents=True)
-    for split, count, seed in (("train", train, 0), ("test", test, 1)):
-        images, labels = learnable_images(count, seed)
-        images_name, labels_name = data.idx_filenames(split)
-        write_idx(raw / images_name, images)
-        write_idx(raw / labels_name, labels)
-    return root
-
-
 def test_a_torchvision_dataset_by_name_gives_float_tensors_from_its_pil_images(
     tmp_path: Path,
 ) -> None:
@@ -359,19 +349,6 @@ def test_the_new_spec_forms_are_accepted(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Image folders
-
-
-def write_image_folder(root: Path, sizes: dict[str, list[tuple[int, int]]]) -> Path:
-    """PNG files under root/<class>/, one per size given, with pixels drawn from a seed."""
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    for class_name, class_sizes in sizes.items():
-        (root / class_name).mkdir(parents=True)
-        for number, (width, height) in enumerate(class_sizes):
-            pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(root / class_name / f"{number}.png")
-    return root
 
 
 def test_an_image_folder_is_read_as_rgb_tensors_with_its_classes(tmp_path: Path) -> None:

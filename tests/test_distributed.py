@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import lrfind
+
 TOLERANCE = 1e-5
 
 
@@ -42,10 +44,7 @@ def test_two_ranks_trace_the_single_process_curve(mnist_dir: Path, tmp_path: Pat
     )  # fmt: skip
     assert distributed.returncode == 0, distributed.stdout[-3000:] + distributed.stderr[-3000:]
     assert distributed.stdout.count("lrfind recommendation") == 1  # rank 0 alone reports
-    single = subprocess.run(
-        [sys.executable, "-m", "lrfind", *arguments, "--out", str(tmp_path / "single")],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
+    single = lrfind(*arguments, "--out", tmp_path / "single")  # in this process, one thread
     assert single.returncode == 0, single.stderr[-3000:]
 
     ours, reference = sweep_losses(tmp_path / "ddp"), sweep_losses(tmp_path / "single")

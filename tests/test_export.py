@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -236,8 +235,9 @@ def test_what_appears_in_a_claimed_folder_is_never_replaced(tmp_path: Path) -> N
 def test_a_claim_left_by_a_dead_run_can_be_overwritten(tmp_path: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    finished = subprocess.Popen(["true"])  # a process that has ended: its id is no one's
+    finished.wait()
+    dead = finished.pid
     (out / CLAIM_FILE).write_text(f"{dead} 0123456789abcdef\n")
     with pytest.raises(OutputError, match="already exists"):
         check_run_folder(out, overwrite=False)

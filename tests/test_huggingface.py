@@ -5,8 +5,9 @@ setting the rate inside a real `Trainer.train`."""
 
 from __future__ import annotations
 
+import importlib
 import os
-import subprocess
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,9 +23,9 @@ else:
     transformers = pytest.importorskip("transformers", reason="pip install -e '.[hf]'")
 
 import lrfind
+from lrfind.errors import ConfigError
 from lrfind.huggingface import LrfindCallback
 from lrfind.setup.batches import BatchRule, batch_loss, read_outputs
-from tests.conftest import run_training_script
 
 SWEEP = {"start_lr": 1e-5, "end_lr": 10.0, "steps": 80, "repeats": 0}
 VOCAB = 32
@@ -204,45 +205,30 @@ def test_under_a_constant_schedule_the_callback_sets_the_constant_rate(tmp_path:
     assert first.lr == pytest.approx(recommendation.lr)
 
 
-SCRIPT = """
-import json, sys, torch, transformers
-sys.path.insert(0, {tests!r})
-from test_huggingface import Counting, gpt2
-from lrfind.huggingface import LrfindCallback
-
-torch.set_num_threads(1)
-transformers.logging.set_verbosity_error()
-callback = LrfindCallback(start_lr=1e-5, end_lr=10.0, steps=80, repeats=0)
-args = transformers.TrainingArguments(
-    output_dir="out", max_steps=30, per_device_train_batch_size=32, report_to=[], use_cpu=True,
-    save_strategy="no", logging_steps=30, disable_tqdm=True, seed=0)
-trainer = transformers.Trainer(model=gpt2(), args=args, train_dataset=Counting(),
-                               callbacks=[callback])
-output = trainer.train()
-print(json.dumps({{"applied": callback.applied,
-                  "max_lr": callback.outcome.recommendation.max_lr,
-                  "steps": output.global_step, "loss": output.training_loss}}))
-"""
-
-
-def test_a_training_script_with_the_callback_runs_as_a_process(tmp_path: Path) -> None:
-    report, _ = run_training_script(tmp_path, SCRIPT)
-    assert report["applied"] == report["max_lr"] > 0
-    assert report["steps"] == 30
-    assert report["loss"] < 3.0  # ln 32 = 3.47 before training: it trained at that rate
-
-
-def test_without_transformers_the_integration_names_its_extra() -> None:
-    missing = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.modules['transformers'] = None\n"
-            "from lrfind.errors import ConfigError\n"
-            "try:\n    import lrfind.huggingface\n"
-            "except ConfigError as error:\n    print(error)",
-        ],
-        capture_output=True,
-        text=True,
+def test_a_training_run_with_the_callback_trains_at_the_rate_it_found(tmp_path: Path) -> None:
+    """What a user's training script does: the callback with its defaults (progress shown),
+    Trainer.train for 30 steps; the rate it found is the one the run trained at."""
+    callback = LrfindCallback(start_lr=1e-5, end_lr=10.0, steps=80, repeats=0)
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / "out"), max_steps=30, per_device_train_batch_size=32,
+        report_to=[], use_cpu=True, save_strategy="no", logging_steps=30, disable_tqdm=True,
+        seed=0,
+    )  # fmt: skip
+    trainer = transformers.Trainer(
+        model=gpt2(), args=args, train_dataset=Counting(), callbacks=[callback]
     )
-    assert "pip install 'lrfind[hf]'" in missing.stdout, missing.stderr
+    output = trainer.train()
+    recommendation = callback.outcome.recommendation if callback.outcome else None
+    assert recommendation is not None
+    assert callback.applied == recommendation.max_lr > 0
+    assert output.global_step == 30
+    assert output.training_loss < 3.0  # ln 32 = 3.47 before training: it trained at that rate
+
+
+def test_without_transformers_the_integration_names_its_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "lrfind.huggingface")
+    with pytest.raises(ConfigError, match=re.escape("pip install 'lrfind[hf]'")):
+        importlib.import_module("lrfind.huggingface")

@@ -4,12 +4,12 @@ and LrfindCallback setting the rate before a real `Trainer.fit` trains."""
 
 from __future__ import annotations
 
+import importlib
 import os
-import subprocess
+import re
 import sys
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +25,6 @@ import torchmetrics
 import lrfind.lightning as lrfind_lightning
 from lrfind.engine.lightning import single_optimizer
 from lrfind.errors import ConfigError, SweepError
-from tests.conftest import run_training_script
 
 # Lightning's own: the frozen part is in eval mode on purpose; its pytree helper on this torch
 pytestmark = [
@@ -331,53 +330,38 @@ def test_an_unknown_schedule_kind_is_refused_when_the_callback_is_made() -> None
         lrfind_lightning.LrfindCallback(schedule="one-cycle")
 
 
-SCRIPT = """
-import json, sys, torch
-import lightning.pytorch as pl
-sys.path.insert(0, {tests!r})
-from test_lightning import Classifier, loader
-from lrfind.lightning import LrfindCallback
-
-torch.set_num_threads(1)
-torch.manual_seed(0)
-callback = LrfindCallback(schedule="onecycle", start_lr=1e-4, end_lr=100.0, steps=80, repeats=0)
-trainer = pl.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
-                     enable_progress_bar=False, enable_model_summary=False, callbacks=[callback])
-trainer.fit(Classifier(), loader())
-print(json.dumps({{"applied": callback.applied,
-                  "max_lr": callback.outcome.recommendation.max_lr,
-                  "steps": trainer.global_step,
-                  "loss": float(trainer.callback_metrics["train_loss"])}}))
-"""
-
-
-def test_a_training_script_with_the_callback_runs_as_a_process(tmp_path: Path) -> None:
-    report, stderr = run_training_script(tmp_path, SCRIPT)
-    assert report["applied"] == report["max_lr"] > 0
-    assert report["steps"] == 20
-    assert report["loss"] < 1.0  # four classes start near ln 4 = 1.39: fit trained
-    assert "self.log" not in stderr
-
-
-def python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-
-
-def test_lrfind_and_its_cli_import_no_training_stack_and_a_missing_one_names_its_extra() -> None:
-    code = (
-        "import sys, lrfind, lrfind.cli, lrfind.api; "
-        "bad = [m for m in ('lightning', 'transformers', 'torchmetrics') if m in sys.modules]; "
-        "sys.exit(f'imported {bad}' if bad else 0)"
+def test_a_training_script_with_the_callback_trains_at_the_rate_it_found(
+    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """What a user's training script does: the callback with its defaults (progress shown),
+    a Trainer that logs nothing, fit; the rate it found is the one fit trained at."""
+    torch.manual_seed(0)
+    callback = lrfind_lightning.LrfindCallback(
+        schedule="onecycle", start_lr=1e-4, end_lr=100.0, steps=80, repeats=0
     )
-    loaded = python(code)
-    assert loaded.returncode == 0, loaded.stderr
-    missing = python(
-        "import sys; sys.modules['lightning'] = None\n"
-        "from lrfind.errors import ConfigError\n"
-        "try:\n    import lrfind.lightning\n"
-        "except ConfigError as error:\n    print(error)"
-    )
-    assert "pip install 'lrfind[lightning]'" in missing.stdout, missing.stderr
+    trainer = pl.Trainer(
+        max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[callback],
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(Classifier(), loader())
+    recommendation = callback.outcome.recommendation
+    assert recommendation is not None
+    assert callback.applied == recommendation.max_lr > 0
+    assert trainer.global_step == 20
+    assert float(trainer.callback_metrics["train_loss"]) < 1.0  # from ln 4 = 1.39: fit trained
+    printed = capfd.readouterr().err + caplog.text
+    printed += "".join(str(warning.message) for warning in caught)
+    assert "self.log" not in printed
+
+
+def test_without_lightning_the_integration_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("lightning", "lightning.pytorch"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "lrfind.lightning")
+    with pytest.raises(ConfigError, match=re.escape("pip install 'lrfind[lightning]'")):
+        importlib.import_module("lrfind.lightning")
 
 
 def test_a_callback_without_a_rate_warns_once_with_the_reasons() -> None:

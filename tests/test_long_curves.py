@@ -38,7 +38,7 @@ from lrfind.outputs.curves import (
 )
 from lrfind.outputs.files import write_atomic, write_csv
 from lrfind.outputs.plots import DRAWN_POINTS, CurveLines, thinned
-from tests.test_sweep import tiny_model, tiny_task
+from tests.conftest import tiny_model, tiny_task
 
 BETAS = (0.0, 0.5, 0.9, 0.98, 0.999)
 

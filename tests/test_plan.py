@@ -28,8 +28,7 @@ from lrfind.core.records import (
     StepRecord,
 )
 from lrfind.core.settings import SearchSettings, SweepSettings
-from tests.test_analysis import synthetic_loss
-from tests.test_sweep import assert_same_state, snapshot, tiny_model, tiny_task
+from tests.conftest import assert_same_state, snapshot, synthetic_loss, tiny_model, tiny_task
 
 
 def steps_per_decade(settings: SweepSettings) -> float:

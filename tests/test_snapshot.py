@@ -27,7 +27,7 @@ from lrfind.engine.snapshot import (
 from lrfind.errors import ConfigError, SweepError
 from lrfind.outputs.documents import search_blocks
 from lrfind.settings.options import RunConfig
-from tests.test_sweep import tiny_task
+from tests.conftest import tiny_task
 
 MiB = 2**20
 GiB = 2**30
@@ -303,7 +303,7 @@ def test_the_stacked_memory_check_leaves_out_a_snapshot_kept_on_the_gpu(
 ) -> None:
     """The full sweep peaked 3 GiB above its baseline, 1 GiB of it its snapshot beside the
     model: a stacked copy (which keeps none) needs 2 GiB. Free: 6 GiB plus 4 GiB cached."""
-    from lrfind.commands import run as pipeline
+    from lrfind.engine.stacked import GpuPeak
 
     for name, value in {
         "max_memory_allocated": 4 * GiB,
@@ -314,7 +314,7 @@ def test_the_stacked_memory_check_leaves_out_a_snapshot_kept_on_the_gpu(
         monkeypatch.setattr(torch.cuda, name, lambda device, value=value: value)
     cuda = torch.device("cuda")
     beside = SnapshotPlace("device", GiB, "asked for")
-    assert pipeline._stacked_memory_problem(4, GiB, cuda, beside) is None  # 4 x 2 = 8 of 10
-    assert pipeline._stacked_memory_problem(4, GiB, cuda, None) is not None  # 4 x 3 = 12
+    assert GpuPeak(cuda, GiB).stacking_problem(4, beside) is None  # 4 x 2 = 8 of 10
+    assert GpuPeak(cuda, GiB).stacking_problem(4, None) is not None  # 4 x 3 = 12
     off = SnapshotPlace("cpu", GiB, "off the cuda device")
-    assert pipeline._stacked_memory_problem(4, GiB, cuda, off) is not None
+    assert GpuPeak(cuda, GiB).stacking_problem(4, off) is not None

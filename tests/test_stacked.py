@@ -21,15 +21,28 @@ from lrfind.core.records import (
     RangeTestResult,
     StepRecord,
 )
-from lrfind.core.settings import SweepSettings
 from lrfind.engine.distributed import Ranks
-from lrfind.engine.stacked import PerCopyLoss, memory_problem, stack_problem, stacked_range_tests
+from lrfind.engine.stacked import (
+    GpuPeak,
+    PerCopyLoss,
+    memory_problem,
+    stack_problem,
+    stacked_range_tests,
+)
 from lrfind.errors import ConfigError, SweepError
 from lrfind.settings.options import RunConfig
-from tests.test_cli import assert_clean_failure, invoke, tiny_run_arguments
-from tests.test_sweep import tiny_model, tiny_task
+from tests.conftest import (
+    CALM,
+    CPU,
+    assert_clean_failure,
+    invoke,
+    one_by_one,
+    stacked,
+    tiny_model,
+    tiny_run_arguments,
+    tiny_task,
+)
 
-CPU = torch.device("cpu")
 OPTIMIZERS: dict[str, Callable[[Any], torch.optim.Optimizer]] = {
     "sgd-momentum": lambda tensors: torch.optim.SGD(tensors, lr=1e-3, momentum=0.9),
     "adam": lambda tensors: torch.optim.Adam(tensors, lr=1e-3),
@@ -42,44 +55,6 @@ def batch_norm_model(seed: int) -> nn.Module:
     return nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 3))
 
 
-Batches = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-def one_by_one(
-    models: list[nn.Module], make_optimizer: Callable[[Any], torch.optim.Optimizer],
-    settings: SweepSettings, loaders: list[Batches] | None = None, **options: Any,
-) -> list[RangeTestResult]:  # fmt: skip
-    loaders = loaders or [tiny_task(seed=index) for index in range(len(models))]
-    return [
-        range_test(
-            model,
-            make_optimizer(model.parameters()),
-            nn.functional.cross_entropy,
-            loader,
-            **vars(settings),
-            seed=0,
-            **options,
-        )
-        for model, loader in zip(models, loaders, strict=True)
-    ]
-
-
-def stacked(
-    models: list[nn.Module], make_optimizer: Callable[[Any], torch.optim.Optimizer],
-    settings: SweepSettings, loaders: list[Batches] | None = None, **options: Any,
-) -> list[RangeTestResult]:  # fmt: skip
-    return stacked_range_tests(
-        models,
-        make_optimizer,
-        nn.functional.cross_entropy,
-        loaders or [tiny_task(seed=index) for index in range(len(models))],
-        settings,
-        device=CPU,
-        seed=0,
-        **options,
-    )
-
-
 def assert_same_curves(
     together: list[RangeTestResult], alone: list[RangeTestResult], tolerance: float
 ) -> None:
@@ -88,10 +63,6 @@ def assert_same_curves(
         assert len(joint.records) == len(single.records)
         np.testing.assert_array_equal(joint.lrs, single.lrs)
         np.testing.assert_allclose(joint.losses, single.losses, rtol=tolerance)
-
-
-# A range in which the tiny task trains without chaos: float rounding stays at rounding size.
-CALM = SweepSettings(start_lr=1e-4, end_lr=0.3, steps=40)
 
 
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
@@ -319,8 +290,8 @@ def test_the_gpu_memory_check_counts_the_allocators_cached_memory_as_free(
     }.items():
         monkeypatch.setattr(torch.cuda, name, lambda device, value=value: value)
     cuda = torch.device("cuda")
-    assert pipeline._stacked_memory_problem(4, gib, cuda) is None  # 4 x 2 = 8 GiB
-    problem = pipeline._stacked_memory_problem(5, gib, cuda)
+    assert GpuPeak(cuda, gib).stacking_problem(4, None) is None  # 4 x 2 = 8 GiB
+    problem = GpuPeak(cuda, gib).stacking_problem(5, None)
     assert problem is not None and "about 10.0 GiB" in problem and "10.0 GiB are free" in problem
 
 

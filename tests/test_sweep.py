@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,38 +15,7 @@ from lrfind import range_test
 from lrfind.core.ramp import sweep_lrs
 from lrfind.core.records import STOP_COMPLETED, STOP_DIVERGED, STOP_NON_FINITE, StepRecord
 from lrfind.errors import ConfigError, SweepError
-
-
-def tiny_task(seed: int = 0, size: int = 512, batch_size: int = 32) -> list[tuple[Any, Any]]:
-    """A linearly separable 3-class problem in 8 dimensions, as a list of batches."""
-    generator = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(size, 8, generator=generator)
-    targets = (inputs[:, :3]).argmax(dim=1)
-    return [
-        (inputs[start : start + batch_size], targets[start : start + batch_size])
-        for start in range(0, size, batch_size)
-    ]
-
-
-def tiny_model(seed: int = 0, dropout: float = 0.0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
-
-
-def snapshot(module: nn.Module) -> dict[str, Any]:
-    return {
-        key: value.clone() if isinstance(value, torch.Tensor) else copy.deepcopy(value)
-        for key, value in module.state_dict().items()
-    }
-
-
-def assert_same_state(first: dict[str, Any], second: dict[str, Any]) -> None:
-    assert first.keys() == second.keys()
-    for key in first:
-        if isinstance(first[key], torch.Tensor):
-            assert torch.equal(first[key], second[key]), key
-        else:
-            assert first[key] == second[key], key
+from tests.conftest import assert_same_state, snapshot, tiny_model, tiny_task
 
 
 class SpyLoss:

@@ -10,9 +10,14 @@ import torch
 from torch import nn
 
 from lrfind import range_test
-from tests.conftest import write_python
-from tests.test_cli import assert_clean_failure, invoke, tiny_run_arguments
-from tests.test_sweep import tiny_model, tiny_task
+from tests.conftest import (
+    assert_clean_failure,
+    invoke,
+    tiny_model,
+    tiny_run_arguments,
+    tiny_task,
+    write_python,
+)
 
 FAILING_MODEL = """
 class FailsLater(nn.Module):
