@@ -1,7 +1,7 @@
-"""Tasks beyond image classification, run as the real command (issue 15): a regression with
-`--loss mse` whose recommendation one-cycle training confirms, dict batches with a model that
-computes its own loss, GoogLeNet's auxiliary outputs in train mode, and targets that do not
-fit the loss refused before the sweep.
+"""Tasks beyond image classification, run as the real command in this process (issue 15):
+a regression with `--loss mse` whose recommendation one-cycle training confirms, dict batches
+with a model that computes its own loss, GoogLeNet's auxiliary outputs in train mode, and
+targets that do not fit the loss refused before the sweep.
 
     pytest -q tests/test_any_task.py
 """
@@ -16,8 +16,7 @@ from typing import Any
 
 import torch
 
-from tests.conftest import write_python
-from tests.test_hostile_inputs import assert_refused, files_under, lrfind, read_result, said
+from tests.conftest import assert_refused, files_under, lrfind, read_result, said, write_python
 
 REGRESSION = """
 def data():

@@ -15,16 +15,10 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
 from lrfind.cli import app
 from lrfind.core.schedules import Bounds, schedule_section
-from lrfind.outputs.documents import RESULT_FORMAT_VERSION
-
-runner = CliRunner()
-
-RECOMMENDATION = {"base_lr": 0.0453, "max_lr": 0.2561, "lr": 0.0853}
-SETUP = {"model": "lenet", "dataset": "fashion-mnist", "optimizer": "sgd", "batch_size": 256}
+from tests.conftest import RECOMMENDATION, invoke, runner, write_result
 
 YAML_CONFIG = """\
 # Training config for the LeNet baseline.
@@ -48,22 +42,6 @@ batch_size = 128
 [logging]
 every = 50
 """
-
-
-def invoke(*arguments: Any) -> Any:
-    return runner.invoke(app, [str(argument) for argument in arguments])
-
-
-def write_result(folder: Path, **recommendation: float | None) -> Path:
-    path = folder / "result.json"
-    document = {
-        "format_version": RESULT_FORMAT_VERSION,
-        "config": dict(SETUP),
-        "data": {"steps_per_epoch": 234},
-        "recommendation": {**RECOMMENDATION, **recommendation},
-    }
-    path.write_text(json.dumps(document))
-    return path
 
 
 def added_lines(before: str, after: str) -> list[str]:

@@ -11,37 +11,13 @@ from typing import Any
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 from lrfind.cli import app
 from lrfind.commands import run as pipeline
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
 from lrfind.setup import models
-from tests.conftest import write_python
-
-runner = CliRunner()
-
-
-def invoke(*arguments: str) -> Any:
-    return runner.invoke(app, [str(argument) for argument in arguments])
-
-
-def tiny_run_arguments(data_dir: Path, out: Path) -> list[str]:
-    return ["run", "--dataset", "mnist", "--data-dir", str(data_dir), "--no-download",
-            "--batch-size", "32", "--steps", "40", "--start-lr", "1e-3", "--end-lr", "10",
-            "--out", str(out), "--device", "cpu"]  # fmt: skip
-
-
-def assert_clean_failure(result: Any, exit_code: int, message: str, out: Path | None) -> None:
-    """One clear paragraph, the right exit code, no traceback, and (for a run that was to
-    write to `out`) neither the run folder nor a staging folder left behind."""
-    assert result.exit_code == exit_code, result.output
-    assert message in " ".join(result.output.split())
-    assert "Traceback" not in result.output
-    if out is not None:
-        assert not out.exists()
-        assert list(out.parent.glob(f".{out.name}.*")) == []
+from tests.conftest import assert_clean_failure, invoke, tiny_run_arguments, write_python
 
 
 def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path: Path) -> None:
@@ -575,30 +551,6 @@ def test_run_help_shows_the_defaults_the_settings_declare() -> None:
     for flag, value in (("--batch-size", RunConfig.batch_size), ("--steps", RunConfig.steps)):
         assert options[flag].help.endswith(f"[default: {value}]")
     assert options["--model"].help.endswith(f"[default: {RunConfig.model}]")
-
-
-def test_two_runs_on_one_out_never_lose_a_result(mnist_dir: Path, tmp_path: Path) -> None:
-    """Two processes started together on the same --out: one writes it, the other stops
-    with a clear error (the folder is claimed, or exists), and nothing is replaced."""
-    import subprocess
-    import sys
-
-    out = tmp_path / "shared"
-    command = [sys.executable, "-m", "lrfind", *tiny_run_arguments(mnist_dir, out)[:-2],
-               "--device", "cpu", "--repeats", "1", "--quiet"]  # fmt: skip
-    processes = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for _ in range(2)
-    ]
-    outputs = [process.communicate(timeout=300)[0] for process in processes]
-    codes = sorted(process.returncode for process in processes)
-    assert codes == [0, 1], outputs
-    loser = outputs[[process.returncode for process in processes].index(1)]
-    flat = " ".join(loser.split())
-    assert "is writing to" in flat or "already exists" in flat, loser
-    assert "Traceback" not in loser
-    assert sorted(path.name for path in out.iterdir()) == ["result.json", "sweep.csv", "sweep.png"]
-    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
 
 def test_overwrite_looks_inside_a_runs_sweep_folder(mnist_dir: Path, tmp_path: Path) -> None:

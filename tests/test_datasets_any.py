@@ -4,7 +4,7 @@
 
 Issue 15: a TensorDataset without `classes` once built a model with 0 outputs; PIL images,
 dict samples and iterable datasets were refused. The end-to-end cases at the bottom run the
-real command in its own process on tiny data.
+command (in this process) on tiny data.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from lrfind.errors import DataError
 from lrfind.settings.options import RunConfig
 from lrfind.setup import samples, userdata
 from lrfind.setup.prepare import prepare_data
-from tests.conftest import write_python
-from tests.test_data import write_image_folder, write_torchvision_mnist
-from tests.test_hostile_inputs import lrfind
+from tests.conftest import invoke, lrfind, write_image_folder, write_python, write_torchvision_mnist
 
 IMPORTS = (
     "import numpy as np\nimport torch\n"
@@ -323,7 +321,7 @@ def test_a_torchvision_dataset_holds_out_its_test_split_for_training(tmp_path: P
 
 
 # ---------------------------------------------------------------------------------------------
-# The real command, in its own process
+# The command, end to end (in this process)
 
 
 def run_result(*arguments: Any, cwd: Path) -> dict[str, Any]:
@@ -393,8 +391,6 @@ def test_an_iterable_dataset_runs_with_unknown_steps_per_epoch(tmp_path: Path) -
 
 
 def test_lrfind_list_shows_the_dataset_forms() -> None:
-    from tests.test_cli import invoke
-
     result = invoke("list")
     assert result.exit_code == 0
     for form in ("torchvision:<Class>", "folder:PATH", "file.py:fn / module:fn"):

@@ -1,4 +1,5 @@
-"""`lrfind apply` against configs a careless or hostile user gives, run as the real command.
+"""`lrfind apply` against configs a careless or hostile user gives, run as the command in this
+process (apply imports no torch: a process would add only its start-up).
 
 Each case checks the exit code, that the message names the file and the fix, that no traceback
 is printed, and that every file that must not change is byte-identical afterwards (links still
@@ -7,12 +8,13 @@ writes differ from the original only in the lines it reports."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
-import subprocess
-import sys
+import threading
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,19 +22,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.test_apply import write_result
+from tests.conftest import Ran, lrfind, write_result
 
 
-def lrfind(*arguments: Any, columns: int = 300) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it, in a terminal `columns` wide."""
-    environment = {**os.environ, "COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb"}
-    return subprocess.run(
-        [sys.executable, "-m", "lrfind", *(str(argument) for argument in arguments)],
-        capture_output=True, text=True, timeout=120, env=environment, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def message(completed: subprocess.CompletedProcess[str]) -> str:
+def message(completed: Ran) -> str:
     return " ".join((completed.stdout + completed.stderr).split())
 
 
@@ -65,7 +58,7 @@ def snapshots(*paths: Path) -> dict[Path, Snapshot | None]:
 
 
 def assert_refused(
-    completed: subprocess.CompletedProcess[str],
+    completed: Ran,
     before: dict[Path, Snapshot | None],
     *phrases: str,
     exit_code: int = 2,
@@ -81,7 +74,7 @@ def assert_refused(
     assert [entry for folder in folders for entry in folder.glob(".*lrfind-backup")] == []
 
 
-def assert_written(completed: subprocess.CompletedProcess[str], target: Path) -> None:
+def assert_written(completed: Ran, target: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Traceback" not in completed.stdout + completed.stderr
     assert f"into {target}" in message(completed)
@@ -159,8 +152,35 @@ def test_a_named_pipe_is_refused_without_reading_it(tmp_path: Path) -> None:
     fifo = tmp_path / "train.yaml"
     os.mkfifo(fifo)
     before = snapshots(fifo)
-    completed = apply(tmp_path, fifo)  # reading it would block: the timeout would fail this
+    with fifo_watchdog(fifo, after_s=30.0) as blocked:
+        completed = apply(tmp_path, fifo)
+    assert blocked == []  # apply never sat reading the pipe
     assert_refused(completed, before, f"{fifo} is a named pipe (FIFO)", "path of the file")
+
+
+@contextlib.contextmanager
+def fifo_watchdog(fifo: Path, after_s: float) -> Iterator[list[str]]:
+    """Unblock whoever reads `fifo` for longer than `after_s` (a writer opens and closes it:
+    the reader sees the end of the file) and record that it had to."""
+    blocked: list[str] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        if done.wait(after_s):
+            return
+        try:  # opening for writing without blocking succeeds only while a reader waits
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            blocked.append(f"a reader blocked on {fifo} for {after_s} s")
+        except OSError:
+            pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        yield blocked
+    finally:
+        done.set()
+        watcher.join()
 
 
 def test_a_dangling_symlink_is_refused(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Inputs a careless or hostile user gives, run as the real command in its own process.
+"""Inputs a careless or hostile user gives, run as the command (in this process, as
+conftest.lrfind does; two runs racing for one folder as real processes).
 
     pytest -q tests/test_hostile_inputs.py
 
@@ -11,144 +12,28 @@ staging folder (`.<name>.partial-*`) or claim file (`.lrfind-claim`) is left beh
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from tests.conftest import write_python
-from tests.test_apply import SETUP, write_result
-from tests.test_cli import tiny_run_arguments
-
-LRFIND = [sys.executable, "-m", "lrfind"]
-# Wide enough that no message wraps, plain (no colour codes to match around), and one
-# thread: these tiny sweeps gain nothing from more, and on a busy machine OpenMP's waiting
-# threads cost a run seconds.
-ENVIRONMENT = {
-    **{key: value for key, value in os.environ.items() if key != "LRFIND_DEBUG"},
-    "COLUMNS": "300",
-    "NO_COLOR": "1",
-    "OMP_NUM_THREADS": "1",
-}
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def lrfind(*arguments: Any, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it: its own process, no terminal, nothing on stdin."""
-    return subprocess.run(
-        [*LRFIND, *(str(argument) for argument in arguments)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=ENVIRONMENT,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-@contextlib.contextmanager
-def started(*arguments: Any) -> Iterator[subprocess.Popen[str]]:
-    """The command in its own process, left running for the caller; killed, by its own id,
-    if the caller fails before it ends."""
-    process = subprocess.Popen(
-        [*LRFIND, *(str(argument) for argument in arguments)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=ENVIRONMENT,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-
-
-def signal_when(
-    process: subprocess.Popen[str], cue: str, delay_s: float, signal_number: int
-) -> tuple[str, str]:
-    """Send `signal_number` `delay_s` after the process printed `cue`; its whole output."""
-    assert process.stderr is not None
-    seen = []
-    for line in process.stderr:
-        seen.append(line)
-        if cue in line:
-            break
-    time.sleep(delay_s)
-    process.send_signal(signal_number)
-    stdout, stderr = process.communicate(timeout=120)
-    return stdout, "".join(seen) + stderr
-
-
-def said(completed: subprocess.CompletedProcess[str]) -> str:
-    """Everything the command printed, with line wrapping undone."""
-    return " ".join((completed.stdout + completed.stderr).split())
-
-
-def files_under(root: Path, *skipped: Path) -> dict[str, bytes | str]:
-    """Every entry under `root` as a user could tell it apart: a file's bytes, a link's
-    target, or "folder". Entries under `skipped` paths are left out, and so is the bytecode
-    Python may cache when lrfind imports the user's own file."""
-    found: dict[str, bytes | str] = {}
-    for folder, folders, files in os.walk(root):
-        here = Path(folder)
-        folders[:] = [
-            name for name in folders if here / name not in skipped and name != "__pycache__"
-        ]
-        for name in folders + files:
-            path = here / name
-            if path in skipped:
-                continue
-            key = str(path.relative_to(root))
-            if path.is_symlink():
-                found[key] = "link to " + os.readlink(path)
-            elif path.is_dir():
-                found[key] = "folder"
-            else:
-                found[key] = path.read_bytes()
-    return found
-
-
-def leftovers(*roots: Path) -> list[Path]:
-    """Staging folders, retired folders and claim files that a finished command left."""
-    found = []
-    for root in roots:
-        for folder, folders, files in os.walk(root):
-            for name in folders + files:
-                staging = name.startswith(".") and (".partial-" in name or ".old-" in name)
-                if staging or name == ".lrfind-claim":
-                    found.append(Path(folder) / name)
-    return found
-
-
-def assert_refused(
-    completed: subprocess.CompletedProcess[str],
-    exit_code: int,
-    *phrases: str,
-    before: dict[str, bytes | str],
-    root: Path,
-) -> None:
-    """One paragraph after "Error:" holding every phrase, and `root` exactly as it was."""
-    output = completed.stdout + completed.stderr
-    assert completed.returncode == exit_code, output
-    assert "Traceback" not in output
-    errors = [line for line in output.splitlines() if line.startswith("Error: ")]
-    assert len(errors) == 1 and "\n\n" not in output.split("\nError: ")[-1].strip(), output
-    for phrase in phrases:
-        assert phrase in said(completed), output
-    assert files_under(root) == before
-    assert leftovers(root) == []
+from tests.conftest import (
+    PNG_MAGIC,
+    SETUP,
+    assert_refused,
+    files_under,
+    leftovers,
+    lrfind,
+    read_result,
+    said,
+    started,
+    tiny_run_arguments,
+    write_python,
+    write_result,
+)
 
 
 def write_curve(path: Path, lrs: np.ndarray, losses: np.ndarray, header: str = "lr,loss") -> Path:
@@ -162,11 +47,6 @@ def good_losses(points: int = 60) -> tuple[np.ndarray, np.ndarray]:
     index = np.arange(points)
     losses = 2.3 - 1.5 / (1 + 10 ** (-(index - 35) / 6)) + np.maximum(0, index - 52)
     return 10 ** (-6 + index / 10), losses
-
-
-def read_result(folder: Path) -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((folder / "result.json").read_text())
-    return document
 
 
 @pytest.fixture
@@ -644,48 +524,6 @@ def test_a_range_wider_than_a_float_is_refused_before_work(mnist_dir: Path, tmp_
     assert "loading data" not in completed.stderr and "full sweep" not in completed.stderr
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGHUP], ids=["INT", "HUP"])
-def test_a_signal_mid_sweep_keeps_the_partial_curve_and_exits_130(
-    mnist_dir: Path, tmp_path: Path, signal_number: int
-) -> None:
-    """A sweep far longer than the wait, stopped 3 s into it."""
-    out = tmp_path / "runs" / "run"
-    arguments = tiny_run_arguments(mnist_dir, out)
-    for flag, value in (("--steps", "1000000"), ("--start-lr", "1e-7"), ("--end-lr", "1e-6")):
-        arguments[arguments.index(flag) + 1] = value
-    before = files_under(tmp_path)
-    with started(*arguments, "--model", "mlp") as process:
-        # The sweep starts right after the model is built.
-        stdout, stderr = signal_when(process, "building model", 3.0, signal_number)
-    assert process.returncode == 130, stdout + stderr
-    assert "Traceback" not in stdout + stderr
-    assert "Interrupted:" in stderr
-    document = read_result(out)
-    assert document["interrupted"] is True
-    assert document["sweep"]["stop_reason"] == "interrupted"
-    assert 0 < document["sweep"]["steps_run"] < 1_000_000
-    assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
-    assert [path.name for path in out.parent.iterdir()] == ["run"]
-    assert files_under(tmp_path, out.parent) == before
-    assert leftovers(tmp_path) == []
-
-
-def test_a_signal_while_a_factory_loads_writes_nothing(tmp_path: Path) -> None:
-    """Before the sweep there is nothing to keep: exit 130 and no folder at all."""
-    factory = write_python(
-        tmp_path / "slow_data.py", "def build():\n    time.sleep(120)\n", imports="import time\n"
-    )
-    before = files_under(tmp_path)
-    arguments = ["run", "--dataset", f"{factory}:build", "--device", "cpu", "--out"]
-    with started(*arguments, tmp_path / "run") as process:
-        stdout, stderr = signal_when(process, "loading data", 0.5, signal.SIGINT)
-    assert process.returncode == 130, stdout + stderr
-    assert "Traceback" not in stdout + stderr
-    assert "Interrupted; nothing was written." in stderr
-    assert files_under(tmp_path) == before
-    assert leftovers(tmp_path) == []
-
-
 # ---------------------------------------------------------------------------------------------
 # Errors in the user's own code: one paragraph that says where and what to check
 
@@ -855,7 +693,7 @@ def test_debug_shows_the_traceback_of_the_users_error(
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_a_factory_that_calls_sys_exit_is_a_usage_error_not_a_success(
+def test_a_factory_that_calls_sys_exit_is_a_usage_error_that_says_what_to_return(
     tmp_path: Path, user_code: Path
 ) -> None:
     before = files_under(tmp_path)
@@ -864,10 +702,12 @@ def test_a_factory_that_calls_sys_exit_is_a_usage_error_not_a_success(
         completed,
         2,
         f"dataset factory '{user_code}:exits' called sys.exit(",
+        "must return",
         before=before,
         root=tmp_path,
     )
     assert "full sweep" not in completed.stderr
+    assert "SystemExit: ." not in said(completed)
 
 
 @pytest.mark.parametrize(
@@ -978,16 +818,6 @@ def test_apply_quotes_the_reasons_a_format_1_result_gives_for_no_rate(tmp_path: 
     assert_refused(completed, 2, "holds no recommendation", "The loss never diverged up to lr=10",
                    before=before, root=tmp_path)  # fmt: skip
     assert "no reasons recorded" not in said(completed)
-
-
-def test_a_factory_that_calls_sys_exit_says_so_and_what_to_return(
-    tmp_path: Path, user_code: Path
-) -> None:
-    before = files_under(tmp_path)
-    completed = lrfind(*user_dataset_run(user_code, "exits", tmp_path / "run"))
-    assert_refused(completed, 2, f"dataset factory '{user_code}:exits'", "sys.exit",
-                   "must return", before=before, root=tmp_path)  # fmt: skip
-    assert "SystemExit: ." not in said(completed)
 
 
 def test_weights_that_are_a_folder_are_named_as_a_folder(mnist_dir: Path, tmp_path: Path) -> None:

@@ -1,14 +1,11 @@
-"""Ctrl-C and SIGTERM during a sweep: stop after the step, write what was recorded, exit 130."""
+"""Ctrl-C, SIGTERM and SIGHUP during a sweep: stop after the step, write what was recorded,
+exit 130; before the sweep, write nothing."""
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,16 @@ from lrfind.commands.analyze import analyze_file
 from lrfind.core.records import StepRecord
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
+from tests.conftest import (
+    PNG_MAGIC,
+    files_under,
+    leftovers,
+    read_result,
+    signal_when,
+    started,
+    tiny_run_arguments,
+    write_python,
+)
 
 
 def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_path: Path) -> None:
@@ -50,36 +57,52 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
         assert again.document["recommendation"][key] == document["recommendation"][key], key
 
 
-@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+# A real process, signalled mid-sweep: the point of these tests is the signal itself.
+
+
+@pytest.mark.parametrize(
+    "signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"]
+)
 def test_a_signal_mid_sweep_writes_the_partial_curve_and_exits_130(
     mnist_dir: Path, tmp_path: Path, signal_number: int
 ) -> None:
-    """The installed command, in a real process, with a sweep far longer than the wait."""
+    """The installed command, in a real process, with a sweep far longer than the wait,
+    stopped 3 s into it: the steps so far are written, nothing else is touched."""
     out = tmp_path / "runs" / "run"
-    command = Path(sys.executable).parent / "lrfind"
-    process = subprocess.Popen(
-        [str(command), "run", "--model", "mlp", "--dataset", "mnist", "--data-dir",
-         str(mnist_dir), "--no-download", "--batch-size", "32", "--steps", "1000000",
-         "--start-lr", "1e-7", "--end-lr", "1e-6", "--device", "cpu", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "COLUMNS": "120"},
-    )  # fmt: skip
-    assert process.stderr is not None
-    for line in process.stderr:  # the sweep starts right after the model is built
-        if "building model" in line:
-            break
-    time.sleep(3.0)
-    process.send_signal(signal_number)
-    stdout, stderr = process.communicate(timeout=60)
+    arguments = tiny_run_arguments(mnist_dir, out)
+    for flag, value in (("--steps", "1000000"), ("--start-lr", "1e-7"), ("--end-lr", "1e-6")):
+        arguments[arguments.index(flag) + 1] = value
+    before = files_under(tmp_path)
+    with started(*arguments, "--model", "mlp") as process:
+        # The sweep starts right after the model is built.
+        stdout, stderr = signal_when(process, "building model", 3.0, signal_number)
     assert process.returncode == 130, stdout + stderr
-    assert "Traceback" not in stderr
+    assert "Traceback" not in stdout + stderr
     assert "Stopping after this step" in stderr and "Interrupted:" in stderr
-    document = json.loads((out / "result.json").read_text())
+    document = read_result(out)
     assert document["interrupted"] is True
     assert document["sweep"]["stop_reason"] == "interrupted"
     steps = document["sweep"]["steps_run"]
     assert 0 < steps < 1_000_000
     with (out / "sweep.csv").open() as handle:
         assert sum(1 for _ in csv.DictReader(handle)) == steps
-    assert (out / "sweep.png").stat().st_size > 0
+    assert (out / "sweep.png").read_bytes()[:8] == PNG_MAGIC
     assert [path.name for path in out.parent.iterdir()] == ["run"]  # no staging folder left
+    assert files_under(tmp_path, out.parent) == before
+    assert leftovers(tmp_path) == []
+
+
+def test_a_signal_while_a_factory_loads_writes_nothing(tmp_path: Path) -> None:
+    """Before the sweep there is nothing to keep: exit 130 and no folder at all."""
+    factory = write_python(
+        tmp_path / "slow_data.py", "def build():\n    time.sleep(120)\n", imports="import time\n"
+    )
+    before = files_under(tmp_path)
+    arguments = ["run", "--dataset", f"{factory}:build", "--device", "cpu", "--out"]
+    with started(*arguments, tmp_path / "run") as process:
+        stdout, stderr = signal_when(process, "loading data", 0.5, signal.SIGINT)
+    assert process.returncode == 130, stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    assert "Interrupted; nothing was written." in stderr
+    assert files_under(tmp_path) == before
+    assert leftovers(tmp_path) == []

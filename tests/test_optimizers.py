@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +24,16 @@ from lrfind.settings.optimizers import (
 )
 from lrfind.settings.options import RunConfig, TrainConfig, load_config_file, merge_options
 from lrfind.setup.optimizers import build_optimizer, check_optimizer, torch_optimizers
-from tests.conftest import write_python
-from tests.test_cli import assert_clean_failure, invoke
-from tests.test_stacked import CALM, one_by_one, stacked
-from tests.test_sweep import tiny_model
+from tests.conftest import (
+    CALM,
+    assert_clean_failure,
+    invoke,
+    lrfind,
+    one_by_one,
+    stacked,
+    tiny_model,
+    write_python,
+)
 
 PROBE = [torch.zeros(3, requires_grad=True)]
 
@@ -352,6 +356,11 @@ def test_the_plot_title_names_the_optimizer_and_its_arguments() -> None:
     )
 
 
+def bare_user(home: Path) -> dict[str, str | None]:
+    """A user with nothing of lrfind's in their environment: a fresh home, no data folders."""
+    return {"HOME": str(home), "XDG_CACHE_HOME": None, "LRFIND_DATA_DIR": None}
+
+
 USER_TASK = """
 def data():
     generator = torch.Generator().manual_seed(0)
@@ -367,18 +376,15 @@ def model(num_classes):
 """
 
 
-def test_rmsprop_with_an_argument_end_to_end_as_a_real_process(tmp_path: Path) -> None:
+def test_rmsprop_with_an_argument_end_to_end(tmp_path: Path) -> None:
     task = write_python(tmp_path / "task.py", USER_TASK)
     out = tmp_path / "run"
-    completed = subprocess.run(
-        [
-            sys.executable, "-m", "lrfind", "run", "--dataset", f"{task}:data",
-            "--model", f"{task}:model", "--optimizer", "rmsprop", "--optimizer-arg", "alpha=0.9",
-            "--batch-size", "64", "--steps", "60", "--repeats", "1", "--start-lr", "1e-6",
-            "--end-lr", "10", "--device", "cpu", "--out", str(out), "--quiet",
-        ],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
+    completed = lrfind(
+        "run", "--dataset", f"{task}:data", "--model", f"{task}:model",
+        "--optimizer", "rmsprop", "--optimizer-arg", "alpha=0.9",
+        "--batch-size", "64", "--steps", "60", "--repeats", "1", "--start-lr", "1e-6",
+        "--end-lr", "10", "--device", "cpu", "--out", out, "--quiet",
+        env=bare_user(tmp_path),
     )  # fmt: skip
     assert completed.returncode in (0, 1), completed.stderr  # 1: no answer, still written
     assert "Traceback" not in completed.stderr
@@ -393,7 +399,7 @@ def test_rmsprop_with_an_argument_end_to_end_as_a_real_process(tmp_path: Path) -
     assert (out / "sweep.png").read_bytes().startswith(b"\x89PNG")
 
 
-def test_lrfind_train_takes_a_hydra_optimizer_mapping_as_a_real_process(tmp_path: Path) -> None:
+def test_lrfind_train_takes_a_hydra_optimizer_mapping(tmp_path: Path) -> None:
     task = write_python(tmp_path / "task.py", USER_TASK)
     config = tmp_path / "train.yaml"
     config.write_text(
@@ -402,12 +408,9 @@ def test_lrfind_train_takes_a_hydra_optimizer_mapping_as_a_real_process(tmp_path
         "batch_size: 64\nepochs: 1\ndevice: cpu\nscheduler:\n  kind: constant\n"
     )
     out = tmp_path / "train"
-    completed = subprocess.run(
-        [sys.executable, "-m", "lrfind", "train", "--config", str(config), "--out", str(out),
-         "--quiet"],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1", "HOME": str(tmp_path)},
-    )  # fmt: skip
+    completed = lrfind(
+        "train", "--config", config, "--out", out, "--quiet", env=bare_user(tmp_path)
+    )
     assert completed.returncode == 0, completed.stderr
     written = json.loads((out / "train.json").read_text())
     assert (written["config"]["optimizer"], written["config"]["optimizer_args"]) == (
