@@ -7,7 +7,9 @@
 A range test trains the caller's own objects, so everything it changes is copied first and put
 back afterwards, also when the sweep raises or is interrupted: the state dict (extra state and
 its metadata included), buffers kept out of it, each parameter's `.grad` (None stays None),
-the optimizer's state and the train/eval mode. A copy beside the model would hold the whole
+the optimizer's state and the train/eval mode; and every tensor the optimizer's groups train
+that the model does not own (a learnable temperature inside the loss, an extra tensor in the
+parameter list), with its `.grad`. A copy beside the model would hold the whole
 state twice on the device that training fills, so the copy lives where it costs least:
 
 - `cpu`, host memory: for a model on an accelerator (one copy over the bus each way), and for
@@ -77,16 +79,36 @@ def tensor_bytes(values: Iterable[Any]) -> int:
 
 
 def state_bytes(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """What a snapshot copies: the state dict, the buffers kept out of it, the gradients and
-    the optimizer's state."""
+    """What a snapshot copies: the state dict, the buffers kept out of it, the gradients,
+    the tensors the optimizer trains beyond the model's (and their gradients) and the
+    optimizer's state."""
+    strays = stray_parameters(model, optimizer)
     return tensor_bytes(
         [
             model.state_dict(),
             [buffer for _, buffer in _non_persistent_buffers(model)],
             [parameter.grad for parameter in model.parameters()],
+            strays,
+            [parameter.grad for parameter in strays],
             optimizer.state_dict(),
         ]
     )
+
+
+def stray_parameters(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> list[torch.Tensor]:
+    """The tensors the optimizer's groups train that the model does not own (a learnable
+    temperature inside the loss module, an extra tensor in the parameter list), each once, in
+    the groups' order: the model's state dict does not hold them, so the snapshot keeps them
+    itself."""
+    own = {id(tensor) for tensor in _module_tensors(model)}
+    strays: dict[int, torch.Tensor] = {}
+    for group in optimizer.param_groups:
+        for parameter in group["params"]:
+            if isinstance(parameter, torch.Tensor) and id(parameter) not in own:
+                strays.setdefault(id(parameter), parameter)
+    return list(strays.values())
 
 
 def host_available_bytes() -> int | None:
@@ -371,6 +393,9 @@ class Snapshot:
                 name: self._put(buffer.detach()) for name, buffer in _non_persistent_buffers(model)
             }
             self.grads = [self._put(parameter.grad) for parameter in model.parameters()]
+            self.strays = stray_parameters(model, optimizer)
+            self.stray_values = [self._put(stray.detach()) for stray in self.strays]
+            self.stray_grads = [self._put(stray.grad) for stray in self.strays]
             self.optimizer_state = self._put(optimizer.state_dict())
         except BaseException:
             self.store.close()
@@ -412,7 +437,7 @@ class Snapshot:
         """Put everything back. What the sweep made (its gradients and optimizer state) is
         freed first, so restoring never holds more than the sweep did."""
         model, optimizer = self.model, self.optimizer
-        for parameter in model.parameters():
+        for parameter in [*model.parameters(), *self.strays]:
             parameter.grad = None
         optimizer.state.clear()
         with torch.no_grad():
@@ -436,6 +461,14 @@ class Snapshot:
                     self.store.put_back(self.buffers[name], buffer.detach())
         for parameter, grad in zip(model.parameters(), self.grads, strict=True):
             parameter.grad = self._get(grad)
+        with torch.no_grad():
+            for stray, value in zip(self.strays, self.stray_values, strict=True):
+                if _fits(stray, value):
+                    self.store.put_back(value, stray.detach())
+                else:  # the sweep replaced its data with another shape or dtype
+                    stray.data = self._get(value)
+        for stray, grad in zip(self.strays, self.stray_grads, strict=True):
+            stray.grad = self._get(grad)
         optimizer.load_state_dict(self._get(self.optimizer_state))
         for module, training in self.modes:
             module.training = training
