@@ -21,8 +21,9 @@ from typing import Any
 
 import torch
 
+from lrfind.core.arguments import check_keywords, optional_callable
 from lrfind.core.methods import DEFAULT_METHOD
-from lrfind.core.settings import REPEATS, SweepSettings
+from lrfind.core.settings import REPEATS, SWEEP_FIELDS, SweepSettings
 from lrfind.engine import finder as engine
 from lrfind.outputs.notebook import NotebookOutcome, NotebookResult
 from lrfind.outputs.progress import SweepProgress, sweep_name
@@ -72,10 +73,13 @@ def range_test(
             overflows at the first rate, or there is no room to keep the model's state.
         UserCodeError: The model, the loss, the loader or the optimizer raised; the message
             says where, and the original error is its `__cause__`.
-        TypeError: `options` names an argument the engine does not take.
+        ConfigError: Also when `options` names an argument the engine does not take, or
+            one of them has the wrong type.
     """
+    check_keywords("range_test", options, engine.RANGE_TEST_OPTIONS)
+    settings = _sweep_settings(options)  # checked before a bar is drawn for it
     shown = SweepProgress(progress, callback=options.pop("callback", None))
-    shown.sweep("sweep", options.get("steps", SweepSettings.steps))
+    shown.sweep("sweep", settings.steps)
     try:
         result = engine.range_test(
             model, optimizer, loss_fn, train_loader, callback=shown.step, **options
@@ -123,8 +127,11 @@ def find_lr(
         ConfigError: As for `range_test`, and `repeats` outside 0 to 100.
         SweepError: As for `range_test`, from any of the sweeps.
         UserCodeError: As for `range_test`.
-        TypeError: `options` names an argument neither the plan nor the engine takes.
+        ConfigError: Also when `options` names an argument neither the plan nor the engine
+            takes, or one of them has the wrong type.
     """
+    check_keywords("find_lr", options, engine.FIND_LR_OPTIONS)
+    _sweep_settings(options)
     shown = SweepProgress(progress, callback=options.pop("callback", None))
     on_sweep = options.pop("on_sweep", None)
     repeats = options.get("repeats", REPEATS)
@@ -147,3 +154,11 @@ def find_lr(
     finally:
         shown.stop()
     return NotebookOutcome.of(outcome, options.get("method", DEFAULT_METHOD))
+
+
+def _sweep_settings(options: dict[str, Any]) -> SweepSettings:
+    """The sweep's settings among `options`, checked as the engine will check them, and the
+    callbacks checked here, before progress wraps them."""
+    optional_callable("callback", options.get("callback"), "of one StepRecord")
+    optional_callable("on_sweep", options.get("on_sweep"), "of (repeat, settings)")
+    return SweepSettings(**{name: options[name] for name in SWEEP_FIELDS if name in options})

@@ -21,6 +21,7 @@ from functools import cached_property
 
 import numpy as np
 
+from lrfind.core.arguments import checked_curve, integer, text
 from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.methods import METHODS as METHOD_NAMES
 from lrfind.core.settings import MIN_USABLE_POINTS, SweepSettings, check_choice
@@ -539,17 +540,18 @@ def analyze(
         saying why) and `diagnostics`, plain sentences on what looks wrong with the range.
 
     Raises:
-        ConfigError: `method` is unknown, or `lrs` and `losses` differ in length or are empty.
+        ConfigError: `method` is unknown, `smoothing` or `divergence_factor` is out of
+            range (as `lrfind analyze` refuses them), `lrs` and `losses` differ in length or
+            are empty, a rate is not positive and finite or below the one before, a loss
+            between the first and the last is not finite, or an argument has the wrong type.
         SweepError: The first loss is not finite.
     """
-    check_method(method)
-    lrs = np.asarray(lrs, dtype=float)
-    losses = np.asarray(losses, dtype=float)
-    if len(lrs) != len(losses) or len(lrs) == 0:
-        raise ConfigError(
-            f"analyze needs as many learning rates as losses, at least one of each; got "
-            f"{len(lrs)} rates and {len(losses)} losses. Pass the two columns of one sweep."
-        )
+    check_method(text("method", method, DEFAULT_METHOD))
+    # the knobs as a sweep checks them, then the curve as `lrfind analyze` reads a file
+    SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)
+    lrs, losses = checked_curve(lrs, losses)
+    if planned_steps is not None and integer("planned_steps", planned_steps, "100") < 1:
+        raise ConfigError(f"planned_steps must be a positive integer; got {planned_steps!r}.")
     if not math.isfinite(losses[0]):
         raise non_finite_first_loss(float(losses[0]), float(lrs[0]))
 

@@ -61,13 +61,26 @@ class Bounds:
     @classmethod
     def of(cls, recommendation: Any) -> Bounds:
         """From a `Recommendation`, a loaded result.json, or its `recommendation` block."""
+        if recommendation is None:
+            raise ConfigError(
+                "the recommendation is None: the sweep found no rate to build a schedule from "
+                "(its `no_recommendation` says why). Check `outcome.recommendation is not "
+                "None` before building a schedule, and do what the reasons say."
+            )
         if isinstance(recommendation, Mapping):
             block = recommendation.get("recommendation", recommendation)
             if block is None:
                 raise _no_rates(recommendation.get("no_recommendation"))
             values = {key: block.get(key) for key in ("base_lr", "max_lr", "lr")}
-        else:
+        elif all(hasattr(recommendation, key) for key in ("base_lr", "max_lr", "lr")):
             values = {key: getattr(recommendation, key) for key in ("base_lr", "max_lr", "lr")}
+        else:
+            shown = repr(recommendation)[:60]
+            raise ConfigError(
+                f"the recommendation must be lrfind's Recommendation, a result.json (its path "
+                f"or its loaded content) or its recommendation block; got {shown} (a "
+                f"{type(recommendation).__name__}). Pass outcome.recommendation."
+            )
         for key, value in values.items():
             number = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not number or not math.isfinite(value) or value <= 0:
@@ -464,8 +477,8 @@ SCHEDULE_KEYS = frozenset(
 
 def check_kind(kind: str) -> ScheduleKind:
     """The registered kind of that name, or a ConfigError with the closest name."""
-    if kind not in KINDS:
-        close = difflib.get_close_matches(kind, SCHEDULE_KINDS, n=1)
+    if not isinstance(kind, str) or kind not in KINDS:
+        close = difflib.get_close_matches(str(kind), SCHEDULE_KINDS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(
             f"unknown schedule kind {kind!r}.{hint} Choose one of: {', '.join(SCHEDULE_KINDS)}."

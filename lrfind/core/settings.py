@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lrfind.core.arguments import typed_fields
 from lrfind.errors import ConfigError
 
 # The panels `--help` groups options in, in this order.
@@ -92,6 +93,7 @@ class SweepSettings:
     )
 
     def __post_init__(self) -> None:
+        typed_fields(self, SweepSettings)  # a Python caller's values; the CLI's arrive coerced
         check_positive("start_lr", self.start_lr)
         check_positive("end_lr", self.end_lr)
         if self.start_lr >= self.end_lr:
@@ -158,6 +160,7 @@ class SearchSettings:
     )
 
     def __post_init__(self) -> None:
+        typed_fields(self, SearchSettings)
         if not 0 <= self.repeats <= 100:
             raise ConfigError(
                 f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "

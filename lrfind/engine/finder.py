@@ -13,12 +13,14 @@ objects next. The engine never prints: progress goes to `callback`, one `StepRec
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 
+from lrfind.core import arguments
 from lrfind.core.analysis import check_method
 from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import SearchOutcome, search
@@ -40,7 +42,8 @@ from lrfind.engine.loop import (
 )
 from lrfind.engine.snapshot import kept_while_sweeping
 from lrfind.errors import ConfigError
-from lrfind.settings.options import PRECISIONS
+from lrfind.settings.optimizers import REFUSED, TORCH_MODULE
+from lrfind.settings.options import PRECISIONS, SNAPSHOT_PLACES
 from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
 
 
@@ -161,11 +164,18 @@ def range_test(
         divergence_factor=divergence_factor,
     )
     check_sweep_options(method, precision, accumulate)
-    check_objects(model, optimizer, loss_fn)
-    if device is None:
-        first = next(model.parameters(), None)
-        device = first.device if first is not None else torch.device("cpu")
-    device = torch.device(device)
+    check_callers_options(
+        seed=seed,
+        channels_last=channels_last,
+        snapshot=snapshot,
+        callback=callback,
+        stop_requested=stop_requested,
+        unpack=unpack,
+        val_batches=val_batches,
+        ranks=ranks,
+    )
+    check_objects(model, optimizer, loss_fn, train_loader)
+    device = sweep_device(model, device)
     ranks = ranks or Ranks.of_group()
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
     trainee = SingleModel(
@@ -212,15 +222,95 @@ def prepared_model(
 
 def check_sweep_options(method: str, precision: str, accumulate: int) -> None:
     """The engine's own arguments, checked before any work (the sweep's by SweepSettings)."""
-    check_method(method)
-    check_choice("precision", precision, PRECISIONS)
+    check_method(arguments.text("method", method, DEFAULT_METHOD))
+    check_choice("precision", arguments.text("precision", precision, "fp32"), PRECISIONS)
     if not isinstance(accumulate, int) or isinstance(accumulate, bool) or accumulate < 1:
         raise ConfigError(f"accumulate must be a positive integer; got {accumulate!r}.")
 
 
-def check_objects(model: Any, optimizer: Any, loss_fn: Any) -> None:
-    """The caller's objects, before any work: an optimizer over this model's parameters and a
-    loss that can be called (an instance, not its class)."""
+def check_callers_options(
+    *,
+    seed: Any,
+    channels_last: Any,
+    snapshot: Any,
+    callback: Any,
+    stop_requested: Any,
+    unpack: Any,
+    val_batches: Any,
+    ranks: Any,
+) -> None:
+    """The rest of `range_test`'s keyword arguments, by type (lrfind.core.arguments): what
+    the CLI never gets wrong, and a Python caller may."""
+    if seed is not None:
+        arguments.integer("seed", seed, "0")
+    arguments.flag("channels_last", channels_last)
+    check_choice("snapshot", arguments.text("snapshot", snapshot, "auto"), SNAPSHOT_PLACES)
+    arguments.optional_callable("callback", callback, "of one StepRecord")
+    arguments.optional_callable("stop_requested", stop_requested, "of no arguments")
+    arguments.optional_callable("unpack", unpack, "of one batch, returning (inputs, targets)")
+    if val_batches is not None and (
+        isinstance(val_batches, (str, bytes, torch.Tensor)) or not hasattr(val_batches, "__len__")
+    ):
+        raise ConfigError(
+            f"val_batches must be a list of batches (each as the loader gives them), or None; "
+            f"got {arguments.shown(val_batches)}. Pass e.g. val_batches=list(itertools.islice("
+            "val_loader, 4))."
+        )
+    if ranks is not None and not isinstance(ranks, Ranks):
+        raise ConfigError(
+            f"ranks must be an lrfind.engine.distributed.Ranks, or None for those of the "
+            f"process group; got {arguments.shown(ranks)}. Leave it out."
+        )
+
+
+def sweep_device(model: torch.nn.Module, device: Any) -> torch.device:
+    """Where the sweep runs: `device` (a torch.device or its name), else the device of the
+    model's first parameter."""
+    if device is None:
+        first = next(model.parameters(), None)
+        return first.device if first is not None else torch.device("cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise ConfigError(
+            f"device must be a torch.device or its name, or None for the model's own; got "
+            f"{arguments.shown(device)}. Pass e.g. device='cuda' or device='cpu'."
+        )
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(
+            f"device {device!r} is not a device torch knows. Pass e.g. device='cuda', "
+            "'cuda:1', 'mps' or 'cpu', or leave it out for the model's own."
+        ) from None
+
+
+def check_objects(model: Any, optimizer: Any, loss_fn: Any, train_loader: Any = ()) -> None:
+    """The caller's objects, before any work: a module, an optimizer lrfind can sweep over
+    this model's parameters, gradients on, no tensor without data, a loss that can be called
+    (an instance, not its class) and a loader that can be iterated."""
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigError(
+            f"model must be a torch.nn.Module; got {arguments.shown(model)}. Pass the network "
+            "itself (for a function, wrap it in a Module whose forward calls it)."
+        )
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer; got {arguments.shown(optimizer)}. "
+            "Pass e.g. torch.optim.SGD(model.parameters(), lr=1e-3)."
+        )
+    _check_optimizer_kind(optimizer)
+    if not torch.is_grad_enabled():
+        raise ConfigError(
+            "gradients are off (range_test was called inside torch.no_grad() or "
+            "torch.inference_mode()), and the sweep trains the model. Call it outside that "
+            "block."
+        )
+    if not hasattr(type(train_loader), "__iter__") and not hasattr(
+        type(train_loader), "__getitem__"
+    ):
+        raise ConfigError(
+            f"train_loader must be an iterable of batches; got {arguments.shown(train_loader)}. "
+            "Pass e.g. a torch.utils.data.DataLoader or a list of (inputs, targets)."
+        )
     if isinstance(loss_fn, type) or (loss_fn is not None and not callable(loss_fn)):
         shown = loss_fn.__name__ if isinstance(loss_fn, type) else repr(loss_fn)[:60]
         raise ConfigError(
@@ -230,12 +320,50 @@ def check_objects(model: Any, optimizer: Any, loss_fn: Any) -> None:
         )
     own = {id(parameter) for parameter in model.parameters()}
     swept = [p for group in optimizer.param_groups for p in group["params"]]
-    if swept and not any(id(parameter) in own for parameter in swept):
+    if not swept:
+        raise ConfigError(
+            f"the optimizer holds no parameters ({len(optimizer.param_groups)} parameter "
+            "group(s), all empty), so the sweep would train nothing. Build it over the "
+            "model: torch.optim.SGD(model.parameters(), lr=...)."
+        )
+    if not any(parameter.requires_grad for parameter in swept):
+        raise ConfigError(
+            "every parameter the optimizer holds has requires_grad=False, so the sweep would "
+            "train nothing. Unfreeze the layers to train (requires_grad_(True)), or build the "
+            "optimizer over those that train."
+        )
+    on_meta = next(
+        (name for name, tensor in _named_tensors(model) if tensor.device.type == "meta"), None
+    )
+    if on_meta is not None or any(p.device.type == "meta" for p in swept):
+        shown = f"the model's {on_meta!r}" if on_meta else "a tensor the optimizer holds"
+        raise ConfigError(
+            f"{shown} is on the meta device: it has a shape but no values, so there is "
+            "nothing to train or to restore. Materialise the model first, e.g. "
+            "model.to_empty(device='cpu') and then load or initialise its weights."
+        )
+    if not any(id(parameter) in own for parameter in swept):
         raise ConfigError(
             "the optimizer holds none of the model's parameters, so the sweep would train "
             "nothing it measures. Build it over this model: "
             "torch.optim.SGD(model.parameters(), lr=...)."
         )
+
+
+def _check_optimizer_kind(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse a torch.optim class lrfind cannot sweep (or a subclass of one), for the reason
+    the CLI gives (lrfind.settings.optimizers.REFUSED)."""
+    for kind in type(optimizer).__mro__:
+        name = kind.__name__.lower()
+        if kind.__module__.startswith(TORCH_MODULE) and name in REFUSED:
+            raise ConfigError(
+                f"optimizer {type(optimizer).__name__} cannot run a range test: {REFUSED[name]}."
+            )
+
+
+def _named_tensors(model: torch.nn.Module) -> Any:
+    yield from model.named_parameters()
+    yield from model.named_buffers()
 
 
 def find_lr(
@@ -265,6 +393,9 @@ def find_lr(
     `on_sweep(repeat, settings)` is called before each sweep starts (repeat 0 is the full
     sweep), so a progress display knows each sweep's range and steps.
     """
+    arguments.check_keywords("find_lr", sweep_options, FIND_LR_SWEEP_OPTIONS)
+    arguments.integer("seed", seed, "0")
+    arguments.optional_callable("on_sweep", on_sweep, "of (repeat, settings)")
     base = {name: sweep_options.pop(name) for name in SWEEP_FIELDS if name in sweep_options}
 
     def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
@@ -287,3 +418,20 @@ def find_lr(
         SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range),
         method,
     )
+
+
+# The keyword options each entry point takes (the API checks a caller's names against them).
+RANGE_TEST_OPTIONS = tuple(
+    name
+    for name, parameter in inspect.signature(range_test).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
+FIND_LR_SWEEP_OPTIONS = tuple(name for name in RANGE_TEST_OPTIONS if name not in ("method", "seed"))
+FIND_LR_OPTIONS = (
+    *(
+        name
+        for name, parameter in inspect.signature(find_lr).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    ),
+    *FIND_LR_SWEEP_OPTIONS,
+)

@@ -265,6 +265,15 @@ def endless_batches(loader: Iterable[Any]) -> Iterator[Any]:
         for batch in loader:
             produced = True
             yield batch
+        if not produced and isinstance(loader, Iterator):
+            raise SweepError(
+                f"the train loader is a {type(loader).__name__}, an iterator that can be read "
+                "only once, and it "
+                + ("ran out after one pass" if epoch else "yielded no batches")
+                + "; a sweep reads its loader again whenever it runs out (and every sweep of "
+                "find_lr from the start). Pass a loader that can be iterated again: a "
+                "DataLoader, or a list of batches (list(generator))."
+            )
         if not produced:
             raise SweepError(
                 "the train loader produced no batches"

@@ -17,6 +17,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrfind.core.analysis import Recommendation
+from lrfind.core.arguments import integer, shown
 from lrfind.core.ramp import rate_ratios
 from lrfind.core.schedules import Bounds, Training, check_kind, check_section, schedule_section
 from lrfind.errors import ConfigError
@@ -79,8 +80,13 @@ def build_scheduler(
             recommendation has no usable rates (the curve held no answer, or base_lr,
             max_lr and lr are not positive and in order).
     """
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ConfigError(
+            f"optimizer must be a torch.optim.Optimizer; got {shown(optimizer)}. Pass the "
+            "optimizer that trains the model."
+        )
     for name, value in (("steps_per_epoch", steps_per_epoch), ("epochs", epochs)):
-        if not isinstance(value, int) or value < 1:
+        if integer(name, value, "100") < 1:
             raise ConfigError(f"{name} must be a positive integer; got {value!r}.")
     if isinstance(recommendation, (str, Path)):
         recommendation = read_result(Path(recommendation))
