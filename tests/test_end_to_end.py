@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -20,8 +21,14 @@ from lrfind import range_test
 from lrfind.core.settings import REPEATS
 from lrfind.setup import data
 from lrfind.setup.models import build_model
+from tests.conftest import invoke
 
 pytestmark = pytest.mark.realdata
+
+
+class Headline(NamedTuple):
+    completed: subprocess.CompletedProcess[str]
+    out: Path
 
 
 def test_real_fashion_mnist_has_its_published_shape_and_statistics(
@@ -36,16 +43,23 @@ def test_real_fashion_mnist_has_its_published_shape_and_statistics(
     assert test_split.images.shape == (10_000, 1, 28, 28)
 
 
-def test_headline_command_end_to_end(fashion_mnist_dir: Path, tmp_path: Path) -> None:
-    """`lrfind run --model lenet --dataset fashion-mnist`, as installed, in a fresh process."""
+@pytest.fixture(scope="module")
+def headline(fashion_mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Headline:
+    """`lrfind run --model lenet --dataset fashion-mnist` (the command scripts/run.sh runs),
+    as installed, in a fresh process: one real sweep, which the tests below share."""
     command = Path(sys.executable).parent / "lrfind"
-    out = tmp_path / "headline"
+    out = tmp_path_factory.mktemp("headline") / "headline"
     completed = subprocess.run(
         [str(command), "run", "--model", "lenet", "--dataset", "fashion-mnist",
          "--data-dir", str(fashion_mnist_dir), "--no-download", "--out", str(out), "--quiet"],
         capture_output=True, text=True, timeout=300,
         env={**os.environ, "COLUMNS": "120"},
     )  # fmt: skip
+    return Headline(completed, out)
+
+
+def test_headline_command_end_to_end(headline: Headline) -> None:
+    completed, out = headline
     assert completed.returncode == 0, completed.stderr + completed.stdout
     assert "Traceback" not in completed.stderr
     document = json.loads((out / "result.json").read_text())
@@ -87,23 +101,23 @@ def test_library_range_test_on_real_batches(fashion_mnist_dir: Path) -> None:
 
 
 def test_train_one_epoch_of_lenet_beats_chance_by_far(
-    fashion_mnist_dir: Path, tmp_path: Path
+    fashion_mnist_dir: Path, tmp_path: Path, headline: Headline
 ) -> None:
-    """`lrfind train` on the real data, bounds from a real sweep: one epoch of one-cycle and
-    the constant baseline both learn (chance is 0.10; one epoch reaches about 0.75)."""
-    from typer.testing import CliRunner
-
-    from lrfind.cli import app
-
+    """`lrfind train` on the real data, bounds from the headline's real sweep: one epoch of
+    one-cycle and the constant baseline both learn (chance is 0.10; one epoch reaches about
+    0.75). The fresh sweep `train` runs without --result is test_train's, on tiny data."""
+    assert headline.completed.returncode == 0, headline.completed.stderr
+    result_file = headline.out / "result.json"
     config = tmp_path / "train.yaml"
     config.write_text(
         f"model: lenet\ndataset: fashion-mnist\ndata_dir: {fashion_mnist_dir}\n"
         "download: false\nepochs: 1\ndevice: cpu\nscheduler:\n  kind: onecycle\n"
     )
     out = tmp_path / "trained"
-    result = CliRunner().invoke(
-        app, ["train", "--config", str(config), "--baseline", "constant", "--out", str(out)]
-    )
+    result = invoke(
+        "train", "--config", config, "--result", result_file, "--baseline", "constant",
+        "--out", out,
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
     with (out / "history.csv").open() as handle:
         rows = {row["schedule"]: row for row in csv.DictReader(handle)}
@@ -112,3 +126,4 @@ def test_train_one_epoch_of_lenet_beats_chance_by_far(
     document = json.loads((out / "train.json").read_text())
     assert document["steps_per_epoch"] == 60_000 // 256
     assert "10000 samples" in document["test_set"]
+    assert document["bounds_source"] == str(result_file)

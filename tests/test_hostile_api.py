@@ -63,6 +63,7 @@ SWEEP_OPTIONS = [
     ({"end_lr": None}, ["end_lr must be a number", "None"]),
     ({"start_lr": math.nan}, ["start_lr must be a positive, finite number", "nan"]),
     ({"end_lr": -1.0}, ["end_lr must be a positive, finite number"]),
+    ({"end_lr": 1e39}, ["end_lr 1e+39 is beyond the largest float32", "--end-lr 10"]),
     ({"mode": None}, ["mode must be text", "None"]),
     ({"mode": "log"}, ["unknown mode 'log'", "exp, linear"]),
     ({"smoothing": 1.5}, ["smoothing is an EMA factor in [0, 1)", "1.5"]),

@@ -58,6 +58,8 @@ def check_positive(name: str, value: float) -> None:
         )
 
 
+# The largest float32: a rate above it overflows the update of a float32 weight.
+FLOAT32_MAX = 3.4028234663852886e38
 MODES = ("exp", "linear")  # how the rate grows from step to step (lrfind.core.ramp)
 MAX_STEPS = 1_000_000  # steps of one sweep at most
 # Fewer usable points than this and a curve is too coarse to analyse: the shortest sweep,
@@ -106,6 +108,12 @@ class SweepSettings:
                 f"the range from start_lr {self.start_lr:g} to end_lr {self.end_lr:g} spans "
                 "more decades than a float can hold, so the sweep's rates would overflow. "
                 "Narrow it to the rates a model can train at, e.g. --start-lr 1e-7 --end-lr 10."
+            )
+        if self.end_lr > FLOAT32_MAX:
+            raise ConfigError(
+                f"end_lr {self.end_lr:g} is beyond the largest float32 ({FLOAT32_MAX:.3g}): "
+                "a float32 weight's update at that rate overflows in the optimizer, whatever "
+                "the model. Sweep the rates a model can train at, e.g. --end-lr 10."
             )
         if not MIN_USABLE_POINTS <= self.steps <= MAX_STEPS:
             raise ConfigError(

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lrfind.errors import SpecError, noted
-from lrfind.settings.options import CLASS_INDEX_LOSSES, SetupSettings
+from lrfind.settings.options import CLASS_INDEX_LOSSES, LOSSES, SetupSettings
 from lrfind.setup.batches import Batch, LossFunction, call_model, outputs_loss, read_outputs
 from lrfind.setup.factories import (
     TORCHVISION_PREFIX,
@@ -270,12 +270,50 @@ def check_model_fits(
             check_targets_fit(setup.loss, outputs, batch.targets, spec)
             with noted(f"while lrfind ran loss {setup.loss!r} on the first batch"):
                 if loss_fn is not None:
-                    outputs_loss(outputs, None, batch, loss_fn, first=True)
+                    try:
+                        outputs_loss(outputs, None, batch, loss_fn, first=True)
+                    except Exception as error:
+                        sized = _sized_for_targets(outputs, setup, num_classes, error)
+                        if sized is None:
+                            raise
+                        raise sized from error
     finally:
         with torch.no_grad():
             for buffer, saved in zip(model.buffers(), buffers, strict=True):
                 buffer.copy_(saved)
         model.train(was_training)
+
+
+def _sized_for_targets(
+    outputs: Any, setup: SetupSettings, num_classes: int | None, error: Exception
+) -> SpecError | None:
+    """When a loss from a file fails on a built-in model lrfind sized itself: the model got
+    one output per target value (lrfind cannot tell what such a loss needs), which a loss that
+    reads class scores cannot use. The error then names the output count and --num-classes;
+    None where that cannot be the cause (the count was given, the model is not one lrfind
+    builds, or its count already matches the classes or is not one where they are unknown)."""
+    built_here = setup.model in BUILTIN_MODELS or setup.model.startswith(TORCHVISION_PREFIX)
+    if (
+        setup.loss in LOSSES
+        or setup.num_classes is not None
+        or not built_here
+        or not isinstance(outputs, torch.Tensor)
+    ):
+        return None
+    count = int(outputs.shape[1]) if outputs.dim() >= 2 else 1
+    if count == num_classes or (num_classes is None and count != 1):
+        return None
+    message = str(error).strip().splitlines()[0] if str(error).strip() else "(no message)"
+    classes = f" (the dataset has {num_classes} classes)" if num_classes else ""
+    return SpecError(
+        f"loss {setup.loss!r} raised on the first batch ({type(error).__name__}: "
+        f"{message.rstrip('.')}), and model {setup.model!r} gives {count} output"
+        f"{'s' if count != 1 else ''} per sample: for a loss from a file lrfind sizes a built-in "
+        "model by the targets (one output per target value), since it cannot tell what the "
+        f"loss reads. If the loss reads class scores, pass --num-classes "
+        f"{num_classes or 'N'}{classes}; otherwise check the loss on one batch by hand (--debug "
+        "shows the traceback)."
+    )
 
 
 def describe_inputs(inputs: Any) -> str:
