@@ -17,7 +17,13 @@ from lrfind.commands import run as pipeline
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
 from lrfind.setup import models
-from tests.conftest import assert_clean_failure, invoke, tiny_run_arguments, write_python
+from tests.conftest import (
+    assert_clean_failure,
+    invoke,
+    tiny_run_arguments,
+    write_mnist_files,
+    write_python,
+)
 
 
 def test_run_writes_the_curve_the_plot_and_the_result(mnist_dir: Path, tmp_path: Path) -> None:
@@ -118,15 +124,22 @@ def test_a_new_run_folder_follows_the_umask(mnist_dir: Path, tmp_path: Path) -> 
     assert (tmp_path / "run" / "result.json").stat().st_mode & 0o777 == 0o640
 
 
+@pytest.fixture(scope="module")
+def real_outcome(tmp_path_factory: pytest.TempPathFactory) -> pipeline.RunOutcome:
+    """A real tiny run's outcome, made once for the tests that patch the pipeline."""
+    folder = tmp_path_factory.mktemp("real")
+    return pipeline.run(
+        RunConfig(dataset="mnist", data_dir=write_mnist_files(folder / "mnist-files"),
+                  download=False, batch_size=32, steps=40, start_lr=1e-3, end_lr=10.0,
+                  out=folder / "real", device="cpu")
+    )  # fmt: skip
+
+
 @pytest.fixture
 def captured_config(
-    monkeypatch: pytest.MonkeyPatch, mnist_dir: Path, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, real_outcome: pipeline.RunOutcome
 ) -> list[RunConfig]:
     """Patch the pipeline: record the config it gets, answer with a real tiny outcome."""
-    real_outcome = pipeline.run(
-        RunConfig(dataset="mnist", data_dir=mnist_dir, download=False, batch_size=32, steps=40,
-                  start_lr=1e-3, end_lr=10.0, out=tmp_path / "real", device="cpu")
-    )  # fmt: skip
     received: list[RunConfig] = []
 
     def fake_run(config: RunConfig, **_: Any) -> pipeline.RunOutcome:

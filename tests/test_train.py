@@ -11,20 +11,12 @@ from typing import Any
 
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from lrfind.cli import app
 from lrfind.core.schedules import Bounds, readable, schedule_section
 from lrfind.errors import LrfindError
 from lrfind.outputs.documents import read_result
 from lrfind.outputs.tensorboard import check_tensorboard
-from tests.conftest import write_python
-
-runner = CliRunner()
-
-
-def invoke(*arguments: Any) -> Any:
-    return runner.invoke(app, [str(argument) for argument in arguments])
+from tests.conftest import invoke, write_python
 
 
 def tiny_config(folder: Path, data_dir: Path, **extra: Any) -> Path:
