@@ -290,7 +290,8 @@ def test_starved_repeats_with_no_room_left_are_kept_and_give_no_answer(most: int
 
 def test_a_set_aside_leaves_room_for_a_median_and_the_rest_decide() -> None:
     sweeps = StarvedScripted([0.2, 0.2, "S", "S", "S", 0.21, 0.19, "S", "S", "S", 0.2])
-    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=11), "bottom")
+    # a budget that never binds: the set-aside rule is the point here (tests/test_budget.py)
+    outcome = search(sweeps, SweepSettings(), SearchSettings(repeats=11, budget=100), "bottom")
     assert [sweep.repeat for sweep in outcome.set_aside] == [1, 2, 3, 4, 5]  # once only
     assert [sweep.repeat for sweep in outcome.sweeps[1:]] == [6, 7, 8, 9, 10, 11]
     recommendation = outcome.recommendation

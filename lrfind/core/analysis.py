@@ -47,6 +47,9 @@ EARLY_REFERENCE = 3  # losses it is compared with, at least: one loss near zero 
 # Repeated sweeps pin their median when the middle suggestions (middle_suggestions) lie
 # within this many decades.
 AGREEMENT_DECADES = 0.25
+# Middle suggestions this far apart (decades) or more leave the answer uncertain by a factor of
+# ten: never better than low confidence, whatever else agrees.
+WIDE_DECADES = 1.0
 # bottom: how far below the loss minimum a schedule's peak should sit.
 BOTTOM_DIVISOR = 3.0
 # A fall of at most this many batch-noise deviations is no descent at all, measured on a causal
@@ -667,6 +670,8 @@ def combine(
         reasons.append(f"{missing} of {len(recommendations)} sweeps gave no suggestion")
     reasons += _shared_flaws(found)
     confidence = "high" if not reasons else "medium" if len(reasons) == 1 else "low"
+    if width >= WIDE_DECADES:  # an answer known only to within a decade is a weak one
+        confidence = "low"
     return Recommendation(
         base_lr=min(low, MAX_BASE_FRACTION * max_lr),
         max_lr=max_lr,

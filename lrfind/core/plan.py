@@ -16,6 +16,7 @@ initialisation and data order; the API: data order).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from lrfind.core.analysis import (
     AGREEMENT_DECADES,
     METHODS,
+    WIDE_DECADES,
     Analysis,
     Recommendation,
     combine,
@@ -55,6 +57,9 @@ DENSER_TRIES = 2
 # (lrfind.core.analysis.median_pinned), at most --repeats. Four, not three, so that three
 # agreeing by chance cannot pin a median near the cliff (docs/quality.md).
 MIN_REPEATS = 4
+# Suggestions of repeats that fall on two sides of a gap this wide (decades) are two answers,
+# not one answer with noise: no number of repeats would pin a median between them.
+SPLIT_DECADES = WIDE_DECADES
 
 SweepRunner = Callable[[int, SweepSettings], RangeTestResult]
 # Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
@@ -133,7 +138,16 @@ def search(
             "The repeats were skipped: the full sweep holds no answer for them to confirm."
         )
         return _full_sweep_alone(sweeps, notes, set_aside)
-    sweeps += _repeats(run_sweep, run_repeats, search_settings.repeats, focused, notes, set_aside)
+    budget = math.floor(search_settings.budget * settings.steps)  # the full sweep kept
+    spent = len(main.records) + sum(len(sweep.result.records) for sweep in set_aside)
+    sweeps += _repeats(
+        run_sweep,
+        run_repeats,
+        Allowance(search_settings.repeats, budget, budget - spent, search_settings.budget),
+        focused,
+        notes,
+        set_aside,
+    )
     repeats = [(sweep.result.analysis, sweep.result.stop_reason) for sweep in sweeps[1:]]
     recommendation, reasons, interrupted = answer_of_sweeps(main.analysis, repeats, method)
     return SearchOutcome(sweeps, recommendation, notes, interrupted, reasons, set_aside)
@@ -148,7 +162,7 @@ def answer_of_sweeps(
     """The plan's one rule for an answer from its sweeps, for `lrfind run`, `lrfind analyze`
     and the API alike: the median of the repeats that stopped by themselves (base_lr from
     the full sweep), or the full sweep's own reading without repeats; an interrupted plan's
-    answer is at most medium confidence. `repeats` are each repeat's analysis and stop
+    answer has low confidence. `repeats` are each repeat's analysis and stop
     reason. Returns the recommendation, why there is none, and whether a sweep was cut."""
     if full_stop_reason == STOP_INTERRUPTED:
         return interrupted_answer(full.recommendation), full.no_recommendation, True
@@ -195,16 +209,33 @@ def _full_sweep_alone(
     )
 
 
+@dataclass
+class Allowance:
+    """What the repeats may still spend: `most` repeats (--repeats) and `steps_left` of the
+    plan's `budget_steps` (--budget, `budget_sweeps` full sweeps)."""
+
+    most: int
+    budget_steps: int
+    steps_left: int
+    budget_sweeps: float
+
+    def affordable(self, wanted: int, steps: int) -> int:
+        """How many of `wanted` repeats of `steps` planned steps the budget still pays for."""
+        return max(0, min(wanted, self.steps_left // steps))
+
+
 def _repeats(
     run_sweep: SweepRunner,
     run_repeats: RepeatsRunner | None,
-    most: int,
+    allowance: Allowance,
     focused: SweepSettings,
     notes: list[str],
     set_aside: list[Sweep],
 ) -> list[Sweep]:
-    """Repeats until their median is pinned (`median_pinned`) or `most` have run: first
-    MIN_REPEATS (stacked when `run_repeats` takes them, else one by one), then one at a time.
+    """Repeats until their median is pinned (`median_pinned`), they split into two answers
+    (`split_answers`: more repeats would not pin a median, they would only pick a side), `most`
+    have run or the step budget cannot pay for another: first MIN_REPEATS (stacked when
+    `run_repeats` takes them, else one by one), then one at a time.
     When most of the repeats so far ended without a clear descent (`learned_too_little`: a
     short sweep from fresh weights sees few batches), they go to `set_aside` and the repeats
     start again at DENSER_FACTOR times the density, at most DENSER_TRIES times; set-aside
@@ -212,13 +243,19 @@ def _repeats(
     They also stop once fewer than half of `most` could answer even if all the rest did
     (there will be no recommendation). An interruption ends them (the rest are not started)
     with a note; stopping at `most` unpinned gets a note too."""
+    most = allowance.most
     sweeps: list[Sweep] = []
     denser_tries, spent = 0, 0  # spent: repeats set aside, which count towards `most`
     while spent + len(sweeps) < most:
-        size = min(MIN_REPEATS if not sweeps else 1, most - spent - len(sweeps))
+        wanted = min(MIN_REPEATS if not sweeps else 1, most - spent - len(sweeps))
+        size = allowance.affordable(wanted, focused.steps)
+        if not size:
+            notes.append(_budget_note(allowance, len(sweeps)))
+            return sweeps
         first = spent + len(sweeps) + 1  # a set-aside repeat's seed is not reused
         numbers = list(range(first, first + size))
         round_sweeps, stacked = _repeat_round(run_sweep, run_repeats, numbers, focused)
+        allowance.steps_left -= sum(len(sweep.result.records) for sweep in round_sweeps)
         sweeps += round_sweeps
         run_repeats = run_repeats if stacked else None  # declined once: one by one from now
         stopped = [sweep.repeat for sweep in sweeps if sweep.result.stop_reason == STOP_INTERRUPTED]
@@ -233,6 +270,7 @@ def _repeats(
             and denser_tries < DENSER_TRIES
             and most - spent - len(sweeps) >= MIN_REPEATS  # room left to pin a median
             and (focused.steps - 1) * DENSER_FACTOR + 1 <= MAX_STEPS
+            and allowance.affordable(MIN_REPEATS, (focused.steps - 1) * DENSER_FACTOR + 1) >= 3
         ):
             denser = replace(focused, steps=(focused.steps - 1) * DENSER_FACTOR + 1)
             notes.append(
@@ -249,6 +287,10 @@ def _repeats(
         found = [sweep.result.analysis.recommendation for sweep in sweeps]
         if median_pinned(found):
             return sweeps
+        modes = split_answers([item.max_lr for item in found if item is not None])
+        if modes is not None:
+            notes.append(_split_note(*modes))
+            return sweeps
         answered = sum(item is not None for item in found)
         left = most - spent - len(sweeps)
         if 2 * (answered + left) < len(sweeps) + left:
@@ -256,6 +298,43 @@ def _repeats(
     if most >= 3:  # fewer could never be pinned: the disagreement reason says enough
         notes.append(_unpinned_note(sweeps, most))
     return sweeps
+
+
+def split_answers(suggestions: Sequence[float]) -> tuple[list[float], list[float]] | None:
+    """The two groups the suggestions fall into when at least two lie on each side of a gap
+    of SPLIT_DECADES or more (a curve with two answers, the seed picking one), else None."""
+    ordered = sorted(suggestions)
+    if len(ordered) < 4:
+        return None
+    gaps = [math.log10(high / low) for low, high in itertools.pairwise(ordered)]
+    cut = max(range(len(gaps)), key=gaps.__getitem__) + 1
+    if gaps[cut - 1] < SPLIT_DECADES or min(cut, len(ordered) - cut) < 2:
+        return None
+    return ordered[:cut], ordered[cut:]
+
+
+def _split_note(low: list[float], high: list[float]) -> str:
+    def centre(group: list[float]) -> float:
+        return float(10 ** (sum(math.log10(value) for value in group) / len(group)))
+
+    count = len(low) + len(high)
+    return (
+        f"The repeats split into two answers at least {SPLIT_DECADES:g} decade apart, so they "
+        f"stopped early (more would only pick a side): about {centre(low):.3g} "
+        f"({len(low)} of {count}) and about {centre(high):.3g} ({len(high)} of {count}). The "
+        "curve has two places the loss bottoms out and the seed decides which one a sweep "
+        "reads; a larger --batch-size (less noise between batches) or a held-out loss "
+        "(--val-batches, whose curve shows which rate generalises) would tell them apart."
+    )
+
+
+def _budget_note(allowance: Allowance, finished: int) -> str:
+    return (
+        f"The repeats stopped after {finished}: the plan's budget of "
+        f"{allowance.budget_steps} training steps ({allowance.budget_sweeps:g} full sweeps, "
+        f"--budget) could not pay for another ({allowance.steps_left} left). A larger --budget "
+        "buys more repeats."
+    )
 
 
 def _unpinned_note(sweeps: list[Sweep], most: int) -> str:

@@ -159,6 +159,14 @@ class SearchSettings:
         panel="Recommendation",
         flag="--refine/--no-refine",
     )
+    # the least that costs no bench config quality (docs/quality.md): a hard curve's plan
+    # stops at five full sweeps instead of running to ten or more
+    budget: float = option(
+        5.0,
+        "Most training steps of the whole plan, in full sweeps (those of the full sweep kept).",
+        panel="Recommendation",
+        metavar="FLOAT",
+    )
     # widen or narrow the range and retry when it was wrong
     auto_range: bool = option(
         False,
@@ -174,6 +182,13 @@ class SearchSettings:
                 f"repeats must be between 0 and 100; got {self.repeats}. Use --repeats 0 for a "
                 "single sweep; repeats stop once their median is pinned (default: at most "
                 f"{REPEATS})."
+            )
+
+        if not (1.0 <= self.budget <= 1000.0):
+            raise ConfigError(
+                f"budget must be between 1 and 1000 full sweeps; got {self.budget:g}. It bounds "
+                "the steps of the whole plan (the full sweep, its reruns and the repeats); "
+                "5 is the default (--budget 5)."
             )
 
     def search_settings(self) -> SearchSettings:

@@ -375,6 +375,7 @@ def find_lr(
     repeats: int = REPEATS,
     refine: bool = True,
     auto_range: bool = False,
+    budget: float = SearchSettings.budget,
     method: str = DEFAULT_METHOD,
     seed: int = 0,
     on_sweep: Callable[[int, SweepSettings], None] | None = None,
@@ -415,7 +416,7 @@ def find_lr(
     return search(
         run_sweep,
         SweepSettings(**base),
-        SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range),
+        SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range, budget=budget),
         method,
     )
 
