@@ -21,6 +21,11 @@ from typing import Any
 # and on a shared 2-core machine a second thread only fights the other processes for a core.
 # Set before torch is first imported (lrfind.setup.data below imports it).
 os.environ["OMP_NUM_THREADS"] = "1"
+# lrfind.cli's consoles fix their width at import from $COLUMNS when it is set (pytest-xdist's
+# workers set it to 80): unset, they read it when they print, so conftest.lrfind's COLUMNS
+# holds in this process as in a real one.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 import numpy as np
 import pytest
