@@ -47,6 +47,23 @@ from lrfind.settings.layouts import lookup
 
 DEFAULT_KEY = "scheduler"
 WHAT = "training config"
+# The parameters of torch's schedulers (torch.optim.lr_scheduler; tests/test_hostile_documents.py
+# holds this to the installed torch). A schedule section of a kind lrfind does not write
+# (a plateau schedule's mode, patience, factor) holds them; a key no scheduler takes is the
+# user's own, and an edit keeps it.
+TORCH_SCHEDULER_KEYS = frozenset(
+    {
+        "T_0", "T_max", "T_mult", "anneal_strategy", "base_lr", "base_momentum", "cooldown",
+        "cycle_momentum", "div_factor", "end_factor", "epochs", "eps", "eta_min", "factor",
+        "final_div_factor", "gamma", "last_epoch", "lr_lambda", "max_lr", "max_momentum",
+        "milestones", "min_lr", "mode", "patience", "pct_start", "power", "scale_fn",
+        "scale_mode", "schedulers", "start_factor", "step_size", "step_size_down",
+        "step_size_up", "steps_per_epoch", "three_phase", "threshold", "threshold_mode",
+        "total_iters", "total_steps", "verbose",
+    }
+)  # fmt: skip
+# What a schedule section holds that belongs to its schedule: replaced as a whole by an edit.
+SECTION_KEYS = SCHEDULE_KEYS | TORCH_SCHEDULER_KEYS
 
 
 @dataclass(frozen=True)
@@ -131,9 +148,15 @@ def plan_change(
     editor = EDITORS[fmt]
     layout, body = Layout.of(config.text, path)
     document = config.document
+    # What is written is plain values, even where it was computed from the document's own
+    # (a round-trip library's integer type would read back as another type than written).
+    section = _plain(section)
+    also = [(other, _plain(values)) for other, values in also]
     if fmt == "yaml":
         for target_keys in [keys, *(other for other, _ in also)]:
             check_not_shared(document, target_keys, path)
+    for target_keys in [keys, *(other for other, _ in also)]:
+        _empty_where_null(document, target_keys, editor.new_mapping)
     untouched = editor.render(document, body) if fmt != "json" else ""
     stale = stale_keys(lookup(document, keys), section)
     set_section(document, keys, section, editor.new_mapping, path)
@@ -192,10 +215,11 @@ def set_section(
 
 
 def stale_keys(node: Any, section: Mapping[str, Any]) -> list[str]:
-    """Schedule keys in the target mapping that the new section does not have."""
+    """Keys of a schedule in the target mapping (any kind's, lrfind's or torch's: the old
+    schedule's) that the new section does not have."""
     if not isinstance(node, Mapping):
         return []
-    return [name for name in node if name in SCHEDULE_KEYS and name not in section]
+    return [name for name in node if name in SECTION_KEYS and name not in section]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,13 +308,32 @@ def check_only_target_changed(
 
 
 def _plain(value: Any) -> Any:
-    """Plain dicts and lists, each a copy of its own: an alias read twice becomes two values,
-    so an edit of one shows up as a difference from the other."""
+    """Plain dicts, lists and scalars, each a copy of its own: an alias read twice becomes
+    two values, so an edit of one shows up as a difference from the other; a round-trip
+    library's own scalar types (tomlkit's Integer, ruamel's ScalarFloat) become Python's."""
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
     return value
+
+
+def _empty_where_null(
+    document: Any, keys: list[str], new_mapping: Callable[[], MutableMapping[str, Any]]
+) -> None:
+    """An empty mapping in place of a null on the way to the target (`scheduler: ~`, a
+    `null` in JSON): the edit then reads as the change of that line it is, rather than as
+    lines added under a key whose null stays."""
+    node = document
+    for key in keys:
+        if not isinstance(node, MutableMapping) or key not in node:
+            return
+        if node[key] is None:
+            node[key] = new_mapping()
+        node = node[key]
 
 
 def _first_difference(written: Any, expected: Any, where: str = "") -> str | None:

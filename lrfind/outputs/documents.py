@@ -11,6 +11,7 @@ once. `read_result` refuses what is not an lrfind result, or one of a newer form
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lrfind.core.plan import SearchOutcome
 from lrfind.core.records import SnapshotPlace
 from lrfind.core.schedules import Bounds, schedule_parameters
 from lrfind.errors import ConfigError
+from lrfind.settings.formats import cut_document, json_ends_early, read_text
 
 # Raised when a reader of the previous version would misread a document. Version 2: a curve
 # without an answer has `recommendation: null` and its reasons in `no_recommendation`;
@@ -115,16 +117,21 @@ def _snapshot_block(snapshot: SnapshotPlace | None) -> dict[str, object] | None:
 
 def read_result(path: Path) -> dict[str, Any]:
     """A result.json of `lrfind run` or `lrfind analyze` (the latter has no `config` block),
-    checked: a JSON object of a known format version with a `recommendation` block."""
+    in today's shape whatever its format version, and checked: every field that apply, train
+    and analyze read holds the kind of value lrfind writes there, so an old, edited or damaged
+    document is refused here, by its field, rather than met later as a traceback."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
             f"result file {path} does not exist. Give the result.json of a run "
             "(e.g. runs/<name>/result.json), written by `lrfind run`."
         )
+    text = read_text(path, "result file")
     try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as error:
+        if json_ends_early(text, error):
+            raise ConfigError(cut_document(path, "result file", "JSON")) from None
         raise ConfigError(f"result file {path} is not readable JSON ({error}).") from None
     if not (isinstance(loaded, dict) and isinstance(loaded.get("recommendation"), dict | None)):
         raise ConfigError(
@@ -132,20 +139,67 @@ def read_result(path: Path) -> dict[str, Any]:
             "result.json written by `lrfind run` or `lrfind analyze`."
         )
     version = loaded.get("format_version", 1)
-    if not isinstance(version, int) or isinstance(version, bool) or version > RESULT_FORMAT_VERSION:
+    known = isinstance(version, int) and not isinstance(version, bool)
+    if not known or not 1 <= version <= RESULT_FORMAT_VERSION:
+        newer = known and version > RESULT_FORMAT_VERSION
         raise ConfigError(
             f"{path} has format_version {version!r}; this lrfind reads versions 1 to "
-            f"{RESULT_FORMAT_VERSION}. Upgrade lrfind, or rerun the sweep with this one."
+            f"{RESULT_FORMAT_VERSION}. "
+            + (
+                "Upgrade lrfind, or rerun the sweep with this one."
+                if newer
+                else "The result was edited or is damaged; rerun `lrfind run` to write it again."
+            )
         )
-    if version == 1:
-        return _from_version_1(loaded)
-    return loaded
+    _check_fields(loaded, path, _BLOCK_FIELDS)
+    upgraded = _from_version_1(loaded) if version == 1 else loaded
+    _check_fields(upgraded, path, _DOCUMENT_FIELDS)
+    return upgraded
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+# The fields lrfind reads from a result, each with what it must hold when present (a field
+# that is absent is read as its default). The block's own lists are checked before a
+# version-1 document is upgraded, since the upgrade moves them.
+_FieldCheck = tuple[tuple[str, ...], str, Callable[[Any], bool]]
+_BLOCK_FIELDS: list[_FieldCheck] = [
+    (("recommendation", "confidence_reasons"), "a list of texts", _is_text_list),
+    (("recommendation", "diagnostics"), "a list of texts", _is_text_list),
+]
+_DOCUMENT_FIELDS: list[_FieldCheck] = [
+    *_BLOCK_FIELDS,
+    (("recommendation", "confidence"), "a text", lambda value: isinstance(value, str)),
+    (("diagnostics",), "a list of texts", _is_text_list),
+    (("no_recommendation",), "a list of texts", _is_text_list),
+    (("interrupted",), "true or false", lambda value: isinstance(value, bool)),
+    (("config",), "a mapping", lambda value: isinstance(value, dict)),
+    (("data",), "a mapping", lambda value: isinstance(value, dict)),
+    (("sweep",), "a mapping", lambda value: isinstance(value, dict)),
+    (("repeats",), "a list", lambda value: isinstance(value, list)),
+]
+
+
+def _check_fields(loaded: dict[str, Any], path: Path, checks: list[_FieldCheck]) -> None:
+    for keys, kind, holds in checks:
+        node: Any = loaded
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None and not holds(node):
+            raise ConfigError(
+                f"{path}: `{'.'.join(keys)}` is {node!r}, not {kind}, so the result was edited "
+                "or is damaged. Rerun `lrfind run` (or `lrfind analyze`) to write it again, or "
+                "remove the field."
+            )
 
 
 def _from_version_1(loaded: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 result in today's shape: a block without rates is no recommendation."""
-    block = dict(loaded["recommendation"])
-    diagnostics = block.pop("diagnostics", [])
+    """A version-1 result in today's shape: a block without rates (or none) is no
+    recommendation."""
+    block = dict(loaded["recommendation"] or {})
+    diagnostics = block.pop("diagnostics", None) or loaded.get("diagnostics") or []
     empty = block.get("max_lr") is None
     reasons = [*block.get("confidence_reasons", []), *diagnostics]
     return {

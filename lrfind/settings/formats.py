@@ -6,6 +6,11 @@
 Option files (`--config`) are read as plain values; training configs that `lrfind apply`
 edits are read round-trip (ruamel.yaml, tomlkit), so comments, order and quoting survive.
 Every failure is a `ConfigError` that names the file, the place and what is wrong.
+
+A file cut short (a program still writing it, a disk that filled) is never read as data: each
+format's reader tells an end that comes too early from other damage, and says so in one
+wording (`cut_short`). JSON, YAML and TOML documents are checked here, curves in
+lrfind.outputs.curves (a last row without its line break) and gzip files by their end marker.
 """
 
 from __future__ import annotations
@@ -40,6 +45,26 @@ def read_text(path: Path, what: str) -> str:
         raise ConfigError(f"cannot read {what} {path}: {error}.") from None
 
 
+def cut_short(subject: str, how: str) -> str:
+    """The one message for a file that ends too early: `subject` names the file, `how` says
+    where it stops."""
+    return (
+        f"{subject}: {how}, as a file does when it was cut short while it was written (a "
+        "program still writing it, a disk that filled). It was not read. Wait for the program "
+        "that writes it to finish, or write it again whole, and run again."
+    )
+
+
+def cut_document(path: Path, what: str, fmt: str) -> str:
+    return cut_short(f"{what} {path} is not readable {fmt}", "it ends inside the document")
+
+
+def json_ends_early(text: str, error: json.JSONDecodeError) -> bool:
+    """Whether JSON failed because the text stopped: the parser met the end while a value was
+    open (a string runs to the end when it is unterminated)."""
+    return error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated string")
+
+
 def parse_document(text: str, path: Path, what: str, *, round_trip: bool = False) -> Any:
     """The document `text` holds, in the format of `path`'s extension.
 
@@ -65,6 +90,8 @@ def parse_json(text: str, path: Path, what: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
+        if json_ends_early(text, error):
+            raise ConfigError(cut_document(path, what, "JSON")) from None
         raise ConfigError(
             f"{what} {path} is not valid JSON: {error.msg} at line {error.lineno}, "
             f"column {error.colno}."
@@ -79,11 +106,24 @@ def parse_toml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
         try:
             return tomlkit.parse(text)
         except ParseError as error:
-            raise ConfigError(f"{what} {path} is not valid TOML: {error}.") from None
+            raise _toml_error(text, path, what, error) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{what} {path} is not valid TOML: {error}.") from None
+        raise _toml_error(text, path, what, error) from None
+
+
+def _toml_error(text: str, path: Path, what: str, error: Exception) -> ConfigError:
+    if _ends_early(text, str(error)):
+        return ConfigError(cut_document(path, what, "TOML"))
+    return ConfigError(f"{what} {path} is not valid TOML: {error}.")
+
+
+def _ends_early(text: str, message: str) -> bool:
+    """Whether a YAML or TOML parser stopped at the end of `text` with something still open
+    (tomlkit names the end `'\\x00'`)."""
+    ends = ("end of document", "end of file", "<stream end>", "end of stream", "'\\x00'")
+    return any(end in message.lower() for end in ends) and not text.endswith("\n")
 
 
 def yaml_parser(*, round_trip: bool) -> Any:
@@ -131,6 +171,8 @@ def parse_yaml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
         mark = getattr(error, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        if _ends_early(text, str(error)):
+            raise ConfigError(cut_document(path, what, "YAML")) from None
         problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
         fix = (
             "Fix the file and run again."
