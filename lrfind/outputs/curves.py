@@ -9,6 +9,7 @@ line ends, quoting and large fields.
 
 from __future__ import annotations
 
+import csv
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -23,6 +24,7 @@ from lrfind.core.settings import MIN_USABLE_POINTS
 from lrfind.errors import CurveFileError
 from lrfind.outputs.files import csv_cell, csv_column, write_csv_blocks
 from lrfind.outputs.plots import CurveLines, PlotMarks, render_plot
+from lrfind.settings.formats import cut_short
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
 CSV_BLOCK_ROWS = 2**16  # rows of sweep.csv formatted at a time: a few MB of text
@@ -126,6 +128,7 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
     the first bad one is reported by its row (counting the header as row 1).
     """
     path = Path(path)
+    _check_ends_whole(path)
     parsed = _plain_numbers(path) or _checked_numbers(path)
     rows = len(parsed["lr"])
     lrs = parsed["lr"]
@@ -143,6 +146,70 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
         for repeat in np.unique(repeats)
         for chosen in [repeats == repeat]
     ]
+
+
+TAIL_BYTES = 1 << 16  # read from the end at a time, to find the last line of a long curve
+
+
+def _check_ends_whole(path: Path) -> None:
+    """Refuse a curve cut short while it was written: every writer of CSV (lrfind's, the csv
+    module, pandas, spreadsheets) ends each row with a line break, so a last line without one
+    is a row the writer was still writing, and its last cell may be half a number (2.5e+01 cut
+    to 2.5). A last row that has a line break but stops before its loss cell is refused too
+    (an empty cell is a loss that was not finite; a missing one is a row cut short)."""
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            tail, start = b"", size
+            while start > 0 and tail.rstrip().count(b"\n") < 1:
+                start = max(0, start - TAIL_BYTES)
+                handle.seek(start)
+                tail = handle.read(size - start)
+            handle.seek(0)
+            head = handle.readline(TAIL_BYTES)
+    except OSError:
+        return  # the reader reports what is wrong with the file
+    stripped = tail.rstrip(b" \t")
+    last = stripped.rstrip(b"\r\n").rsplit(b"\n", 1)[-1].rsplit(b"\r", 1)[-1]
+    if not last.strip() or (start == 0 and b"\n" not in stripped.rstrip()):
+        return  # an empty file, or a header alone: the reader says what is missing
+    try:
+        last.decode("utf-8")
+    except UnicodeDecodeError as error:
+        if error.reason != "unexpected end of data":  # not text: the reader says so
+            return
+    shown = last.decode("utf-8", errors="replace").strip()
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    if not stripped.endswith((b"\n", b"\r")):
+        raise CurveFileError(
+            cut_short(
+                f"{path} is not a complete CSV",
+                f"its last line, {shown!r}, stops without the line break that ends every row",
+            )
+            + " If that row is whole, end the file with a line break."
+        )
+    header = [name.strip().lower() for name in _cells(head.decode("utf-8-sig", errors="replace"))]
+    cells = _cells(last.decode("utf-8", errors="replace"))
+    needed = max((header.index(name) + 1 for name in ("lr", "loss") if name in header), default=0)
+    if len(cells) < needed:
+        raise CurveFileError(
+            cut_short(
+                f"{path} is not a complete CSV",
+                f"its last row, {shown!r}, has {len(cells)} of the {needed} cells up to its "
+                "loss (an empty cell is a loss that was not finite; a missing one is a row "
+                "that stops early)",
+            )
+        )
+
+
+def _cells(line: str) -> list[str]:
+    """The cells of one line of CSV (quotes as the csv module reads them)."""
+    if '"' not in line:
+        return line.rstrip("\r\n").split(",")
+    try:
+        return next(csv.reader([line.rstrip("\r\n")]), [])
+    except csv.Error:  # a quoted cell beyond the csv module's field size: count it whole
+        return line.split(",")
 
 
 def _nearest_float_option() -> dict[str, str]:

@@ -16,6 +16,7 @@ lrfind.outputs.curves (a last row without its line break) and gzip files by thei
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 import warnings
 from pathlib import Path
@@ -55,8 +56,10 @@ def cut_short(subject: str, how: str) -> str:
     )
 
 
-def cut_document(path: Path, what: str, fmt: str) -> str:
-    return cut_short(f"{what} {path} is not readable {fmt}", "it ends inside the document")
+def cut_document(path: Path, what: str, fmt: str, detail: str = "") -> str:
+    """`cut_short` for a JSON, YAML or TOML document; `detail` is what its parser said."""
+    said = f" ({detail.strip().splitlines()[0]})" if detail.strip() else ""
+    return cut_short(f"{what} {path} is not readable {fmt}", f"it ends inside the document{said}")
 
 
 def json_ends_early(text: str, error: json.JSONDecodeError) -> bool:
@@ -114,16 +117,25 @@ def parse_toml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
 
 
 def _toml_error(text: str, path: Path, what: str, error: Exception) -> ConfigError:
-    if _ends_early(text, str(error)):
-        return ConfigError(cut_document(path, what, "TOML"))
+    # tomlkit gives the place as attributes; tomllib says it in the message
+    found = re.search(r"at line (\d+), column (\d+)", str(error))
+    line = getattr(error, "line", None) or (int(found.group(1)) if found else None)
+    column = getattr(error, "col", None) or (int(found.group(2)) if found else None)
+    if _ends_early(text, str(error), line, column):
+        return ConfigError(cut_document(path, what, "TOML", str(error)))
     return ConfigError(f"{what} {path} is not valid TOML: {error}.")
 
 
-def _ends_early(text: str, message: str) -> bool:
-    """Whether a YAML or TOML parser stopped at the end of `text` with something still open
-    (tomlkit names the end `'\\x00'`)."""
+def _ends_early(text: str, message: str, line: int | None, column: int | None) -> bool:
+    """Whether a YAML or TOML parser failed because `text` stops in the middle of its last
+    line: it says it met the end (tomlkit names it `'\\x00'`), or it failed at the end of
+    that line (1-based `line` and `column`)."""
+    if text.endswith("\n"):
+        return False
     ends = ("end of document", "end of file", "<stream end>", "end of stream", "'\\x00'")
-    return any(end in message.lower() for end in ends) and not text.endswith("\n")
+    last = text.rsplit("\n", 1)[-1]
+    at_end = line == text.count("\n") + 1 and column is not None and column >= len(last)
+    return at_end or any(end in message.lower() for end in ends)
 
 
 def yaml_parser(*, round_trip: bool) -> Any:
@@ -171,9 +183,10 @@ def parse_yaml(text: str, path: Path, what: str, *, round_trip: bool = False) ->
         mark = getattr(error, "problem_mark", None)
         if mark is not None:
             where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        if _ends_early(text, str(error)):
-            raise ConfigError(cut_document(path, what, "YAML")) from None
         problem = getattr(error, "problem", None) or str(error).strip().splitlines()[0]
+        place = (mark.line + 1, mark.column + 1) if mark is not None else (None, None)
+        if _ends_early(text, str(error), *place):
+            raise ConfigError(cut_document(path, what, "YAML", problem)) from None
         fix = (
             "Fix the file and run again."
             if round_trip
