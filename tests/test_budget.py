@@ -1,5 +1,6 @@
 """The cost of a trusted answer: the plan keeps a step budget, stops early when the repeats
-split into two answers, and never calls an answer known to within a decade better than low."""
+split into two answers, and never calls an answer known only to within half a decade better than
+low."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lrfind.cli import app
-from lrfind.core.analysis import analyze, combine
+from lrfind.core.analysis import WIDE_DECADES, analyze, combine
 from lrfind.core.plan import SPLIT_DECADES, search, split_answers
 from lrfind.core.ramp import sweep_lrs
 from lrfind.core.records import STOP_COMPLETED, STOP_DIVERGED, RangeTestResult, StepRecord
@@ -82,16 +83,26 @@ def test_the_plan_never_trains_more_than_its_budget(budget: float) -> None:
         assert budget < 2
 
 
-def test_an_interval_of_a_decade_is_low_confidence_even_when_nothing_else_is_wrong() -> None:
+@pytest.mark.parametrize(
+    ("divergences", "wide"),
+    [((0.01, 0.012, 0.2, 0.25), True), ((0.1, 0.12, 0.3, 0.35), True), ((0.1, 0.11, 0.12), False)],
+)
+def test_an_interval_of_half_a_decade_is_low_confidence_whatever_else_agrees(
+    divergences: tuple[float, ...], wide: bool
+) -> None:
     lrs = np.logspace(-5, 0, 100)
     found = []
-    for divergence in (0.01, 0.012, 0.2, 0.25):
+    for divergence in divergences:
         losses = synthetic_loss(lrs, divergence / 100, divergence, 0.0, seed=0)
         found.append(analyze(lrs, losses, method="bottom").recommendation)
     combined = combine(found, "bottom")
     assert combined is not None and combined.interval is not None
-    assert np.log10(combined.interval[1] / combined.interval[0]) >= 1.0
-    assert combined.confidence == "low"
+    width = np.log10(combined.interval[1] / combined.interval[0])
+    assert (width >= WIDE_DECADES) == wide
+    if wide:
+        assert combined.confidence == "low"
+    else:
+        assert combined.confidence != "low"
 
 
 @pytest.mark.parametrize("value", ["0.5", "0", "-1", "nan", "inf", "1001", "four"])

@@ -47,9 +47,12 @@ EARLY_REFERENCE = 3  # losses it is compared with, at least: one loss near zero 
 # Repeated sweeps pin their median when the middle suggestions (middle_suggestions) lie
 # within this many decades.
 AGREEMENT_DECADES = 0.25
-# Middle suggestions this far apart (decades) or more leave the answer uncertain by a factor of
-# ten: never better than low confidence, whatever else agrees.
-WIDE_DECADES = 1.0
+# Middle suggestions this far apart (decades) or more leave the peak uncertain by a factor of
+# three, enough to cost a one-cycle run points of accuracy: never better than low confidence.
+WIDE_DECADES = 0.5
+# Two groups of repeats' suggestions this far apart (decades) are two answers, not one with
+# noise (lrfind.core.plan.split_answers).
+SPLIT_DECADES = 1.0
 # bottom: how far below the loss minimum a schedule's peak should sit.
 BOTTOM_DIVISOR = 3.0
 # A fall of at most this many batch-noise deviations is no descent at all, measured on a causal

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from lrfind.core.analysis import (
     AGREEMENT_DECADES,
     METHODS,
-    WIDE_DECADES,
+    SPLIT_DECADES,
     Analysis,
     Recommendation,
     combine,
@@ -57,9 +57,6 @@ DENSER_TRIES = 2
 # (lrfind.core.analysis.median_pinned), at most --repeats. Four, not three, so that three
 # agreeing by chance cannot pin a median near the cliff (docs/quality.md).
 MIN_REPEATS = 4
-# Suggestions of repeats that fall on two sides of a gap this wide (decades) are two answers,
-# not one answer with noise: no number of repeats would pin a median between them.
-SPLIT_DECADES = WIDE_DECADES
 
 SweepRunner = Callable[[int, SweepSettings], RangeTestResult]
 # Runs several repeats at once (stacked on one device): repeat numbers in, results in order,
