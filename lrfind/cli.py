@@ -35,8 +35,9 @@ from rich.table import Table
 from lrfind import __version__
 from lrfind.core.schedules import DEFAULT_KIND, SCHEDULE_KINDS
 from lrfind.core.settings import PANELS
-from lrfind.errors import LrfindError
+from lrfind.errors import ConfigError, LrfindError
 from lrfind.settings.options import RunConfig, TrainConfig, describe_default
+from lrfind.settings.paths import os_refusal
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -61,7 +62,13 @@ class _FlagHelp:
 
 
 class _Command(_FlagHelp, typer.core.TyperCommand):
-    pass
+    def invoke(self, ctx: Any) -> Any:
+        global _invoked
+        _invoked = ctx  # what the error handler names a refused path's argument by
+        return super().invoke(ctx)
+
+
+_invoked: Any = None  # the context of the command running now (its parameters and values)
 
 
 class _Group(_FlagHelp, typer.core.TyperGroup):
@@ -120,6 +127,14 @@ def _reported_errors() -> Iterator[None]:
     try:
         with _handled_signals(_interrupt):
             yield
+    except OSError as error:
+        if error.filename is None:  # not about a path (a closed pipe is handled where it is)
+            raise
+        # A path the OS refused where no reader turned it into a message of its own: said in
+        # the one wording (lrfind.settings.paths), naming the argument that gave it.
+        message = os_refusal(error, _argument_of(error.filename))
+        error_console.print(f"[bold red]Error:[/] {escape(message)}", soft_wrap=True)
+        raise typer.Exit(ConfigError.exit_code) from None
     except LrfindError as error:
         error_console.print(f"[bold red]Error:[/] {escape(str(error))}", soft_wrap=True)
         if _debugging() and error.__cause__ is not None:
@@ -131,6 +146,23 @@ def _reported_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         error_console.print("[yellow]Interrupted; nothing was written.[/]")
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+def _argument_of(filename: object) -> str:
+    """The flag or argument of the running command whose value holds `filename` (a spec such
+    as `file.py:fn` holds its file's name; a path holds the folders below it), else a plain
+    word."""
+    context = _invoked
+    name = os.fsdecode(str(filename))
+    if context is None or not name:
+        return "the path"
+    for parameter in context.command.params:
+        values = context.params.get(parameter.name or "")
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value is not None and (name in str(value) or str(value) in name):
+                opts = [opt for opt in parameter.opts if opt.startswith("--")]
+                return opts[0] if opts else (parameter.metavar or str(parameter.name)).upper()
+    return "the path"
 
 
 _debug_flag = False  # set by --debug

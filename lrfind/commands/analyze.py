@@ -7,6 +7,7 @@ Reads lrfind's own sweep.csv or any CSV with `lr` and `loss` columns, without to
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ import numpy as np
 from lrfind.core.analysis import Recommendation, analyze, check_method
 from lrfind.core.plan import answer_of_sweeps
 from lrfind.core.settings import SweepSettings
-from lrfind.errors import LrfindError
+from lrfind.errors import CurveFileError, LrfindError
 from lrfind.outputs.curves import AnalysedCurve, read_curve_csv, write_curve_files
 from lrfind.outputs.documents import document, read_result, recommendation_blocks, sweep_document
 from lrfind.outputs.files import RunFolder, claim_run_folder, write_json
+from lrfind.settings.paths import os_refusal
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,12 @@ def analyze_file(
     check_method(method)
     SweepSettings(smoothing=smoothing, divergence_factor=divergence_factor)  # validates both
     path = Path(path)
+    try:
+        os.stat(path)  # a path the OS refuses is named before the folder beside it is claimed
+    except FileNotFoundError:
+        pass  # the reader says so
+    except OSError as error:
+        raise CurveFileError(os_refusal(error, "curve file", path)) from None
     out = out or path.parent / f"reanalysed-{method}"
     with claim_run_folder(out, overwrite) as folder:
         return _reanalyse(path, out, folder, method, smoothing, divergence_factor)

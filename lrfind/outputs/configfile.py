@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lrfind.errors import ConfigError
 from lrfind.outputs.files import in_place_backup, leftover_backup_message, permits_writing
+from lrfind.settings.paths import os_refusal
 
 
 def resolve_config(path: Path) -> Path:
@@ -40,7 +41,7 @@ def resolve_config(path: Path) -> Path:
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise _loop(path) from None
-        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
+        raise ConfigError(os_refusal(error, "training config", path)) from None
     mode = target.stat().st_mode
     if stat.S_ISDIR(mode):
         raise ConfigError(
@@ -99,7 +100,7 @@ def read_exact(path: Path, target: Path) -> str:
     try:
         data = target.read_bytes()
     except OSError as error:
-        raise ConfigError(f"cannot read training config {path}: {error.strerror}.") from None
+        raise ConfigError(os_refusal(error, "training config", path)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

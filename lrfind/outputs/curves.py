@@ -25,6 +25,7 @@ from lrfind.errors import CurveFileError
 from lrfind.outputs.files import csv_cell, csv_column, write_csv_blocks
 from lrfind.outputs.plots import CurveLines, PlotMarks, render_plot
 from lrfind.settings.formats import cut_short
+from lrfind.settings.paths import os_refusal
 
 CSV_COLUMNS = ("repeat", "step", "lr", "loss", "smoothed_loss", "val_loss")
 CSV_BLOCK_ROWS = 2**16  # rows of sweep.csv formatted at a time: a few MB of text
@@ -355,7 +356,9 @@ def _read_cells(path: Path) -> tuple[dict[str, int], list[np.ndarray]]:
         raise CurveFileError(f"{path} does not exist. Pass the sweep.csv of a run.") from None
     except pd.errors.EmptyDataError:
         return {}, []
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        raise CurveFileError(os_refusal(error, "curve file", path)) from None
+    except UnicodeDecodeError as error:
         raise CurveFileError(f"cannot read {path}: {error}. Pass a UTF-8 CSV file.") from None
     except pd.errors.ParserError as error:
         reason = str(error).strip().splitlines()[0]

@@ -11,6 +11,8 @@ once. `read_result` refuses what is not an lrfind result, or one of a newer form
 from __future__ import annotations
 
 import json
+import os
+import stat
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +24,7 @@ from lrfind.core.records import SnapshotPlace
 from lrfind.core.schedules import Bounds, schedule_parameters
 from lrfind.errors import ConfigError
 from lrfind.settings.formats import cut_document, json_ends_early, read_text
+from lrfind.settings.paths import os_refusal
 
 # Raised when a reader of the previous version would misread a document. Version 2: a curve
 # without an answer has `recommendation: null` and its reasons in `no_recommendation`;
@@ -121,10 +124,23 @@ def read_result(path: Path) -> dict[str, Any]:
     and analyze read holds the kind of value lrfind writes there, so an old, edited or damaged
     document is refused here, by its field, rather than met later as a traceback."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
         raise ConfigError(
             f"result file {path} does not exist. Give the result.json of a run "
             "(e.g. runs/<name>/result.json), written by `lrfind run`."
+        ) from None
+    except OSError as error:
+        raise ConfigError(os_refusal(error, "result file", path)) from None
+    if stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"result file {path} is a folder. Pass the result.json in it, e.g. "
+            f"{path / 'result.json'}."
+        )
+    if not stat.S_ISREG(mode):  # a pipe or a device would be read until it ends, if ever
+        raise ConfigError(
+            f"result file {path} is not a regular file. Pass the result.json of a run."
         )
     text = read_text(path, "result file")
     try:

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lrfind.errors import OutputError
+from lrfind.settings.paths import os_refusal
 
 
 def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
@@ -85,8 +86,16 @@ RUN_DOCUMENTS = frozenset({"result.json", "train.json"})
 def check_run_folder(out: Path, overwrite: bool) -> None:
     """Fail before any work when the run folder cannot be written: it exists and may not be
     replaced, it is not an lrfind run (--overwrite replaces nothing else), it is the current
-    folder or one above it, or its parent cannot be written."""
+    folder or one above it, its parent cannot be written, or the OS refuses the path (a name
+    too long, a file on the way)."""
     out = Path(out)
+    try:
+        _check_run_folder(out, overwrite)
+    except OSError as error:
+        raise OutputError(os_refusal(error, "--out", out)) from None
+
+
+def _check_run_folder(out: Path, overwrite: bool) -> None:
     here = Path.cwd().resolve()
     if out.resolve() == here or out.resolve() in here.parents:
         raise OutputError(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lrfind.errors import ConfigError
+from lrfind.settings.paths import os_refusal
 
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 
@@ -42,7 +43,9 @@ def read_text(path: Path, what: str) -> str:
     """The UTF-8 text of `path`, or a ConfigError saying why it cannot be read."""
     try:
         return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
+        raise ConfigError(os_refusal(error, what, path)) from None
+    except UnicodeDecodeError as error:
         raise ConfigError(f"cannot read {what} {path}: {error}.") from None
 
 

@@ -16,6 +16,7 @@ import gzip
 import math
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import zlib
@@ -28,7 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lrfind.errors import DataError
+from lrfind.errors import ConfigError, DataError
+from lrfind.settings.paths import os_refusal
 
 IDX_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype(np.uint8),
@@ -180,13 +182,30 @@ def search_roots(dataset: BuiltinDataset, data_dir: Path | None) -> list[Path]:
     """Folders searched, in order: --data-dir, $LRFIND_DATA_DIR, the cache, system folders."""
     roots = []
     if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
+        roots.append(_folder_or_absent(Path(data_dir).expanduser(), "--data-dir"))
     from_environment = os.environ.get("LRFIND_DATA_DIR")
     if from_environment:
-        roots.append(Path(from_environment).expanduser())
+        roots.append(_folder_or_absent(Path(from_environment).expanduser(), "LRFIND_DATA_DIR"))
     roots.append(cache_dir())
     roots.extend(Path(folder) for folder in dataset.system_dirs)
     return roots
+
+
+def _folder_or_absent(root: Path, what: str) -> Path:
+    """A folder given to search (or to download into when it does not exist yet); a file, or
+    a path the OS refuses, is refused by `what` gave it."""
+    try:
+        mode = os.stat(root).st_mode
+    except FileNotFoundError:
+        return root
+    except OSError as error:
+        raise ConfigError(os_refusal(error, what, root)) from None
+    if not stat.S_ISDIR(mode):
+        raise ConfigError(
+            f"{what} {root} is a file, not a folder. Pass the folder that holds the dataset's "
+            f"IDX files (for a file in it, its folder: {what} {root.parent})."
+        )
+    return root
 
 
 def _find_file(folder: Path, name: str) -> Path | None:
