@@ -22,6 +22,7 @@ import gc
 import inspect
 import json
 import os
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,8 +85,75 @@ app = typer.Typer(
     add_completion=True,  # --install-completion: the shell completes every choice
     pretty_exceptions_enable=False,
 )
-console = Console(emoji=False)  # `file.py:name:` in a message is text, not an emoji code
-error_console = Console(stderr=True, emoji=False)
+
+
+class _Terminal:
+    """sys.stdout or sys.stderr (looked up at every write, so a capture is followed) as lrfind
+    prints to it: a terminal that fails never fails the command. A closed pipe (`| head`), a
+    vanished terminal or a full disk behind a redirect stops the printing, not the work: what
+    the command writes to disk and its exit code are those of a working terminal. A character
+    the terminal's encoding lacks (PYTHONIOENCODING=ascii) is printed as an escape."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lost: object = None  # the stream that failed; nothing more is written to it
+
+    @property
+    def stream(self) -> Any:
+        return getattr(sys, self._name)
+
+    def write(self, text: str) -> int:
+        stream = self.stream
+        if stream is self._lost:
+            return len(text)
+        try:
+            try:
+                stream.write(text)
+            except UnicodeEncodeError:
+                encoding = getattr(stream, "encoding", None) or "ascii"
+                stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+        except (OSError, ValueError, AttributeError):  # closed, or None (no descriptor)
+            self._lose(stream)
+        return len(text)
+
+    def flush(self) -> None:
+        stream = self.stream
+        if stream is not self._lost:
+            try:
+                stream.flush()
+            except (OSError, ValueError, AttributeError):
+                self._lose(stream)
+
+    def _lose(self, stream: Any) -> None:
+        """Write nothing more to `stream`; point its descriptor at the null device, so that
+        what its buffer still holds is not flushed into the closed pipe at exit (which Python
+        reports, exiting with 120)."""
+        self._lost = stream
+        with contextlib.suppress(Exception):
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, stream.fileno())
+            finally:
+                os.close(null)
+
+    def isatty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def fileno(self) -> int:
+        return int(self.stream.fileno())
+
+    @property
+    def encoding(self) -> str:
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+
+stdout, stderr = _Terminal("stdout"), _Terminal("stderr")
+# `file.py:name:` in a message is text, not an emoji code
+console = Console(file=typing.cast(typing.TextIO, stdout), emoji=False)
+error_console = Console(file=typing.cast(typing.TextIO, stderr), emoji=False)
 
 EXIT_INTERRUPTED = 130
 KINDS_TEXT = ", ".join(SCHEDULE_KINDS)
@@ -392,7 +460,8 @@ def _run(
         summary = json.dumps(outcome.document["recommendation"], indent=2, default=str)
         write_sweep_scalars(tensorboard / outcome.out.name, outcome.search, summary)
     if emit is not None and outcome.search.recommendation is not None:
-        print(snippet(outcome.document, schedule, emit), end="")
+        stdout.write(snippet(outcome.document, schedule, emit))
+        stdout.flush()
     if outcome.search.recommendation is None:
         _print_no_recommendation(outcome.document)
     if outcome.search.interrupted:

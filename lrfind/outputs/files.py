@@ -185,6 +185,9 @@ class RunFolder:
         except OSError as error:
             shutil.rmtree(staging, ignore_errors=True)
             raise OutputError(_write_failure(out, error)) from None
+        except OutputError as error:  # a file of the run: named where it was to be
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OutputError(str(error).replace(str(staging), str(out))) from None
         except BaseException:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)
@@ -201,8 +204,17 @@ class RunFolder:
                 "move them where you want them, or rerun with another --out."
             )
         retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, retired / out.name)
-        os.replace(staging, out)
+        try:
+            os.replace(out, retired / out.name)
+            try:
+                os.replace(staging, out)
+            except OSError:  # the folder as it was comes back (its claim is released after)
+                os.replace(retired / out.name, out)
+                raise
+        except OSError:
+            with contextlib.suppress(OSError):
+                retired.rmdir()  # only when empty: a folder that could not come back stays
+            raise
         shutil.rmtree(retired, ignore_errors=True)
 
     def _lost_claim(self) -> str | None:
@@ -252,7 +264,12 @@ def _write_claim(out: Path, token: str, created: bool) -> None:
             f"another lrfind run is writing to {out} (it holds {CLAIM_FILE}). Wait for it, or "
             "choose another folder with --out."
         ) from None
-    except OSError as error:
+    except OSError as error:  # a full disk: the folder this run made goes, or it would
+        if created:  # block the rerun as "already exists"
+            with contextlib.suppress(OSError):
+                aside.unlink()
+            with contextlib.suppress(OSError):
+                out.rmdir()
         raise OutputError(_write_failure(out, error)) from None
     finally:
         with contextlib.suppress(OSError):
