@@ -130,7 +130,7 @@ def read_curve_csv(path: Path) -> list[LoadedCurve]:
     """
     path = Path(path)
     _check_ends_whole(path)
-    parsed = _plain_numbers(path) or _checked_numbers(path)
+    parsed = _small_plain_numbers(path) or _plain_numbers(path) or _checked_numbers(path)
     rows = len(parsed["lr"])
     lrs = parsed["lr"]
     losses = parsed["loss"]
@@ -220,6 +220,50 @@ def _nearest_float_option() -> dict[str, str]:
     import pandas as pd
 
     return {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+
+
+SMALL_FILE_BYTES = 1 << 20  # read without pandas, whose import outweighs parsing this much
+
+
+def _small_plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
+    """`_plain_numbers` for a small, plain file, by the csv module: no quotes, every row as
+    wide as the header, numbers Python's float() and int() read. None when the file is larger
+    or anything is not plain, and pandas reads it as before."""
+    try:
+        if path.stat().st_size > SMALL_FILE_BYTES:
+            return None
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) < 2 or '"' in text:
+        return None
+    try:
+        rows = list(csv.reader(lines))
+    except csv.Error:  # a cell beyond the csv module's limit: pandas reads it
+        return None
+    header = [name.strip().lower() for name in rows[0]]
+    columns = {name: index for index, name in enumerate(header)}
+    wanted = [name for name in CURVE_NAMES if name in columns]
+    if len(columns) < len(header) or "lr" not in wanted or "loss" not in wanted:
+        return None
+    if any(len(row) != len(header) for row in rows[1:]):
+        return None
+    parsed: dict[str, np.ndarray] = {}
+    try:
+        for name in wanted:
+            cells = [row[columns[name]].strip() for row in rows[1:]]
+            if name == "repeat":
+                parsed[name] = np.array([float(int(cell)) for cell in cells])
+            elif name in ("loss", "val_loss"):
+                parsed[name] = np.array([float(cell) if cell else math.nan for cell in cells])
+            else:
+                parsed[name] = np.array([float(cell) for cell in cells])
+    except ValueError:
+        return None
+    if np.isnan(parsed["lr"]).any():
+        return None
+    return parsed
 
 
 def _plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
