@@ -285,15 +285,16 @@ def lrfind(
     cwd: Path | None = None,
     columns: int = 300,
     env: dict[str, str | None] | None = None,
+    charset: str = "utf-8",
 ) -> Ran:
-    """The command as a user runs it, in this process: a terminal `columns` wide, plain (no
-    colour codes to match around), no --debug from the environment, nothing on stdin. An
-    exception that escapes the command is printed to stderr with its traceback, as Python
-    prints it when a process dies of one (exit code 1)."""
+    """The command as a user runs it, in this process: a terminal `columns` wide that encodes
+    `charset`, plain (no colour codes to match around), no --debug from the environment,
+    nothing on stdin. An exception that escapes the command is printed to stderr with its
+    traceback, as Python prints it when a process dies of one (exit code 1)."""
     environment = {"COLUMNS": str(columns), "NO_COLOR": "1", "TERM": "dumb", "LRFIND_DEBUG": None}
     folder = contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext()
     with folder:
-        result = CliRunner().invoke(
+        result = CliRunner(charset=charset).invoke(
             app, [str(argument) for argument in arguments], env={**environment, **(env or {})}
         )
     stderr = result.stderr
@@ -352,15 +353,23 @@ def assert_refused(
     *phrases: str,
     before: dict[str, bytes | str],
     root: Path,
+    alone: bool = False,
+    unsaid: tuple[str, ...] = (),
 ) -> None:
-    """One paragraph after "Error:" holding every phrase, and `root` exactly as it was."""
+    """One paragraph after "Error:" holding every phrase and none of `unsaid`, and `root`
+    exactly as it was. `alone`: that paragraph is all the command printed."""
     output = completed.stdout + completed.stderr
     assert completed.returncode == exit_code, output
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("Error: ")]
     assert len(errors) == 1 and "\n\n" not in output.split("\nError: ")[-1].strip(), output
+    if alone:
+        assert said(completed).startswith("Error: "), output
+        assert said(completed).count("Error: ") == 1, output
     for phrase in phrases:
         assert phrase in said(completed), output
+    for phrase in unsaid:
+        assert phrase not in said(completed), output
     assert files_under(root) == before
     assert leftovers(root) == []
 

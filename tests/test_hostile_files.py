@@ -13,40 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from lrfind.cli import app
 from lrfind.errors import CurveFileError
 from lrfind.outputs.curves import read_curve_csv, write_sweep_csv
 from lrfind.outputs.plots import CurveLines
 from lrfind.setup import data
+from tests.conftest import assert_refused, files_under, lrfind, said
 
 CUT = "as a file does when it was cut short while it was written"
-
-
-def lrfind(*arguments: Any) -> Any:
-    return CliRunner().invoke(
-        app, [str(argument) for argument in arguments], env={"COLUMNS": "300", "NO_COLOR": "1"}
-    )
-
-
-def files_under(root: Path) -> dict[str, bytes]:
-    return {
-        str(path.relative_to(root)): path.read_bytes()
-        for path in sorted(root.rglob("*"))
-        if path.is_file()
-    }
-
-
-def assert_refused(result: Any, code: int, phrases: list[str], before: dict[str, bytes],
-                   root: Path) -> None:  # fmt: skip
-    said = " ".join(result.output.split())
-    assert result.exit_code == code, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), said
-    assert "Traceback" not in said and "Error: " in said, said
-    for phrase in phrases:
-        assert phrase in said, said
-    assert files_under(root) == before
 
 
 def sweep_csv(path: Path, steps: int = 40, val: bool = False) -> bytes:
@@ -93,11 +67,13 @@ def test_analyze_refuses_a_cut_sweep_csv_and_writes_nothing(tmp_path: Path) -> N
     assert_refused(
         result,
         2,
-        ["sweep.csv is not a complete CSV", f"its last line, {last!r}, stops without the line",
-         CUT, "If that row is whole, end the file with a line break"],
-        before,
-        tmp_path,
-    )  # fmt: skip
+        "sweep.csv is not a complete CSV",
+        f"its last line, {last!r}, stops without the line",
+        CUT,
+        "If that row is whole, end the file with a line break",
+        before=before,
+        root=tmp_path,
+    )
     assert not (tmp_path / "again").exists()
 
 
@@ -136,7 +112,9 @@ def test_other_tools_curves_cut_short_are_refused(
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     before = files_under(tmp_path)
     result = lrfind("analyze", path, "--out", tmp_path / "out")
-    assert_refused(result, 2, [f"{name} is not a complete CSV", CUT, *phrases], before, tmp_path)
+    assert_refused(
+        result, 2, f"{name} is not a complete CSV", CUT, *phrases, before=before, root=tmp_path
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,7 +134,7 @@ def test_sweep_csv_bytes_of_a_valid_run_are_unchanged(tmp_path: Path) -> None:
     whole = sweep_csv(tmp_path / "sweep.csv", val=True)
     assert whole.endswith(b"\n") and whole.count(b"\n") == 41
     result = lrfind("analyze", tmp_path / "sweep.csv", "--out", tmp_path / "again")
-    assert result.exit_code in (0, 1), result.output
+    assert result.returncode in (0, 1), said(result)
     assert (tmp_path / "sweep.csv").read_bytes() == whole
 
 
@@ -179,11 +157,11 @@ def test_a_result_json_cut_at_any_byte_is_refused_by_apply(tmp_path: Path) -> No
         path.write_bytes(whole[:length])
         before = files_under(tmp_path)
         result = lrfind("apply", path, config)
-        said = " ".join(result.output.split())
-        assert result.exit_code == 2, (length, said)
-        assert "Traceback" not in said
-        cut = "it ends inside the document" in said and CUT in said
-        assert cut or "UTF-8" in said, (length, said)
+        output = said(result)
+        assert result.returncode == 2, (length, output)
+        assert "Traceback" not in output
+        cut = "it ends inside the document" in output and CUT in output
+        assert cut or "UTF-8" in output, (length, output)
         assert files_under(tmp_path) == before
 
 
@@ -207,9 +185,14 @@ def test_an_option_file_cut_short_is_refused_before_any_work(
     before = files_under(tmp_path)
     result = lrfind("run", "--config", config, "--out", tmp_path / "run")
     assert_refused(
-        result, 2, [f"config file {config} is not readable", "it ends inside the document", CUT],
-        before, tmp_path,
-    )  # fmt: skip
+        result,
+        2,
+        f"config file {config} is not readable",
+        "it ends inside the document",
+        CUT,
+        before=before,
+        root=tmp_path,
+    )
 
 
 def test_a_training_config_cut_short_is_refused_by_apply(tmp_path: Path) -> None:
@@ -219,15 +202,16 @@ def test_a_training_config_cut_short_is_refused_by_apply(tmp_path: Path) -> None
     config.write_text('epochs = 5\nscheduler = { kind = "onecycle", max_lr = 0.')
     before = files_under(tmp_path)
     completed = lrfind("apply", result, config)
-    assert_refused(completed, 2, ["training config", "not readable TOML", CUT], before, tmp_path)
+    assert_refused(
+        completed, 2, "training config", "not readable TOML", CUT, before=before, root=tmp_path
+    )
 
 
 def test_analyze_notes_a_cut_result_json_beside_the_curve(tmp_path: Path) -> None:
     sweep_csv(tmp_path / "sweep.csv")
     (tmp_path / "result.json").write_text('{"format_version": 2, "sweep": {"stop_')
     completed = lrfind("analyze", tmp_path / "sweep.csv", "--out", tmp_path / "again")
-    said = " ".join(completed.output.split())
-    assert completed.exit_code in (0, 1) and "Traceback" not in said
+    assert completed.returncode in (0, 1) and "Traceback" not in said(completed), said(completed)
     written = json.loads((tmp_path / "again" / "result.json").read_text())
     assert any("could not tell which sweeps" in note for note in written["diagnostics"])
 
@@ -253,10 +237,11 @@ def test_a_truncated_gzip_dataset_file_is_refused(
     root = mnist_dir.parent
     before = files_under(root)
     result = lrfind(*run_arguments(mnist_dir, tmp_path / "run"))
-    phrases = [str(path), "Delete it and fetch the dataset again"]
-    assert_refused(result, 1, phrases, before, root)
-    said = " ".join(result.output.split())
-    assert "damaged or truncated gzip" in said or "too short" in said or "empty" in said
+    assert_refused(
+        result, 1, str(path), "Delete it and fetch the dataset again", before=before, root=root
+    )
+    output = said(result)
+    assert "damaged or truncated gzip" in output or "too short" in output or "empty" in output
 
 
 @pytest.mark.parametrize("cut", [3, 10, 7])
@@ -268,4 +253,4 @@ def test_a_truncated_raw_idx_file_is_refused(mnist_dir: Path, tmp_path: Path, cu
     root = mnist_dir.parent
     before = files_under(root)
     result = lrfind(*run_arguments(mnist_dir, tmp_path / "run"))
-    assert_refused(result, 1, [str(mnist_dir / name), "truncated", "again"], before, root)
+    assert_refused(result, 1, str(mnist_dir / name), "truncated", "again", before=before, root=root)
