@@ -24,7 +24,7 @@ import json
 import os
 import sys
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -431,7 +431,7 @@ def _run(
     schedule: str,
     tensorboard: Path | None,
 ) -> None:
-    from lrfind.commands.apply import EMIT_FORMATS, snippet
+    from lrfind.commands.apply import EMIT_FORMATS
     from lrfind.core.schedules import check_kind
     from lrfind.engine.distributed import Ranks
     from lrfind.settings.options import check_choice, load_config_file, resolve_config
@@ -450,9 +450,24 @@ def _run(
     ranks = Ranks.from_environment()
     if ranks.rank:  # under torchrun, rank 0 alone reports
         settings = dataclasses.replace(settings, quiet=True)
-    outcome = _run_with_progress(settings, ranks)
-    if ranks.rank:
-        return
+    with _graceful_stop() as stop:
+        outcome = _run_with_progress(settings, ranks, stop)
+        stop.phase = "finished"
+        if ranks.rank:
+            return
+        _report_run(outcome, emit, schedule, tensorboard, stopped=stop.deferred)
+
+
+def _report_run(
+    outcome: RunOutcome,
+    emit: str | None,
+    schedule: str,
+    tensorboard: Path | None,
+    stopped: Callable[[], bool],
+) -> None:
+    """The summary of a written run, its snippet and its exit code."""
+    from lrfind.commands.apply import snippet
+
     _print_summary(outcome, error_console if emit else console)
     if tensorboard is not None:
         from lrfind.outputs.tensorboard import write_sweep_scalars
@@ -470,58 +485,75 @@ def _run(
             f"to {escape(str(outcome.out))}/ (result.json says interrupted)."
         )
         raise typer.Exit(EXIT_INTERRUPTED)
+    if stopped() and not outcome.search.interrupted:
+        error_console.print(
+            f"[yellow]Interrupted after the sweeps:[/] the results were written whole to "
+            f"{escape(str(outcome.out))}/."
+        )
+        raise typer.Exit(EXIT_INTERRUPTED)
     if outcome.search.recommendation is None:
         raise typer.Exit(1)
 
 
-def _run_with_progress(settings: RunConfig, ranks: Ranks) -> RunOutcome:
+def _run_with_progress(settings: RunConfig, ranks: Ranks, stop: _StopSignal) -> RunOutcome:
     from lrfind.commands import run as run_command
     from lrfind.outputs.progress import SweepProgress, sweep_name
 
     shown = SweepProgress(not settings.quiet, error_console)
-    with _graceful_stop() as stop:
 
-        def on_stage(name: str) -> None:
-            stop.sweeping = name == "sweeping"
-            shown.stop()
-            if name != "sweeping" and not settings.quiet:
-                error_console.print(f"[dim]{name}...[/]")
+    def on_stage(name: str) -> None:
+        stop.phase = {"sweeping": "sweeping", "writing results": "writing"}.get(name, "before")
+        shown.stop()
+        if name != "sweeping" and not settings.quiet:
+            error_console.print(f"[dim]{name}...[/]")
 
-        def on_sweep(repeats: tuple[int, ...], sweep: SweepSettings) -> None:
-            shown.sweep(sweep_name(repeats, settings.repeats), sweep.steps)
+    def on_sweep(repeats: tuple[int, ...], sweep: SweepSettings) -> None:
+        shown.sweep(sweep_name(repeats, settings.repeats), sweep.steps)
 
-        try:
-            return run_command.run(
-                settings,
-                on_stage=on_stage,
-                on_step=shown.step,
-                on_sweep=on_sweep,
-                stop_requested=stop.requested,
-                ranks=ranks,
-            )
-        finally:
-            shown.stop()
+    try:
+        return run_command.run(
+            settings,
+            on_stage=on_stage,
+            on_step=shown.step,
+            on_sweep=on_sweep,
+            stop_requested=stop.requested,
+            ranks=ranks,
+        )
+    finally:
+        shown.stop()
 
 
 class _StopSignal:
-    """What a stop signal (Ctrl-C, SIGTERM, SIGHUP) means at the moment it arrives."""
+    """What a stop signal (Ctrl-C, SIGTERM, SIGHUP) means at the moment it arrives: before
+    the sweeps, abort (nothing to keep); during them, finish the step and write what was
+    recorded; while the results are written, finish writing them (a second signal aborts,
+    writing nothing); once written, finish the summary. Either way the exit code is 130."""
 
     def __init__(self) -> None:
-        self.sweeping = False  # during the sweeps: finish the step, then write what we have
+        self.phase = "before"  # before, sweeping, writing, finished
         self.stop = False
 
     def requested(self) -> bool:
         return self.stop
 
+    def deferred(self) -> bool:
+        """Whether a signal arrived that the command finishes its work through."""
+        return self.stop
+
     def handle(self, signum: int, frame: object) -> None:
-        if self.sweeping and not self.stop:
+        if self.phase == "finished":
             self.stop = True
-            error_console.print(
-                "[yellow]Stopping after this step; the partial curve will be written "
-                "(press Ctrl-C again to abort without writing).[/]"
-            )
             return
-        raise KeyboardInterrupt  # before or after the sweeps, or a second signal: abort
+        if self.phase in ("sweeping", "writing") and not self.stop:
+            self.stop = True
+            what = (
+                "Stopping after this step; the partial curve will be written"
+                if self.phase == "sweeping"
+                else "The sweeps are done; finishing writing the results"
+            )
+            error_console.print(f"[yellow]{what} (press Ctrl-C again to abort without writing).[/]")
+            return
+        raise KeyboardInterrupt  # before the sweeps, or a second signal: abort
 
 
 @contextlib.contextmanager

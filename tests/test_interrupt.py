@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,9 @@ from tests.conftest import (
     PNG_MAGIC,
     files_under,
     leftovers,
+    lrfind,
     read_result,
+    said,
     signal_when,
     started,
     tiny_run_arguments,
@@ -106,3 +110,37 @@ def test_a_signal_while_a_factory_loads_writes_nothing(tmp_path: Path) -> None:
     assert "Interrupted; nothing was written." in stderr
     assert files_under(tmp_path) == before
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_signal_while_the_results_are_written_finishes_them_and_a_second_aborts(
+    mnist_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signals: int
+) -> None:
+    """After the sweeps, one stop signal lets the run folder be written whole (exit 130, not
+    a lost run); a second one aborts and writes nothing."""
+    write = pipeline.write_curve_files
+
+    def signalled_write(*arguments: Any, **options: Any) -> None:
+        for _ in range(signals):
+            os.kill(os.getpid(), signal.SIGINT)
+        write(*arguments, **options)
+
+    monkeypatch.setattr(pipeline, "write_curve_files", signalled_write)
+    out = tmp_path / "run"
+    arguments = [*tiny_run_arguments(mnist_dir, out)[1:], "--repeats", "0"]
+    ran = lrfind("run", *arguments)
+    assert ran.returncode == 130, ran.stdout + ran.stderr
+    assert "Traceback" not in ran.stderr
+    if signals == 1:
+        assert "finishing writing the results" in said(ran)
+        assert "the results were written whole" in said(ran)
+        document = json.loads((out / "result.json").read_text())
+        assert document["interrupted"] is False and document["recommendation"] is not None
+        assert sorted(path.name for path in out.iterdir()) == [
+            "result.json",
+            "sweep.csv",
+            "sweep.png",
+        ]
+    else:
+        assert "nothing was written" in said(ran)
+        assert not out.exists() and leftovers(tmp_path) == []

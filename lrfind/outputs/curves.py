@@ -303,7 +303,7 @@ def _plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
                 **options,
                 **_nearest_float_option(),
             )
-    except (ValueError, OverflowError, OSError, Warning):  # pandas' errors are ValueErrors
+    except (ValueError, OverflowError, OSError, IndexError, Warning):  # IndexError: no rows
         return None
     parsed = {
         name: frame[columns[name]].to_numpy(dtype=float) for name in wanted if name != "repeat"
