@@ -191,3 +191,15 @@ def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
     path.write_text("steps: 20\nsteps: 30\n")
     with pytest.raises(ConfigError, match=r'line 2, column 1: found duplicate key "steps"'):
         load_config_file(path)
+
+
+def test_an_option_given_twice_in_one_file_under_two_spellings_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "sweep.yaml"
+    config.write_text("start_lr: 1e-3\nstart-lr: 1e-4\n")
+    with pytest.raises(
+        ConfigError, match=r"start_lr is given twice in .*'start_lr' and 'start-lr'"
+    ):
+        resolve_config(load_config_file(config), None, source=str(config))
+    # a flag over a file's value is no repetition: the flag wins
+    settings = resolve_config({"start_lr": 1e-3}, {"start_lr": "1e-4"})
+    assert settings.start_lr == 1e-4

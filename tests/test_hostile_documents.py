@@ -223,6 +223,25 @@ def test_every_torch_schedulers_keys_are_replaced(tmp_path: Path, kind: str) -> 
     check_section(section, "scheduler")
 
 
+@pytest.mark.parametrize(
+    "named",
+    [{"name": "onecycle"}, {"type": "OneCycleLR"},
+     {"_target_": "torch.optim.lr_scheduler.OneCycleLR"},
+     {"class_path": "torch.optim.lr_scheduler.OneCycleLR"}],
+)  # fmt: skip
+def test_the_old_schedules_name_goes_with_its_keys(tmp_path: Path, named: dict[str, str]) -> None:
+    """A section naming its scheduler by `name`, `type`, `_target_` or `class_path` would
+    contradict the new kind if the name stayed beside it."""
+    result = result_file(tmp_path, GOOD)
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump({"scheduler": {**named, "max_lr": 0.5, "div_factor": 25}}))
+    completed = lrfind("apply", result, config, "--schedule", "triangular")
+    assert completed.returncode == 0, said(completed)
+    section = read_section(config)
+    assert set(section) == TRIANGULAR
+    check_section(section, "scheduler")
+
+
 def test_the_torch_scheduler_keys_are_those_of_the_installed_torch() -> None:
     from torch.optim import lr_scheduler
 

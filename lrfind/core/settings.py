@@ -186,7 +186,7 @@ class SearchSettings:
 
         if not (1.0 <= self.budget <= 1000.0):
             raise ConfigError(
-                f"budget must be between 1 and 1000 full sweeps; got {self.budget:g}. It bounds "
+                f"budget must be between 1 and 1000 full sweeps; got {self.budget!r}. It bounds "
                 "the steps of the whole plan (the full sweep, its reruns and the repeats); "
                 "5 is the default (--budget 5)."
             )

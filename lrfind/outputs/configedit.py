@@ -43,7 +43,7 @@ from lrfind.outputs.configfile import Layout, check_writable, read_exact, resolv
 from lrfind.outputs.files import replace_in_place
 from lrfind.outputs.jsonsplice import splice_json
 from lrfind.settings.formats import format_of, parse_document, yaml_parser
-from lrfind.settings.layouts import lookup
+from lrfind.settings.layouts import NAME_KEYS, lookup
 
 DEFAULT_KEY = "scheduler"
 WHAT = "training config"
@@ -62,8 +62,10 @@ TORCH_SCHEDULER_KEYS = frozenset(
         "total_iters", "total_steps", "verbose",
     }
 )  # fmt: skip
-# What a schedule section holds that belongs to its schedule: replaced as a whole by an edit.
-SECTION_KEYS = SCHEDULE_KEYS | TORCH_SCHEDULER_KEYS
+# What a schedule section holds that belongs to its schedule, its class's name included (a
+# `name: onecycle` or `_target_: ...OneCycleLR` beside a new kind would contradict it):
+# replaced as a whole by an edit.
+SECTION_KEYS = SCHEDULE_KEYS | TORCH_SCHEDULER_KEYS | frozenset(NAME_KEYS)
 
 
 @dataclass(frozen=True)

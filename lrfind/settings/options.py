@@ -482,10 +482,17 @@ def merge_options(
     hints = typing.get_type_hints(config_class)
     merged: dict[str, Any] = {}
     for origin, values in ((source, file_values or {}), ("flags", overrides or {})):
+        spelled: dict[str, str] = {}
         for raw_key, value in _optimizer_expanded(values, origin, hints).items():
             key = str(raw_key).replace("-", "_")
             if key not in hints:
                 raise ConfigError(_unknown_key_message(str(raw_key), origin, config_class))
+            if key in spelled:
+                raise ConfigError(
+                    f"{key} is given twice in {origin}, as {spelled[key]!r} and {raw_key!r}. "
+                    "Keep one of them."
+                )
+            spelled[key] = str(raw_key)
             coerced = _coerce(key, value, hints[key], origin)
             if key == "optimizer_args" and coerced is not None and merged.get(key):
                 coerced = {**merged[key], **coerced}  # flags add to the file's, key by key
