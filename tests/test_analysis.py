@@ -187,6 +187,15 @@ def test_diagnostic_when_the_loss_diverged_at_once() -> None:
     assert any("no clear descent" in reason for reason in result.no_recommendation)
 
 
+@pytest.mark.parametrize("steps", [12, 16, 20, 30])
+def test_a_short_sweep_that_diverges_at_its_end_is_not_told_it_began_too_high(steps: int) -> None:
+    lrs = np.array(sweep_lrs(1e-7, 10.0, steps, "exp"))
+    losses = synthetic_loss(lrs, 1e-2, 3.0, 0.01, seed=0)  # a descent, then divergence near 3
+    result = analysis.analyze(lrs, losses)
+    assert result.divergence_index is not None and result.divergence_index >= steps // 2
+    assert not any("--start-lr" in message for message in result.diagnostics)
+
+
 def test_diagnostic_when_the_loss_shows_no_descent() -> None:
     lrs = np.array(sweep_lrs(1e-7, 1e-5, 100, "exp"))
     losses = 2.3 + np.random.default_rng(5).normal(0, 0.01, size=100)

@@ -891,7 +891,8 @@ def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[s
             f"The loss never diverged up to lr={lrs[-1]:.3g}: the highest useful rate may "
             "lie above the sweep. Raise --end-lr (e.g. ten times higher) to see it."
         )
-    elif _diverged_at_once(divergence, total_points):
+    elif _diverged_at_once(divergence, total_points) and divergence < total_points // 2:
+        # (a short sweep that diverged in its second half did not begin above the range)
         messages.append(
             f"The loss diverged almost at once (step {divergence}, lr={lrs[0]:.3g} at the "
             "start): the sweep began above the useful range. Lower --start-lr by a few decades."
