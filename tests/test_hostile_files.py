@@ -77,6 +77,21 @@ def test_analyze_refuses_a_cut_sweep_csv_and_writes_nothing(tmp_path: Path) -> N
     assert not (tmp_path / "again").exists()
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_a_curve_in_a_wide_encoding_is_named_for_its_encoding(
+    tmp_path: Path, encoding: str
+) -> None:
+    text = "lr,loss\n" + "".join(
+        f"{10 ** (-5 + i / 4):.6g},{2.3 - i * 0.05:.4f}\n" for i in range(30)
+    )
+    (tmp_path / "wide.csv").write_text(text, encoding=encoding)
+    before = files_under(tmp_path)
+    result = lrfind("analyze", tmp_path / "wide.csv", "--out", tmp_path / "again")
+    assert_refused(result, 2, "is not UTF-8 text", "Save it as a UTF-8 CSV", before=before,
+                   root=tmp_path)  # fmt: skip
+    assert "cut short" not in said(result)
+
+
 FOREIGN = "lr,loss\n" + "".join(
     f"{10 ** (-5 + index / 4):.6g},{2.3 - index * 0.05:.4e}\n" for index in range(30)
 )

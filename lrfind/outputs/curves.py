@@ -170,6 +170,11 @@ def _check_ends_whole(path: Path) -> None:
             head = handle.readline(TAIL_BYTES)
     except OSError:
         return  # the reader reports what is wrong with the file
+    if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CurveFileError(
+            f"{path} is not UTF-8 text: it holds NUL bytes, as UTF-16 and other wide encodings "
+            "do. Save it as a UTF-8 CSV (in a spreadsheet, 'CSV UTF-8'), then pass it again."
+        )
     stripped = tail.rstrip(b" \t")
     last = stripped.rstrip(b"\r\n").rsplit(b"\n", 1)[-1].rsplit(b"\r", 1)[-1]
     if not last.strip() or (start == 0 and b"\n" not in stripped.rstrip()):
