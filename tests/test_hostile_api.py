@@ -75,6 +75,8 @@ SWEEP_OPTIONS = [
     ({"accumulate": 2.0}, ["accumulate must be a positive integer", "2.0"]),
     ({"seed": "0"}, ["seed must be an integer", "'0' (a str)"]),
     ({"seed": 1.5}, ["seed must be an integer", "1.5"]),
+    ({"seed": -1}, ["seed must be between 0 and", "got -1"]),
+    ({"seed": 2**64}, ["seed must be between 0 and"]),
     ({"channels_last": "yes"}, ["channels_last must be True or False", "'yes'"]),
     ({"snapshot": "ram"}, ["unknown snapshot 'ram'", "device, cpu, disk"]),
     ({"snapshot": None}, ["snapshot must be text", "None"]),
@@ -117,6 +119,16 @@ class MyRprop(torch.optim.Rprop):
     """A user's subclass of an optimizer lrfind refuses: refused for the same reason."""
 
 
+class NoRate(torch.optim.Optimizer):
+    """An optimizer whose defaults hold no rate, so its step could read none."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {})
+
+    def step(self, closure: Any = None) -> None:
+        return None
+
+
 def with_optimizer(kind: Callable[..., Any], **arguments: Any) -> Callable[[], Any]:
     def build() -> tuple[nn.Module, Any]:
         model = tiny_model()
@@ -136,6 +148,12 @@ OBJECTS: list[tuple[str, Callable[[], tuple[Any, Any]], list[str]]] = [
         ["holds no parameters", "1 parameter group(s), all empty", "SGD(model.parameters()"],
     ),
     ("all frozen", frozen, ["requires_grad=False", "Unfreeze"]),
+    ("every group at lr 0", with_optimizer(torch.optim.SGD, lr=0.0), ["lr 0", "stays frozen"]),
+    (
+        "no lr at all",
+        lambda: (lambda m: (m, NoRate(m.parameters())))(tiny_model()),
+        ["NoRate has a parameter group without a numeric `lr`", "an `lr` argument"],
+    ),
     (
         "not an optimizer",
         lambda: (tiny_model(), {"lr": 0.1}),

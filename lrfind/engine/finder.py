@@ -43,7 +43,7 @@ from lrfind.engine.loop import (
 from lrfind.engine.snapshot import kept_while_sweeping
 from lrfind.errors import ConfigError
 from lrfind.settings.optimizers import REFUSED, TORCH_MODULE
-from lrfind.settings.options import PRECISIONS, SNAPSHOT_PLACES
+from lrfind.settings.options import MAX_SEED, PRECISIONS, SNAPSHOT_PLACES
 from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
 
 
@@ -241,8 +241,11 @@ def check_callers_options(
 ) -> None:
     """The rest of `range_test`'s keyword arguments, by type (lrfind.core.arguments): what
     the CLI never gets wrong, and a Python caller may."""
-    if seed is not None:
-        arguments.integer("seed", seed, "0")
+    if seed is not None and not 0 <= arguments.integer("seed", seed, "0") <= MAX_SEED:
+        raise ConfigError(
+            f"seed must be between 0 and {MAX_SEED} (torch seeds are 64-bit, and each repeat "
+            f"adds one); got {seed}. Pass e.g. seed=0."
+        )
     arguments.flag("channels_last", channels_last)
     check_choice("snapshot", arguments.text("snapshot", snapshot, "auto"), SNAPSHOT_PLACES)
     arguments.optional_callable("callback", callback, "of one StepRecord")
@@ -347,6 +350,19 @@ def check_objects(model: Any, optimizer: Any, loss_fn: Any, train_loader: Any = 
             "the optimizer holds none of the model's parameters, so the sweep would train "
             "nothing it measures. Build it over this model: "
             "torch.optim.SGD(model.parameters(), lr=...)."
+        )
+    rates = [group.get("lr") for group in optimizer.param_groups]
+    if any(not isinstance(rate, (float, int, torch.Tensor)) for rate in rates):
+        raise ConfigError(
+            f"optimizer {type(optimizer).__name__} has a parameter group without a numeric "
+            "`lr` (its defaults hold none), so there is no rate for the sweep to set. Give "
+            "the optimizer an `lr` argument that its step reads."
+        )
+    if not any(float(rate) > 0 for rate in rates if rate is not None):
+        raise ConfigError(
+            "every parameter group of the optimizer has lr 0: the sweep keeps each group's "
+            "ratio to the first group with a positive rate, and a group at 0 stays frozen, so "
+            "nothing would train. Give the groups to train a positive lr."
         )
 
 
