@@ -191,8 +191,10 @@ def test_diagnostic_when_the_loss_diverged_at_once() -> None:
 def test_a_short_sweep_that_diverges_at_its_end_is_not_told_it_began_too_high(steps: int) -> None:
     lrs = np.array(sweep_lrs(1e-7, 10.0, steps, "exp"))
     losses = synthetic_loss(lrs, 1e-2, 3.0, 0.01, seed=0)  # a descent, then divergence near 3
-    result = analysis.analyze(lrs, losses)
-    assert result.divergence_index is not None and result.divergence_index >= steps // 2
+    end = analysis.analyze(lrs, losses).divergence_index
+    assert end is not None and end >= steps // 2
+    # as the engine records it: stopped at the divergence, planned for `steps`
+    result = analysis.analyze(lrs[: end + 1], losses[: end + 1], planned_steps=steps)
     assert not any("--start-lr" in message for message in result.diagnostics)
 
 

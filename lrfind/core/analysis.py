@@ -568,7 +568,7 @@ def analyze(
     curve = Curve(lrs=lrs[:usable], losses=losses[:usable], smoothed=smoothed[:usable])
 
     suggestion = METHODS[method](curve)
-    diagnostics = _diagnose(curve, divergence, len(losses))
+    diagnostics = _diagnose(curve, divergence, len(losses), planned_steps)
     gaps = evidence_gaps(curve, suggestion, divergence, method)
     recommendation = None
     if not gaps and suggestion is not None:
@@ -882,7 +882,9 @@ def _confidence(
     return level, reasons
 
 
-def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[str]:
+def _diagnose(
+    curve: Curve, divergence: int | None, total_points: int, planned_steps: int | None
+) -> list[str]:
     """Plain sentences for what is wrong with the curve, each with what to do."""
     lrs = curve.lrs
     messages = []
@@ -891,8 +893,9 @@ def _diagnose(curve: Curve, divergence: int | None, total_points: int) -> list[s
             f"The loss never diverged up to lr={lrs[-1]:.3g}: the highest useful rate may "
             "lie above the sweep. Raise --end-lr (e.g. ten times higher) to see it."
         )
-    elif _diverged_at_once(divergence, total_points) and divergence < total_points // 2:
-        # (a short sweep that diverged in its second half did not begin above the range)
+    elif _diverged_at_once(divergence, total_points) and (
+        planned_steps is None or divergence < planned_steps // 2
+    ):  # a short sweep that diverged in its second half did not begin above the range
         messages.append(
             f"The loss diverged almost at once (step {divergence}, lr={lrs[0]:.3g} at the "
             "start): the sweep began above the useful range. Lower --start-lr by a few decades."

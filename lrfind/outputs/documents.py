@@ -149,7 +149,11 @@ def read_result(path: Path) -> dict[str, Any]:
         if json_ends_early(text, error):
             raise ConfigError(cut_document(path, "result file", "JSON")) from None
         raise ConfigError(f"result file {path} is not readable JSON ({error}).") from None
-    if not (isinstance(loaded, dict) and isinstance(loaded.get("recommendation"), dict | None)):
+    if not (
+        isinstance(loaded, dict)
+        and "recommendation" in loaded  # null when there is none; absent when edited away
+        and isinstance(loaded["recommendation"], dict | None)
+    ):
         raise ConfigError(
             f"{path} is not an lrfind result: it has no `recommendation` block. Pass the "
             "result.json written by `lrfind run` or `lrfind analyze`."
