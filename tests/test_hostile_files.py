@@ -87,7 +87,7 @@ def test_a_curve_in_a_wide_encoding_is_named_for_its_encoding(
     (tmp_path / "wide.csv").write_text(text, encoding=encoding)
     before = files_under(tmp_path)
     result = lrfind("analyze", tmp_path / "wide.csv", "--out", tmp_path / "again")
-    assert_refused(result, 2, "is not UTF-8 text", "Save it as a UTF-8 CSV", before=before,
+    assert_refused(result, 2, "is not UTF-8 text", "Pass a UTF-8 CSV file", before=before,
                    root=tmp_path)  # fmt: skip
     assert "cut short" not in said(result)
 

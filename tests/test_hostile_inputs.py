@@ -445,7 +445,7 @@ BAD_CSV_PHRASES = {
                        "cut the curve before that row"],
     "inf-loss-mid-curve": ["the loss in data row 21", "is missing or not finite"],
     "nine-rows": ["has 9 rows; at least 10 are needed", "Run a longer sweep"],
-    "binary": ["codec can't decode byte", "Pass a UTF-8 CSV file"],
+    "binary": ["is not UTF-8 text", "NUL bytes", "Pass a UTF-8 CSV file"],
     "falling-lrs": ["is below the one before", "Sort the rows by lr"],
     "semicolons": ["has no 'lr' or 'loss' column (found: lr;loss)",
                    "The first row must name the columns"],

@@ -172,8 +172,8 @@ def _check_ends_whole(path: Path) -> None:
         return  # the reader reports what is wrong with the file
     if b"\x00" in head or head.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise CurveFileError(
-            f"{path} is not UTF-8 text: it holds NUL bytes, as UTF-16 and other wide encodings "
-            "do. Save it as a UTF-8 CSV (in a spreadsheet, 'CSV UTF-8'), then pass it again."
+            f"{path} is not UTF-8 text: it holds NUL bytes, as UTF-16, UTF-32 and binary files "
+            "do. Pass a UTF-8 CSV file (from a spreadsheet, save it as 'CSV UTF-8')."
         )
     stripped = tail.rstrip(b" \t")
     last = stripped.rstrip(b"\r\n").rsplit(b"\n", 1)[-1].rsplit(b"\r", 1)[-1]
