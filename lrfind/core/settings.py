@@ -7,7 +7,7 @@ reason for it and its help; the CLI, config files and the API all read these dec
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ def option(
     *,
     panel: str,
     metavar: str | None = None,
-    choices: Sequence[str] | Callable[[], Sequence[str]] = (),
+    choices: Sequence[str] = (),
     flag: str | None = None,
     unset: str | None = None,
 ) -> Any:
