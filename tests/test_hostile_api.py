@@ -264,6 +264,7 @@ def test_find_lr_refuses_bad_options_before_any_work(
 ANALYZE = [
     ({"lrs": [math.nan] * 100}, ["lrs[0] is nan", "positive, finite"]),
     ({"lrs": [0.0, *RATES[1:]]}, ["lrs[0] is 0", "positive, finite"]),
+    ({"lrs": [0.1] * 100}, ["every learning rate is 0.1", "never grow"]),
     ({"lrs": [*RATES[:5], -1.0, *RATES[6:]]}, ["lrs[5] is -1"]),
     ({"lrs": [*RATES[:99], math.inf]}, ["lrs[99] is inf"]),
     ({"lrs": RATES[::-1]}, ["lrs[1]", "is below the rate before it", "sorted by rate"]),

@@ -144,6 +144,11 @@ def checked_curve(lrs: Any, losses: Any) -> tuple[np.ndarray, np.ndarray]:
             f"({rates[index - 1]:g}); a sweep's learning rates only grow. Pass the points in "
             "the order swept (sorted by rate)."
         )
+    if len(rates) > 1 and rates[-1] == rates[0]:
+        raise ConfigError(
+            f"every learning rate is {rates[0]:g}: a range test reads the loss across a range "
+            "of rates, and these never grow. Pass the rates the sweep recorded (StepRecord.lr)."
+        )
     # a first loss that is not finite has its own error (lrfind.core.analysis.analyze)
     bad = np.flatnonzero(~np.isfinite(values[1:-1])) + 1
     if len(bad):
