@@ -138,8 +138,11 @@ def test_momentum_needs_an_optimizer_that_has_one() -> None:
 @pytest.mark.parametrize(
     ("name", "arguments", "message"),
     [
-        ("adam", {"betas": 0.9}, "argument betas takes a tuple (its default is (0.9, 0.999)); "
-         "got 0.9. Write e.g. --optimizer-arg betas=0.9,0.999."),
+        ("adam", {"betas": 0.9}, "argument betas takes a tuple of 2 (its default is "
+         "(0.9, 0.999)); got 0.9. Write e.g. --optimizer-arg betas=0.9,0.999."),
+        ("adam", {"betas": (0.9, 0.99, 0.5)}, "argument betas takes a tuple of 2 (its default "
+         "is (0.9, 0.999)); got (0.9, 0.99, 0.5)."),
+        ("adamw", {"betas": (0.9,)}, "argument betas takes a tuple of 2"),
         ("rmsprop", {"centered": "yes"}, "argument centered takes true or false"),
         ("rmsprop", {"alpha": "high"}, "argument alpha takes a number (its default is 0.99)"),
         ("sgd", {"nesterov": 1}, "argument nesterov takes true or false"),

@@ -126,8 +126,9 @@ def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
 def _check_kind(spec: str, qualified: str, key: str, value: Any, default: Any) -> None:
     """A value of the kind the argument's default has: a tuple for a tuple, a number for a
     number, true/false for a switch (torch's own checks fail on them obscurely)."""
-    if isinstance(default, tuple):
-        wanted, fits = "a tuple", isinstance(value, tuple)
+    if isinstance(default, tuple):  # of the default's length: torch ignores extra items
+        wanted = f"a tuple of {len(default)}"
+        fits = isinstance(value, tuple) and len(value) == len(default)
         example = ",".join(str(item) for item in default)
     elif isinstance(default, bool):
         wanted, fits, example = "true or false", isinstance(value, bool), str(default).lower()
