@@ -455,7 +455,7 @@ def _run(
         stop.phase = "finished"
         if ranks.rank:
             return
-        _report_run(outcome, emit, schedule, tensorboard, stopped=stop.deferred)
+        _report_run(outcome, emit, schedule, tensorboard, stopped=stop.requested)
 
 
 def _report_run(
@@ -534,10 +534,6 @@ class _StopSignal:
         self.stop = False
 
     def requested(self) -> bool:
-        return self.stop
-
-    def deferred(self) -> bool:
-        """Whether a signal arrived that the command finishes its work through."""
         return self.stop
 
     def handle(self, signum: int, frame: object) -> None:

@@ -122,10 +122,8 @@ def search(
             f"Interrupted during the full sweep at step {len(main.records)}: the "
             "recommendation, if any, is read from the steps recorded and no repeats were run."
         )
-        recommendation = interrupted_answer(main.analysis.recommendation)
-        return SearchOutcome(
-            sweeps, recommendation, notes, True, main.analysis.no_recommendation, set_aside
-        )
+        recommendation, reasons, _ = answer_of_sweeps(main.analysis, [], method, STOP_INTERRUPTED)
+        return SearchOutcome(sweeps, recommendation, notes, True, reasons, set_aside)
     if search_settings.repeats == 0:
         return _full_sweep_alone(sweeps, notes, set_aside)
 

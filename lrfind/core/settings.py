@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from lrfind.core.arguments import typed_fields
 from lrfind.errors import ConfigError
@@ -137,9 +137,7 @@ class SweepSettings:
 
     def sweep_settings(self) -> SweepSettings:
         """These knobs alone, as the engine takes them (a subclass carries more)."""
-        if type(self) is SweepSettings:
-            return self
-        return SweepSettings(**{name: getattr(self, name) for name in SWEEP_FIELDS})
+        return _only(SweepSettings, self)
 
 
 @dataclass(frozen=True)
@@ -160,7 +158,7 @@ class SearchSettings:
         flag="--refine/--no-refine",
     )
     # the least that costs no bench config quality (docs/quality.md): a hard curve's plan
-    # stops at five full sweeps instead of running to ten or more
+    # stops at a known cost instead of running to --repeats
     budget: float = option(
         5.0,
         "Most training steps of the whole plan, in full sweeps (those of the full sweep kept).",
@@ -193,10 +191,17 @@ class SearchSettings:
 
     def search_settings(self) -> SearchSettings:
         """These knobs alone, as the plan takes them (a subclass carries more)."""
-        if type(self) is SearchSettings:
-            return self
-        return SearchSettings(**{name: getattr(self, name) for name in SEARCH_FIELDS})
+        return _only(SearchSettings, self)
+
+
+Settings = TypeVar("Settings")
+
+
+def _only(kind: type[Settings], value: Any) -> Settings:
+    """`value` (an instance of `kind` or of a subclass) as a plain `kind`."""
+    if type(value) is kind:
+        return value
+    return kind(**{name: getattr(value, name) for name in kind.__dataclass_fields__})  # type: ignore[attr-defined]
 
 
 SWEEP_FIELDS = tuple(SweepSettings.__dataclass_fields__)
-SEARCH_FIELDS = tuple(SearchSettings.__dataclass_fields__)
