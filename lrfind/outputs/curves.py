@@ -230,6 +230,16 @@ def _nearest_float_option() -> dict[str, str]:
 SMALL_FILE_BYTES = 1 << 20  # read without pandas, whose import outweighs parsing this much
 
 
+def _plain_header(header: list[str]) -> tuple[dict[str, int], list[str]] | None:
+    """Each column's place by its name, and the curve's names among them, for a header that
+    names `lr` and `loss` and no column twice; None for any other (read cell by cell)."""
+    columns = {name: index for index, name in enumerate(header)}
+    wanted = [name for name in CURVE_NAMES if name in columns]
+    if len(columns) < len(header) or "lr" not in wanted or "loss" not in wanted:
+        return None
+    return columns, wanted
+
+
 def _small_plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
     """`_plain_numbers` for a small, plain file, by the csv module: no quotes, every row as
     wide as the header, numbers Python's float() and int() read. None when the file is larger
@@ -248,12 +258,10 @@ def _small_plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
     except csv.Error:  # a cell beyond the csv module's limit: pandas reads it
         return None
     header = [name.strip().lower() for name in rows[0]]
-    columns = {name: index for index, name in enumerate(header)}
-    wanted = [name for name in CURVE_NAMES if name in columns]
-    if len(columns) < len(header) or "lr" not in wanted or "loss" not in wanted:
+    plain = _plain_header(header)
+    if plain is None or any(len(row) != len(header) for row in rows[1:]):
         return None
-    if any(len(row) != len(header) for row in rows[1:]):
-        return None
+    columns, wanted = plain
     parsed: dict[str, np.ndarray] = {}
     try:
         for name in wanted:
@@ -291,16 +299,15 @@ def _plain_numbers(path: Path) -> dict[str, np.ndarray] | None:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # a long row or a mixed column: read it cell by cell
             first = pd.read_csv(path, header=None, dtype=str, nrows=1, **options).fillna("")
-            header = [str(name).strip().lower() for name in first.iloc[0]]
-            columns = {name: index for index, name in enumerate(header)}
-            wanted = [name for name in CURVE_NAMES if name in columns]
-            if len(columns) < len(header) or "lr" not in wanted or "loss" not in wanted:
-                return None  # (a repeated name or a missing column)
+            plain = _plain_header([str(name).strip().lower() for name in first.iloc[0]])
+            if plain is None:
+                return None
+            columns, wanted = plain
             types = {columns[name]: str if name == "repeat" else "float64" for name in wanted}
             frame = pd.read_csv(
                 path,
                 header=0,
-                names=list(range(len(header))),
+                names=list(range(len(first.columns))),
                 usecols=[columns[name] for name in wanted],
                 dtype=types,
                 na_values={columns[name]: [""] for name in ("loss", "val_loss") if name in wanted},
