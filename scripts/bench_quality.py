@@ -42,6 +42,7 @@ import dataclasses
 import itertools
 import json
 import math
+import pickle
 import statistics
 import sys
 import time
@@ -52,14 +53,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from bench_tasks import GRID_STEP_DECADES, Task, build_tasks
+from bench_tasks import CACHE_DIR, GRID_STEP_DECADES, Task, build_tasks
 from torch import nn
 
 from lrfind.core.analysis import Recommendation, analyze
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import search
-from lrfind.core.records import RangeTestResult
+from lrfind.core.records import RangeTestResult, analysed_result
 from lrfind.core.settings import SearchSettings, SweepSettings
 from lrfind.engine.finder import range_test
+from lrfind.engine.probe import measured_horizon
 from lrfind.engine.trainer import train_epochs
 from lrfind.outputs.files import write_atomic
 from lrfind.setup.batches import BatchRule, batch_loss
@@ -307,30 +310,87 @@ class Suggestions:
     seconds: dict[str, float]
 
 
-def sweep_runner(task: Task, base_seed: int) -> Callable[[int, SweepSettings], RangeTestResult]:
+class SweepCache:
+    """Every sweep's records, by config, seed and sweep settings, in .bench/sweeps/: a sweep is
+    seeded, so its curve does not depend on the rule that reads it, and comparing rules (or
+    rerunning the tables) replays the plan on the same curves without training again. Delete
+    the folder after changing the engine (what a sweep records), not after changing a rule."""
+
+    folder = CACHE_DIR / "sweeps"
+
+    def __init__(self, task: Task, enabled: bool = True) -> None:
+        self.path = self.folder / f"{task.name}.pkl"
+        self.enabled = enabled
+        self.entries: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        if enabled and self.path.exists():
+            self.entries = pickle.loads(self.path.read_bytes())
+
+    @staticmethod
+    def key(seed: int, settings: SweepSettings) -> tuple[Any, ...]:
+        return (seed, *sorted(dataclasses.asdict(settings).items()))
+
+    def get(self, seed: int, settings: SweepSettings) -> tuple[Any, ...] | None:
+        return self.entries.get(self.key(seed, settings)) if self.enabled else None
+
+    def put(self, seed: int, settings: SweepSettings, result: RangeTestResult) -> None:
+        if not self.enabled:
+            return
+        self.entries[self.key(seed, settings)] = (
+            result.records,
+            result.stop_reason,
+            result.sweep_seconds,
+            result.skipped_steps,
+        )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.path, pickle.dumps(self.entries))
+
+
+def sweep_runner(
+    task: Task, base_seed: int, method: str, cache: SweepCache
+) -> Callable[[int, SweepSettings], RangeTestResult]:
     """The plan's `run_sweep` for one config: repeat k uses seed base_seed + k, as `lrfind run`
-    does (new weights and data order; a fine-tune's weights are always the pretrained ones)."""
+    does (new weights and data order; a fine-tune's weights are always the pretrained ones).
+    A sweep already in `cache` is read from it and analysed by `method`."""
 
     def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
         seed = base_seed + repeat
+        cached = cache.get(seed, settings)
+        if cached is not None:
+            records, stop_reason, seconds, skipped = cached
+            return analysed_result(
+                records, stop_reason, settings, method, seconds, skipped_steps=skipped
+            )
         model = task.model(seed)
         optimizer = task.optimizer(model, settings.start_lr)
-        return range_test(
+        result = range_test(
             model,
             optimizer,
             task.loss_fn,  # None for the transformer: it computes its loss from "labels"
             task.batches(seed),
             **dataclasses.asdict(settings),
-            method="bottom",
+            method=method,
             seed=seed,
         )
+        cache.put(seed, settings, result)
+        return result
 
     return run_sweep
 
 
-def suggest(task: Task, base_seed: int) -> Suggestions:
+def suggest(task: Task, base_seed: int, cache: SweepCache, horizon: bool = True) -> Suggestions:
     """Every method from the same full sweep; the default plan adds its focused repeats."""
-    outcome = search(sweep_runner(task, base_seed), SweepSettings(), SearchSettings(), "bottom")
+    training_steps = task.epochs * len(task.batches(base_seed))
+    outcome = search(
+        sweep_runner(task, base_seed, DEFAULT_METHOD, cache),
+        SweepSettings(),
+        SearchSettings(),
+        DEFAULT_METHOD,
+        horizon=measured_horizon(
+            task.optimizer(task.model(base_seed), 1e-3), training_steps, "the config's budget"
+        )
+        if horizon
+        else None,
+    )
     full = outcome.main
     max_lr: dict[str, float | None] = {}
     for method in PEER_METHODS:
@@ -464,6 +524,12 @@ def main() -> int:
         "--no-alternatives", action="store_true", help="neither train nor show the alternatives"
     )
     parser.add_argument("--no-base-check", action="store_true", help="skip the base_lr check")
+    parser.add_argument(
+        "--no-horizon", action="store_true", help="the answer as read, not scaled for the budget"
+    )
+    parser.add_argument(
+        "--fresh-sweeps", action="store_true", help="train every sweep again (no sweep cache)"
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     arguments = parser.parse_args()  # fmt: skip
     if arguments.threads:
@@ -488,7 +554,10 @@ def main() -> int:
     for name in arguments.configs:
         task, truth = TASKS[name], truths[name]
         print(f"{name}: grid best peak lr {truth.shown_best()}", file=sys.stderr, flush=True)
-        per_seed = runs[name] = [suggest(task, seed) for seed in seeds]
+        cache = SweepCache(task, enabled=not arguments.fresh_sweeps)
+        per_seed = runs[name] = [
+            suggest(task, seed, cache, not arguments.no_horizon) for seed in seeds
+        ]
         for method in methods:
             rows.append(method_row(truth, method, [item.max_lr[method] for item in per_seed]))
             costs[method]["steps"].extend(item.steps[method] for item in per_seed)
@@ -504,7 +573,54 @@ def main() -> int:
                                 statistics.mean(cyclic), statistics.mean(flat)))  # fmt: skip
     print_tables(rows, truths, costs, base_checks, seeds)
     print_runs(runs)
+    print_goals(runs, truths)
     return 0
+
+
+def run_regrets(truth: GroundTruth, per_seed: list[Suggestions]) -> list[float]:
+    """The default's regret per seed, in points: accuracy pp, or % of the gap for a loss."""
+    gap = abs(truth.worst_score - truth.best_score) or 1.0
+    scale = 100.0 if truth.task.higher_is_better else 100.0 / gap
+    return [scale * truth.regret(truth.score_at(item.max_lr[DEFAULT])) for item in per_seed]
+
+
+def print_goals(runs: dict[str, list[Suggestions]], truths: dict[str, GroundTruth]) -> None:
+    """Issue 24's goals per split (median regret <= 1, worst <= 3, spread <= 0.25 decades), and
+    how often each confidence level's answers were within 1 point of the grid's best."""
+    print("\n| split | configs | median regret <= 1 | worst <= 3 | spread <= 0.25 | all three "
+          "| worst median regret |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    calibration: dict[tuple[bool, str], list[bool]] = {}
+    for held_out in (False, True):
+        names = [name for name in runs if truths[name].task.held_out == held_out]
+        if not names:
+            continue
+        passed = {"median": 0, "worst": 0, "spread": 0, "all": 0}
+        worst_median = 0.0
+        for name in names:
+            regrets = run_regrets(truths[name], runs[name])
+            logs = [math.log10(lr) for item in runs[name] if (lr := item.max_lr[DEFAULT])]
+            checks = {
+                "median": statistics.median(regrets) <= 1.0,
+                "worst": max(regrets) <= 3.0,
+                "spread": bool(logs) and max(logs) - min(logs) <= 0.25,
+            }
+            checks["all"] = all(checks.values())
+            for key, ok in checks.items():
+                passed[key] += ok
+            worst_median = max(worst_median, statistics.median(regrets))
+            for item, regret in zip(runs[name], regrets, strict=True):
+                level = item.recommendation.confidence if item.recommendation else "none"
+                calibration.setdefault((held_out, level), []).append(regret <= 1.0)
+        count = len(names)
+        print(f"| {'held out' if held_out else 'tuning'} | {count} | "
+              + " | ".join(f"{passed[key]}/{count}" for key in ("median", "worst", "spread", "all"))
+              + f" | {worst_median:.1f} |")  # fmt: skip
+    print("\n| split | confidence | runs | regret <= 1 point |")
+    print("| --- | --- | --- | --- |")
+    for (held_out, level), hits in sorted(calibration.items()):
+        print(f"| {'held out' if held_out else 'tuning'} | {level} | {len(hits)} "
+              f"| {sum(hits)} ({100 * sum(hits) / len(hits):.0f}%) |")  # fmt: skip
 
 
 def print_runs(runs: dict[str, list[Suggestions]]) -> None:

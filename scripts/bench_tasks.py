@@ -63,7 +63,8 @@ class Task:
     higher_is_better: bool
     chance: float
     grid_log10: tuple[float, float]  # lowest and highest log10(peak lr) of the first grid
-    held_out: bool  # added after the recommendation rule was chosen
+    held_out: bool  # not used to choose any rule: only measured
+    group: str = "original"  # the bench's table groups: original, family, batch, length
 
     def grid(self) -> list[float]:
         low, high = self.grid_log10
@@ -249,6 +250,15 @@ def sgd(momentum: float = 0.0, weight_decay: float = 0.0) -> OptimizerBuilder:
         return torch.optim.SGD(
             model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay
         )
+
+    return build
+
+
+def torch_optimizer(name: str, **options: Any) -> OptimizerBuilder:
+    """Any torch.optim class by name, at its defaults but for the LR and `options`."""
+
+    def build(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        return getattr(torch.optim, name)(model.parameters(), lr=lr, **options)  # type: ignore[no-any-return]
 
     return build
 
@@ -480,7 +490,7 @@ def build_tasks() -> dict[str, Task]:
                    (-3.5, -0.75), epochs=3, weight_decay=0.05, held_out=True),
         classifier("small-batch-momentum", "LeNet, SGD m0.9, batch 16, 1 epoch of 10,000 "
                    "images", fashion_model("lenet"), image_batches(lambda: full(10_000), 16),
-                   sgd(0.9), "sgd", (-3.25, -0.5), epochs=1, held_out=True),
+                   sgd(0.9), "sgd", (-3.25, -0.5), epochs=1),
         classifier("finetune", "LeNet pretrained on classes 0-4, AdamW wd 0.01, batch 64, "
                    "2 epochs of 5,000 images of classes 5-9", finetune_model(data),
                    image_batches(lambda: full(5_000, range(5, 10)), 64), adam(0.01), "adam",
@@ -492,7 +502,7 @@ def build_tasks() -> dict[str, Task]:
              lambda seed: ShuffledBatches(*regression()[:2], 128, seed), nn.MSELoss(),
              adam(), "adam", 0.0, 4, onecycle, "one-cycle",
              lambda: data.once("regression-test", lambda: EvaluationSet(*regression()[2:])),
-             "test MSE", False, 1.0 + REGRESSION_NOISE**2, (-4.0, -0.5), True),
+             "test MSE", False, 1.0 + REGRESSION_NOISE**2, (-4.0, -0.5), False),
         Task("char-transformer", "byte-level transformer, 2 layers, d64, 4 heads, context 64, "
              f"AdamW wd 0.1, batch 16, {lm_steps} steps, stdlib text",
              seeded(lambda: CharTransformer(CONTEXT)),
@@ -501,4 +511,69 @@ def build_tasks() -> dict[str, Task]:
              lambda: data.once("text-validation", lambda: text_validation(tokens())),
              "validation loss (nats/byte)", False, math.log(256), (-3.5, -0.75), True),
     ]  # fmt: skip
+    tasks += space_tasks(data, classifier, fashion_model("mlp"))
     return {task.name: task for task in tasks}
+
+
+# Issue 24's space: one cheap model (the MLP 300-100) across every element-wise torch.optim
+# family, batch sizes 16 to 1024 and training lengths 1 to 20 epochs. The split was declared
+# here before any rule was tuned on these configs: TUNING chose the rule, the rest only
+# measure it.
+FAMILIES = {  # name: (torch.optim class, options, first grid in log10 peak lr)
+    "sgd": ("SGD", {}, (-2.0, 0.75)),
+    "momentum": ("SGD", {"momentum": 0.9}, (-3.0, -0.25)),
+    "nesterov": ("SGD", {"momentum": 0.9, "nesterov": True}, (-3.0, -0.25)),
+    "adam": ("Adam", {}, (-4.0, -1.5)),
+    "adamw": ("AdamW", {"weight_decay": 0.01}, (-4.0, -1.5)),
+    "nadam": ("NAdam", {}, (-4.0, -1.5)),
+    "radam": ("RAdam", {}, (-4.0, -1.0)),
+    "adamax": ("Adamax", {}, (-3.5, -1.0)),
+    "rmsprop": ("RMSprop", {}, (-4.5, -2.0)),
+    "adagrad": ("Adagrad", {}, (-3.0, 0.0)),
+    "adadelta": ("Adadelta", {}, (-1.5, 1.5)),
+    "asgd": ("ASGD", {}, (-2.0, 0.75)),
+}
+TUNING = {
+    "lenet-sgd-256", "mlp-sgd-32", "lenet-adam-128", "small-batch-momentum", "regression-mse",
+    "mlp-sgd-64", "mlp-momentum-64", "mlp-adam-64", "mlp-rmsprop-64", "mlp-adagrad-64",
+    "mlp-radam-64", "mlp-sgd-16", "mlp-sgd-1024", "mlp-adam-256", "mlp-sgd-128-1ep",
+    "mlp-sgd-128-20ep", "mlp-adam-128-4ep",
+}  # fmt: skip
+LENGTH_IMAGES = 20_000  # the length configs train on this many images per epoch
+
+
+def space_tasks(data: Data, classifier: Callable[..., Task], mlp: ModelBuilder) -> list[Task]:
+    """The family, batch-size and length configs (names in TUNING tune the rule)."""
+    tasks = []
+
+    def add(name: str, description: str, family: str, batch_size: int, images: int | None,
+            epochs: int, group: str) -> None:  # fmt: skip
+        kind, options, grid = FAMILIES[family]
+        optimizer = torch_optimizer(kind, **options)
+        task = classifier(
+            name,
+            description,
+            mlp,
+            image_batches(lambda: data.fashion_train(images), batch_size),
+            optimizer,
+            "sgd" if kind in ("SGD", "ASGD") else "adam",
+            grid,
+            epochs=epochs,
+            weight_decay=float(options.get("weight_decay", 0.0)),
+            held_out=name not in TUNING,
+        )
+        tasks.append(dataclasses.replace(task, group=group))
+
+    for family, (kind, options, _) in FAMILIES.items():
+        shown = ", ".join(f"{key} {value}" for key, value in options.items())
+        add(f"mlp-{family}-64", f"MLP 300-100, {kind}{' ' + shown if shown else ''}, batch 64, "
+            "1 epoch", family, 64, None, 1, "family")  # fmt: skip
+    for family in ("sgd", "adam"):
+        for batch_size in (16, 256, 1024):
+            add(f"mlp-{family}-{batch_size}", f"MLP 300-100, {FAMILIES[family][0]}, batch "
+                f"{batch_size}, 1 epoch", family, batch_size, None, 1, "batch")  # fmt: skip
+        for epochs in (1, 4, 20):
+            add(f"mlp-{family}-128-{epochs}ep", f"MLP 300-100, {FAMILIES[family][0]}, batch 128, "
+                f"{epochs} epochs of {LENGTH_IMAGES:,} images", family, 128, LENGTH_IMAGES,
+                epochs, "length")  # fmt: skip
+    return tasks

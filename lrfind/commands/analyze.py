@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lrfind.core.analysis import Recommendation, analyze, check_method
+from lrfind.core.horizon import scaled, stored_horizon
 from lrfind.core.plan import answer_of_sweeps
 from lrfind.core.settings import SweepSettings
 from lrfind.errors import CurveFileError, LrfindError
@@ -84,13 +85,15 @@ def _reanalyse(
         for curve in read_curve_csv(path)
     ]
     main = curves[0].analysis
-    stops, notes = _stop_reasons(path, [curve.repeat for curve in curves])
+    stops, notes, horizon = _run_record(path, [curve.repeat for curve in curves])
     recommendation, reasons, interrupted = answer_of_sweeps(
         main,
         [(curve.analysis, stops[curve.repeat]) for curve in curves[1:]],
         method,
         stops[curves[0].repeat],
     )
+    if recommendation is not None and horizon is not None:
+        recommendation = scaled(recommendation, horizon)
     log_x = bool(np.allclose(np.diff(np.log10(main.lrs)), np.log10(main.lrs[1] / main.lrs[0])))
     written = document(
         source=str(path),
@@ -110,24 +113,28 @@ def _reanalyse(
     return Reanalysis(out=out, curves=curves, recommendation=recommendation, document=written)
 
 
-def _stop_reasons(path: Path, repeats: list[int]) -> tuple[dict[int, str], list[str]]:
-    """Why each sweep of the file stopped, as the run's result.json beside it says (a
-    sweep.csv alone cannot tell a sweep cut by Ctrl-C from one that ran its course), so that
-    the re-analysis combines the same sweeps as the run did; "as recorded" for a file from
-    elsewhere. A note when a result.json is there but unusable."""
+def _run_record(
+    path: Path, repeats: list[int]
+) -> tuple[dict[int, str], list[str], dict[str, object] | None]:
+    """Why each sweep of the file stopped, and the training run its answer was scaled for, as
+    the run's result.json beside it says (a sweep.csv alone cannot tell a sweep cut by Ctrl-C
+    from one that ran its course, nor which optimizer trained it), so that the re-analysis
+    combines the same sweeps as the run did and answers for the same run; "as recorded" and
+    no scaling for a file from elsewhere. A note when a result.json is there but unusable."""
     stops = dict.fromkeys(repeats, "as recorded")
     beside = path.parent / "result.json"
     if not beside.is_file():
-        return stops, []
+        return stops, [], None
     try:
         written = read_result(beside)
         recorded = {0: written["sweep"]["stop_reason"]}
         recorded |= {item["repeat"]: item["stop_reason"] for item in written.get("repeats", [])}
-    except (LrfindError, KeyError, TypeError) as error:
+        horizon = stored_horizon((written.get("recommendation") or {}).get("horizon"))
+    except (LrfindError, KeyError, TypeError, AttributeError) as error:
         return stops, [
             f"{beside} could not tell which sweeps were interrupted ({error}), so every sweep "
             "of the file counts as finished."
-        ]
+        ], None  # fmt: skip
     if sorted(recorded) != sorted(repeats):
-        return stops, []  # a result of other sweeps than this file's: not this file's run
-    return {repeat: str(recorded[repeat]) for repeat in repeats}, []
+        return stops, [], None  # a result of other sweeps than this file's: not this file's run
+    return {repeat: str(recorded[repeat]) for repeat in repeats}, [], horizon

@@ -29,6 +29,7 @@ from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
 from lrfind.engine.finder import prepared_model, range_test
 from lrfind.engine.loop import endless_batches, to_device, user_code_errors
+from lrfind.engine.probe import measured_horizon
 from lrfind.engine.stacked import (
     GpuPeak,
     stack_problem,
@@ -162,6 +163,9 @@ def _sweep_and_write(
         config.search_settings(),
         config.method,
         run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
+        horizon=measured_horizon(
+            sweeper.optimizer, *_training_steps(config.epochs, prepared.steps_per_epoch)
+        ),
     )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
     timings["sweep_s"] = sum(
@@ -202,6 +206,13 @@ def _held_out_count(config: RunConfig, samples: int | None) -> int:
             "Use fewer --val-batches or a smaller --batch-size."
         )
     return held_out
+
+
+def _training_steps(epochs: float | None, steps_per_epoch: int | None) -> tuple[int | None, str]:
+    """The training run's steps for the horizon, and how they were known."""
+    if epochs is None or not steps_per_epoch:
+        return None, "default"
+    return max(1, round(epochs * steps_per_epoch)), f"--epochs {epochs:g}"
 
 
 class Sweeper:

@@ -455,6 +455,8 @@ class Recommendation:
     suggestions: list[float] = field(default_factory=list)  # max_lr of those that gave one
     # Lowest and highest of the middle suggestions (middle_suggestions): where the median lies.
     interval: tuple[float, float] | None = None
+    # The training run the rates are for and the optimizer's factor (lrfind.core.horizon).
+    horizon: dict[str, object] | None = None
 
     @property
     def log10_width(self) -> float | None:
@@ -474,6 +476,7 @@ class Recommendation:
             "suggestions": list(self.suggestions),
             "interval": None if self.interval is None else list(self.interval),
             "interval_log10_width": self.log10_width,
+            "horizon": self.horizon,
         }
 
 

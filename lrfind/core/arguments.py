@@ -57,6 +57,12 @@ def integer(name: str, value: Any, example: str) -> int:
     raise ConfigError(f"{name} must be an integer; got {shown(value)}. Pass e.g. {name}={hint}.")
 
 
+def optional_positive_integer(name: str, value: Any) -> None:
+    """Refuse anything but None or a whole number of at least 1."""
+    if value is not None and integer(name, value, "1000") < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1; got {shown(value)}.")
+
+
 def flag(name: str, value: Any) -> bool:
     if isinstance(value, bool):
         return value

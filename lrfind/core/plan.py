@@ -33,6 +33,7 @@ from lrfind.core.analysis import (
     middle_suggestions,
     unconfirmed,
 )
+from lrfind.core.horizon import Horizon, scaled
 from lrfind.core.records import STOP_COMPLETED, STOP_INTERRUPTED, RangeTestResult
 from lrfind.core.settings import MAX_STEPS, MIN_USABLE_POINTS, SearchSettings, SweepSettings
 
@@ -81,6 +82,8 @@ class SearchOutcome:
     # --auto-range or with more steps, repeats too fast to learn from. Not in `sweeps`, so
     # not in the files, but part of the cost.
     set_aside: list[Sweep] = field(default_factory=list)
+    # How the answer was scaled for the training run (lrfind.core.horizon); None: as read.
+    horizon: dict[str, object] | None = None
 
     @property
     def main(self) -> RangeTestResult:
@@ -103,12 +106,47 @@ def search(
     search_settings: SearchSettings,
     method: str,
     run_repeats: RepeatsRunner | None = None,
+    horizon: Horizon | None = None,
 ) -> SearchOutcome:
     """Run the plan: the full sweep (retried by --auto-range), then the repeats, then their
     median. Without a usable full sweep the repeats are skipped, with a note saying so.
     `run_repeats`, when given, runs all the repeats in one go instead of `run_sweep` one by
     one (lrfind.engine.stacked); an interruption then stops all of them at the same step. When it
-    returns None, the repeats run one by one after all."""
+    returns None, the repeats run one by one after all. `horizon` scales the answer for the
+    training run it is for (lrfind.core.horizon)."""
+    outcome = _search(run_sweep, settings, search_settings, method, run_repeats)
+    if horizon is None:
+        return outcome
+    described = horizon.described(reading_steps(outcome))
+    recommendation = outcome.recommendation
+    return replace(
+        outcome,
+        recommendation=None if recommendation is None else scaled(recommendation, described),
+        horizon=described,
+    )
+
+
+def reading_steps(outcome: SearchOutcome) -> list[int]:
+    """The step (counted from each sweep's first) of every answering sweep's loss minimum:
+    the finished repeats', or the full sweep's when they gave none."""
+    for sweeps in (outcome.sweeps[1:], outcome.sweeps[:1]):
+        steps = [
+            sweep.result.analysis.min_index + 1
+            for sweep in sweeps
+            if sweep.result.analysis.recommendation is not None
+        ]
+        if steps:
+            return steps
+    return []
+
+
+def _search(
+    run_sweep: SweepRunner,
+    settings: SweepSettings,
+    search_settings: SearchSettings,
+    method: str,
+    run_repeats: RepeatsRunner | None,
+) -> SearchOutcome:
     notes: list[str] = []
     set_aside: list[Sweep] = []
     main = run_sweep(0, settings)
@@ -190,6 +228,8 @@ def recommendations_by_method(outcome: SearchOutcome) -> dict[str, Recommendatio
         answer, _, _ = answer_of_sweeps(
             outcome.main.analysis_by(method), repeats, method, outcome.main.stop_reason
         )
+        if answer is not None and outcome.horizon is not None:
+            answer = scaled(answer, outcome.horizon)
         answers[method] = answer
     return answers
 

@@ -165,6 +165,15 @@ class SearchSettings:
         panel="Recommendation",
         metavar="FLOAT",
     )
+    # the rate for a run of this length: optimizers whose step size changes as their state
+    # fills (RMSprop, Adagrad, RAdam) are read at the sweep's age and trained at this one
+    epochs: float | None = option(
+        None,
+        "Length of the training run the answer is for, in epochs (lrfind.core.horizon).",
+        panel="Recommendation",
+        metavar="FLOAT",
+        unset="1,000 steps",
+    )
     # widen or narrow the range and retry when it was wrong
     auto_range: bool = option(
         False,
@@ -182,6 +191,11 @@ class SearchSettings:
                 f"{REPEATS})."
             )
 
+        if self.epochs is not None and not (0 < self.epochs <= 1e6):
+            raise ConfigError(
+                f"epochs must be a positive number of epochs (at most 1e6); got {self.epochs!r}. "
+                "It is the length of the training run the answer is for (--epochs 5)."
+            )
         if not (1.0 <= self.budget <= 1000.0):
             raise ConfigError(
                 f"budget must be between 1 and 1000 full sweeps; got {self.budget!r}. It bounds "

@@ -40,6 +40,7 @@ from lrfind.engine.loop import (
     sweep_loop,
     to_device,
 )
+from lrfind.engine.probe import measured_horizon
 from lrfind.engine.snapshot import kept_while_sweeping
 from lrfind.errors import ConfigError
 from lrfind.settings.optimizers import REFUSED, TORCH_MODULE
@@ -392,6 +393,8 @@ def find_lr(
     refine: bool = True,
     auto_range: bool = False,
     budget: float = SearchSettings.budget,
+    epochs: float | None = None,
+    training_steps: int | None = None,
     method: str = DEFAULT_METHOD,
     seed: int = 0,
     on_sweep: Callable[[int, SweepSettings], None] | None = None,
@@ -408,7 +411,9 @@ def find_lr(
     `sweep_options` are `range_test`'s (start_lr, end_lr, steps, ...). A loader with its own
     fixed order sees the same batches in every repeat; shuffle it to get the benefit.
     `on_sweep(repeat, settings)` is called before each sweep starts (repeat 0 is the full
-    sweep), so a progress display knows each sweep's range and steps.
+    sweep), so a progress display knows each sweep's range and steps. The answer is for a
+    training run of `training_steps`, or `epochs` passes over a sized `train_loader`, else
+    lrfind.core.horizon's default; `recommendation.horizon` says which.
     """
     arguments.check_keywords("find_lr", sweep_options, FIND_LR_SWEEP_OPTIONS)
     arguments.integer("seed", seed, "0")
@@ -429,12 +434,36 @@ def find_lr(
             **sweep_options,
         )
 
+    search_settings = SearchSettings(
+        repeats=repeats, refine=refine, auto_range=auto_range, budget=budget, epochs=epochs
+    )
+    arguments.optional_positive_integer("training_steps", training_steps)
     return search(
         run_sweep,
         SweepSettings(**base),
-        SearchSettings(repeats=repeats, refine=refine, auto_range=auto_range, budget=budget),
+        search_settings,
         method,
+        horizon=measured_horizon(optimizer, *_training_steps(training_steps, epochs, train_loader)),
     )
+
+
+def _training_steps(
+    training_steps: int | None, epochs: float | None, loader: Any
+) -> tuple[int | None, str]:
+    """The training run's steps the caller gave, directly or as epochs of a sized loader."""
+    if training_steps is not None:
+        return training_steps, f"training_steps={training_steps}"
+    if epochs is not None:
+        try:
+            per_epoch = len(loader)
+        except TypeError:
+            raise ConfigError(
+                f"epochs={epochs!r} needs a train_loader with a length; this one has none "
+                "(an iterable). Pass training_steps= instead: the number of optimizer steps "
+                "the training run takes."
+            ) from None
+        return max(1, round(epochs * per_epoch)), f"epochs={epochs:g}"
+    return None, "default"
 
 
 # The keyword options each entry point takes (the API checks a caller's names against them).

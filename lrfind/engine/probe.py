@@ -1,0 +1,81 @@
+"""The optimizer's own step size over a run at a constant rate (lrfind.core.horizon).
+
+    multipliers = step_multipliers(optimizer, steps=300)   # None when it cannot be measured
+
+A fresh optimizer of the same class and settings (its first parameter group's, with the rate
+set to 1 and no weight decay) steps a parameter of its own on synthetic gradients: every step
+the same magnitudes, signs drawn anew around a common drift, so that momentum and averages
+behave as they do on noisy mini-batch gradients. The size of each update is the step size
+at that step. The caller's optimizer and model are never touched.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from lrfind.core.horizon import DEFAULT_TRAINING_STEPS, Horizon
+
+PROBE_SIZE = 4096  # parameters stepped: enough that the update's size is steady
+GRADIENT_SCALE = 1e-2  # a typical per-parameter gradient; only ratios of sizes are used
+DRIFT = 0.3  # the share of each gradient that points the same way every step
+SEED = 0
+
+
+def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray | None:
+    """The update size of each of `steps` steps of a fresh copy of `optimizer` at rate 1, or
+    None for an optimizer that cannot be rebuilt from its settings or stepped without a
+    closure (LBFGS), or whose steps are not finite."""
+    if steps < 1 or not optimizer.param_groups:
+        return None
+    settings = _constructor_settings(optimizer)
+    settings.update(lr=1.0)
+    if "weight_decay" in settings:
+        settings["weight_decay"] = 0.0
+    parameter = torch.nn.Parameter(torch.zeros(PROBE_SIZE))
+    generator = torch.Generator().manual_seed(SEED)
+    magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE)
+    sizes = np.empty(steps)
+    try:
+        probe = type(optimizer)([parameter], **settings)
+        for step in range(steps):
+            signs = torch.randint(0, 2, (PROBE_SIZE,), generator=generator) * 2.0 - 1.0
+            parameter.grad = magnitude * (DRIFT + signs)
+            before = parameter.detach().clone()
+            probe.step()
+            sizes[step] = float((parameter.detach() - before).norm()) / math.sqrt(PROBE_SIZE)
+    except Exception:  # a user's optimizer class may take other arguments or need a closure
+        return None
+    if not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
+        return None
+    return sizes
+
+
+def _constructor_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The first group's settings that the class's constructor takes (a group may hold more:
+    AdamW's `decoupled_weight_decay`)."""
+    settings = {key: value for key, value in optimizer.param_groups[0].items() if key != "params"}
+    try:
+        parameters = inspect.signature(type(optimizer).__init__).parameters
+    except (TypeError, ValueError):
+        return settings
+    if any(item.kind is inspect.Parameter.VAR_KEYWORD for item in parameters.values()):
+        return settings
+    return {key: value for key, value in settings.items() if key in parameters}
+
+
+def measured_horizon(
+    optimizer: torch.optim.Optimizer, training_steps: int | None, source: str
+) -> Horizon:
+    """The Horizon of a run of `training_steps` (None: lrfind.core.horizon's default) with the
+    step sizes of `optimizer` measured up to its peak."""
+    if training_steps is None:
+        training_steps, source = DEFAULT_TRAINING_STEPS, "default"
+    steps = Horizon.steps_to_measure(training_steps)
+    with torch.no_grad():
+        multipliers = step_multipliers(optimizer, steps)
+    return Horizon(training_steps, source, multipliers)
