@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lrfind.core import analysis
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.ramp import sweep_lrs
 from lrfind.errors import SweepError
 from tests.conftest import synthetic_loss
@@ -156,7 +157,7 @@ def test_recommendation_rule() -> None:
     assert recommendation.base_lr <= analysis.MAX_BASE_FRACTION * recommendation.max_lr
     assert recommendation.lr == pytest.approx(recommendation.max_lr / analysis.CONSTANT_LR_DIVISOR)
     assert recommendation.confidence == "high"
-    assert recommendation.method == "bottom"
+    assert recommendation.method == DEFAULT_METHOD
 
 
 def test_suggestion_never_lies_beyond_the_divergence_point() -> None:

@@ -14,6 +14,7 @@ import torch
 
 from lrfind.cli import app
 from lrfind.commands import run as pipeline
+from lrfind.core.methods import DEFAULT_METHOD, METHODS
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
 from lrfind.setup import models
@@ -367,12 +368,12 @@ def test_analyze_reproduces_the_runs_recommendation_from_its_csv(
     assert invoke(*tiny_run_arguments(mnist_dir, out)).exit_code == 0
     result = invoke("analyze", out / "sweep.csv")
     assert result.exit_code == 0, result.output
-    again = json.loads((out / "reanalysed-bottom" / "result.json").read_text())
+    again = json.loads((out / f"reanalysed-{DEFAULT_METHOD}" / "result.json").read_text())
     original = json.loads((out / "result.json").read_text())
     for key in ("base_lr", "max_lr", "lr", "interval", "suggestions"):
         assert again["recommendation"][key] == pytest.approx(original["recommendation"][key])
     assert again["sweep"]["divergence_step"] == original["sweep"]["divergence_step"]
-    assert (out / "reanalysed-bottom" / "sweep.png").is_file()
+    assert (out / f"reanalysed-{DEFAULT_METHOD}" / "sweep.png").is_file()
 
 
 def test_analyze_reads_a_foreign_csv_with_any_method(tmp_path: Path) -> None:
@@ -383,7 +384,7 @@ def test_analyze_reads_a_foreign_csv_with_any_method(tmp_path: Path) -> None:
         rows.append(f"{10 ** (-6 + index / 10)},{loss}\n")
     path = tmp_path / "other-tool.csv"
     path.write_text("lr,loss\n" + "".join(rows))
-    for method in ("bottom", "steepest", "valley", "minimum"):
+    for method in METHODS:
         result = invoke("analyze", path, "--method", method, "--out", tmp_path / method)
         assert result.exit_code == 0, result.output
         document = json.loads((tmp_path / method / "result.json").read_text())

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.errors import ConfigError
 from lrfind.settings.options import RunConfig, load_config_file, resolve_config
 
@@ -18,7 +19,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (config.model, config.dataset, config.optimizer) == ("lenet", "fashion-mnist", "sgd")
     assert (config.start_lr, config.end_lr, config.steps) == (1e-7, 10.0, 100)
     assert (config.batch_size, config.momentum, config.weight_decay) == (256, 0.0, 0.0)
-    assert (config.mode, config.device, config.method) == ("exp", "auto", "bottom")
+    assert (config.mode, config.device, config.method) == ("exp", "auto", DEFAULT_METHOD)
     assert (config.repeats, config.refine, config.auto_range, config.val_batches) == (
         11,
         True,

@@ -14,6 +14,7 @@ import pytest
 
 from lrfind.commands import run as pipeline
 from lrfind.commands.analyze import analyze_file
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.records import StepRecord
 from lrfind.core.settings import REPEATS
 from lrfind.settings.options import RunConfig
@@ -55,7 +56,9 @@ def test_a_stop_during_the_repeats_keeps_the_finished_ones(mnist_dir: Path, tmp_
         assert sum(1 for _ in csv.DictReader(handle)) == document["steps_total"]
     # Re-read from its sweep.csv, the run gives the answer its result.json holds: the cut
     # repeat is left out of the median as the run left it out.
-    again = analyze_file(out / "sweep.csv", method="bottom", smoothing=0.9, divergence_factor=4.0)
+    again = analyze_file(
+        out / "sweep.csv", method=DEFAULT_METHOD, smoothing=0.9, divergence_factor=4.0
+    )
     assert again.document["interrupted"] is True
     for key in ("max_lr", "base_lr", "lr", "confidence", "repeats", "suggestions", "interval"):
         assert again.document["recommendation"][key] == document["recommendation"][key], key

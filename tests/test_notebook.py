@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import lrfind
 from lrfind.core.analysis import METHODS, analyze
+from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.records import RangeTestResult, StepRecord
 from lrfind.core.settings import SweepSettings
 from lrfind.engine import finder as engine
@@ -82,7 +83,7 @@ def test_the_api_returns_the_engine_results_with_every_attribute_kept(
 ) -> None:
     assert isinstance(result, RangeTestResult)
     assert result.recommendation is not None  # the task has an answer, so the marks are drawn
-    assert result.method == "bottom"
+    assert result.method == DEFAULT_METHOD
     assert len(result.records) == len(result.lrs) > 20
     assert isinstance(outcome.main, NotebookResult)
     assert outcome.recommendation is not None and outcome.recommendation.repeats == 2
@@ -120,7 +121,9 @@ def test_plot_draws_the_curve_and_marks_the_recommended_rates(result: NotebookRe
         ("lr ", answer.lr),
     ):
         assert list(vertical_line(figure, prefix).get_xdata()) == [rate, rate]
-    assert vertical_line(figure, "max_lr").get_label().endswith("(bottom)")  # the chosen rule
+    assert (
+        vertical_line(figure, "max_lr").get_label().endswith(f"({DEFAULT_METHOD})")
+    )  # the chosen rule
     divergence = result.analysis.divergence_lr
     assert divergence is not None
     assert list(vertical_line(figure, "diverged at").get_xdata()) == [divergence]
@@ -131,7 +134,7 @@ def test_plot_shows_every_other_method_s_max_lr(result: NotebookResult) -> None:
     figure = result.plot()
     suggestions = result.suggestions()
     for method in METHODS:
-        if method == "bottom" or math.isnan(suggestions.loc[method, "max_lr"]):
+        if method == DEFAULT_METHOD or math.isnan(suggestions.loc[method, "max_lr"]):
             continue
         tick = vertical_line(figure, f"{method} rule")
         assert list(tick.get_xdata()) == [suggestions.loc[method, "max_lr"]]
@@ -231,7 +234,7 @@ def test_to_dataframe_carries_the_held_out_loss() -> None:
 def test_suggestions_of_one_sweep_are_every_method_s_analysis(result: NotebookResult) -> None:
     table = result.suggestions()
     assert list(table.index) == list(METHODS)
-    assert list(table.index[table["chosen"]]) == ["bottom"]
+    assert list(table.index[table["chosen"]]) == [DEFAULT_METHOD]
     for method in METHODS:
         answer = analyze(result.lrs, result.losses, method=method, planned_steps=60).recommendation
         assert answer is not None
@@ -254,10 +257,10 @@ def test_suggestions_of_the_plan_are_what_the_plan_answers_with_each_method(
     outcome: NotebookOutcome,
 ) -> None:
     """The same sweeps (seeds and restored weights), asked of another method, give the row
-    the bottom rule's outcome shows for it."""
+    the default rule's outcome shows for it."""
     table = outcome.suggestions()
     assert outcome.recommendation is not None
-    assert table.loc["bottom", "max_lr"] == outcome.recommendation.max_lr
+    assert table.loc[DEFAULT_METHOD, "max_lr"] == outcome.recommendation.max_lr
     valley = plan(method="valley")
     assert valley.recommendation is not None
     assert [s.result.records for s in valley.sweeps] == [s.result.records for s in outcome.sweeps]

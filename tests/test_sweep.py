@@ -237,7 +237,7 @@ def test_an_empty_loader_is_a_clear_error() -> None:
         ({"divergence_factor": 1.0}, "divergence_factor"),
         (
             {"method": "magic"},
-            "unknown method 'magic'; choose one of: bottom, steepest, valley, minimum",
+            "unknown method 'magic'; choose one of: knee, bottom, steepest, valley, minimum",
         ),
     ],
 )

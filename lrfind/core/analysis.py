@@ -55,6 +55,13 @@ WIDE_DECADES = 0.5
 SPLIT_DECADES = 1.0
 # bottom: how far below the loss minimum a schedule's peak should sit.
 BOTTOM_DIVISOR = 3.0
+# knee: the descent ends where the smoothed loss first comes within this share of its fall
+# (from its starting level to its minimum) of the minimum; read on the steep part of the
+# curve, where batch noise moves it least (docs/quality.md).
+KNEE_SHARE = 0.1
+# knee: a schedule's peak stays at least this factor below the last rate before divergence,
+# for curves whose descent ends right at the cliff (plain SGD on a fresh LeNet).
+DIVERGENCE_MARGIN = 5.0
 # A fall of at most this many batch-noise deviations is no descent at all, measured on a causal
 # EMA of this smoothing whatever the curve's own (see _evidence_fall).
 NO_DESCENT_NOISE_RATIO = 4.0
@@ -430,6 +437,31 @@ def bottom(curve: Curve) -> Suggestion | None:
     if minimum < 1:
         return None
     return Suggestion(lr=float(curve.lrs[minimum]) / BOTTOM_DIVISOR, index=minimum)
+
+
+@register("knee")
+def knee(curve: Curve) -> Suggestion | None:
+    """Where the steep descent ends (the smoothed loss within KNEE_SHARE of its fall of the
+    minimum), at most the last rate before divergence over DIVERGENCE_MARGIN: lrfind's default.
+
+    Past the knee the loss gains little before it turns; a schedule that trains at its peak
+    for many steps sits there, not at the minimum, where the next rates already hurt. Both
+    constants were chosen on the tuning configs of scripts/bench_quality.py and judged on the
+    held-out ones (docs/quality.md).
+    """
+    minimum = curve.min_index
+    if minimum < 1:
+        return None
+    smoothed = curve.smoothed
+    start = float(np.median(smoothed[: baseline_steps(len(smoothed))]))
+    fall = start - float(smoothed[minimum])
+    index = minimum
+    if fall > 0:
+        index = int(
+            np.flatnonzero(smoothed[: minimum + 1] <= smoothed[minimum] + KNEE_SHARE * fall)[0]
+        )
+    lr = min(float(curve.lrs[index]), float(curve.lrs[-1]) / DIVERGENCE_MARGIN)
+    return Suggestion(lr=lr, index=index)
 
 
 @register("minimum")
