@@ -21,6 +21,7 @@ import functools
 import gc
 import inspect
 import json
+import math
 import os
 import sys
 import typing
@@ -560,6 +561,23 @@ def _graceful_stop() -> Iterator[_StopSignal]:
         yield stop
 
 
+def _horizon_meaning(horizon: dict[str, Any]) -> str:
+    """Where the training length came from, and what the optimizer's factor did."""
+    known = (
+        "the default: --epochs says how long you train"
+        if horizon["source"] == "default"
+        else f"from {horizon['source']}"
+    )
+    factor = float(horizon["optimizer_factor"])
+    if abs(math.log10(factor)) < 0.05:
+        return known
+    return (
+        f"{known}; rates x{factor:.3g}: the optimizer's steps at the sweeps' reading (step "
+        f"{horizon['reading_step']:g}) are {factor:.3g} times those at training's peak (step "
+        f"{horizon['peak_step']:,})"
+    )
+
+
 def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
     document = outcome.document
     recommendation = document["recommendation"]
@@ -582,6 +600,11 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
             )
         reasons = "; ".join(recommendation["confidence_reasons"])
         table.add_row("confidence", recommendation["confidence"], reasons)
+        horizon = recommendation.get("horizon")
+        if isinstance(horizon, dict):
+            table.add_row(
+                "for a run of", f"{horizon['training_steps']:,} steps", _horizon_meaning(horizon)
+            )
         table.add_row("full sweep", sweep["stop_reason"], swept)
         console.print(table)
     _print_diagnostics(document["diagnostics"], console)

@@ -176,6 +176,7 @@ def load_document() -> dict[str, Any]:
     return {
         "scores": document.get("scores", document.get("accuracy", {})),
         "alternatives": document.get("alternatives", {}),
+        "base": document.get("base", {}),  # scripts/bench_base_lr.py
     }
 
 

@@ -1,0 +1,213 @@
+"""The training run an answer is for: the optimizer's step-size probe, the scaling of the
+answer, --epochs and the API's epochs / training_steps, and the knee rule."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lrfind
+from lrfind.core import analysis
+from lrfind.core.analysis import Recommendation
+from lrfind.core.horizon import (
+    DEFAULT_TRAINING_STEPS,
+    PEAK_FRACTION,
+    Horizon,
+    scaled,
+    stored_horizon,
+)
+from lrfind.engine.probe import measured_horizon, step_multipliers
+from lrfind.errors import ConfigError
+from tests.conftest import lrfind as run_lrfind
+from tests.conftest import said, tiny_run_arguments
+
+
+def parameter() -> list[nn.Parameter]:
+    return [nn.Parameter(torch.zeros(3))]
+
+
+@pytest.mark.parametrize(
+    ("kind", "options", "early_over_late"),
+    [
+        (torch.optim.SGD, {}, (0.95, 1.05)),  # the step is the gradient's: no transient
+        (torch.optim.Adam, {}, (0.9, 1.2)),  # bias-corrected: settled after a few steps
+        (torch.optim.RMSprop, {}, (2.0, 4.0)),  # squared average starts at zero: big first steps
+        (torch.optim.Adagrad, {}, (3.0, 10.0)),  # accumulated squares: steps shrink for ever
+        (torch.optim.RAdam, {}, (0.05, 0.5)),  # rectification warms up over thousands of steps
+        (torch.optim.AdamW, {"weight_decay": 0.1}, (0.9, 1.2)),  # decay is left out of the probe
+    ],
+)
+def test_the_probe_measures_how_each_family_s_step_size_changes(
+    kind: type[torch.optim.Optimizer],
+    options: dict[str, float],
+    early_over_late: tuple[float, float],
+) -> None:
+    optimizer = kind(parameter(), lr=0.3, **options)
+    before = copy.deepcopy(optimizer.state_dict())
+    sizes = step_multipliers(optimizer, 1000)
+    assert sizes is not None and len(sizes) == 1000
+    low, high = early_over_late
+    assert low <= sizes[9] / sizes[299] <= high
+    assert str(optimizer.state_dict()) == str(before)  # the caller's optimizer is untouched
+
+
+class NeedsAClosure(torch.optim.SGD):
+    def step(self, closure=None):  # type: ignore[no-untyped-def, override]
+        if closure is None:
+            raise RuntimeError("this optimizer needs a closure")
+        return super().step(closure)
+
+
+class OtherArguments(torch.optim.SGD):
+    def __init__(self, params, scale: float):  # type: ignore[no-untyped-def]
+        super().__init__(params, lr=scale)
+
+
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        NeedsAClosure(parameter(), lr=0.1),
+        OtherArguments(parameter(), 0.1),
+        torch.optim.LBFGS(parameter(), lr=0.1),
+    ],
+)
+def test_an_optimizer_the_probe_cannot_step_leaves_the_answer_as_read(
+    optimizer: torch.optim.Optimizer,
+) -> None:
+    horizon = measured_horizon(optimizer, 5000, "epochs=2")
+    assert horizon.multipliers is None
+    assert horizon.factor(20) == 1.0
+
+
+def recommendation(max_lr: float = 0.3) -> Recommendation:
+    return Recommendation(
+        base_lr=max_lr / 10, max_lr=max_lr, lr=max_lr / 3, method="knee", confidence="high",
+        suggestions=[max_lr / 2, max_lr, max_lr * 2], interval=(max_lr / 2, max_lr * 2),
+    )  # fmt: skip
+
+
+def test_the_answer_is_scaled_by_the_step_size_at_the_reading_over_that_at_the_peak() -> None:
+    sizes = np.linspace(4.0, 1.0, 400)  # a step size that shrinks as the state fills
+    horizon = Horizon(training_steps=1000, source="--epochs 2", multipliers=sizes)
+    assert horizon.peak_step == round(PEAK_FRACTION * 1000)
+    described = horizon.described([18, 20, 22])
+    factor = sizes[19] / sizes[299]
+    assert described["optimizer_factor"] == pytest.approx(factor)
+    assert described["reading_step"] == 20 and described["training_steps"] == 1000
+    answer = scaled(recommendation(), described)
+    assert answer.max_lr == pytest.approx(0.3 * factor)
+    assert answer.base_lr == pytest.approx(0.03 * factor)
+    assert answer.lr == pytest.approx(0.1 * factor)
+    assert answer.interval == pytest.approx((0.15 * factor, 0.6 * factor))
+    assert answer.to_dict()["horizon"] == described
+    # A run longer than what was measured reads the last size measured.
+    assert Horizon(10**6, "x", sizes).factor(20) == pytest.approx(sizes[19] / sizes[-1])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, "x", {"optimizer_factor": -1}, {"optimizer_factor": True},
+     {"optimizer_factor": math.nan}, {"training_steps": 5}],
+)  # fmt: skip
+def test_a_stored_horizon_without_a_usable_factor_is_ignored(value: object) -> None:
+    assert stored_horizon(value) is None
+
+
+def loader(count: int = 512, batch_size: int = 32) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(count, 8, generator=generator)
+    targets = (inputs[:, 0] > 0).long()
+    data = torch.utils.data.TensorDataset(inputs, targets)
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=True, generator=generator
+    )
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def test_find_lr_answers_for_the_run_it_is_told_of() -> None:
+    net = model()
+    batches = loader()
+    for options, steps, source in (
+        ({}, DEFAULT_TRAINING_STEPS, "default"),
+        ({"epochs": 3}, 3 * len(batches), "epochs=3"),
+        ({"training_steps": 777}, 777, "training_steps=777"),
+    ):
+        optimizer = torch.optim.RMSprop(net.parameters(), lr=1e-3)
+        outcome = lrfind.find_lr(
+            net, optimizer, nn.CrossEntropyLoss(), batches, progress=False, **options
+        )
+        assert outcome.recommendation is not None
+        horizon = outcome.recommendation.horizon
+        assert horizon is not None
+        assert (horizon["training_steps"], horizon["source"]) == (steps, source)
+        # RMSprop's early steps are larger: a long run's peak takes a larger rate than the
+        # sweeps read, a run of a few dozen steps peaks before the state has filled
+        factor = float(horizon["optimizer_factor"])
+        assert factor > 1.2 if steps >= 500 else factor < 1.2
+
+
+def test_find_lr_refuses_a_length_it_cannot_count() -> None:
+    net = model()
+    optimizer = torch.optim.SGD(net.parameters(), lr=1e-3)
+    endless = (batch for batch in loader())  # a generator: no length
+    with pytest.raises(ConfigError, match="training_steps"):
+        lrfind.find_lr(net, optimizer, nn.CrossEntropyLoss(), endless, epochs=2, progress=False)
+    for bad in (0, -5, 2.5, "10"):
+        with pytest.raises(ConfigError, match="training_steps"):
+            lrfind.find_lr(
+                net, optimizer, nn.CrossEntropyLoss(), loader(), training_steps=bad, progress=False
+            )
+
+
+def test_run_epochs_sets_the_run_the_answer_is_for(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    ran = run_lrfind(*tiny_run_arguments(mnist_dir, out), "--epochs", "2.5")
+    assert ran.returncode in (0, 1), said(ran)
+    result = json.loads((out / "result.json").read_text())
+    steps_per_epoch = result["data"]["steps_per_epoch"]
+    assert result["config"]["epochs"] == 2.5
+    if result["recommendation"] is not None:
+        horizon = result["recommendation"]["horizon"]
+        assert horizon["training_steps"] == round(2.5 * steps_per_epoch)
+        assert horizon["source"] == "--epochs 2.5"
+        assert "for a run of" in said(ran)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "inf"])
+def test_run_refuses_a_training_length_that_is_not_one(
+    value: str, mnist_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    ran = run_lrfind(*tiny_run_arguments(mnist_dir, out), "--epochs", value)
+    assert ran.returncode == 2, said(ran)
+    assert "epochs" in said(ran) and "Traceback" not in said(ran)
+    assert not out.exists()
+
+
+def test_the_knee_is_where_the_descent_ends_and_keeps_clear_of_divergence() -> None:
+    lrs = np.logspace(-4, 0, 81)
+    fall = 1.0 / (1.0 + np.exp(-(np.log10(lrs) + 2.0) * 4))  # descends around 1e-2
+    smoothed = 2.0 - fall
+    curve = analysis.Curve(lrs, smoothed, smoothed)
+    suggestion = analysis.METHODS["knee"](curve)
+    assert suggestion is not None
+    start, low = float(np.median(smoothed[:3])), float(smoothed.min())
+    expected = int(np.flatnonzero(smoothed <= low + analysis.KNEE_SHARE * (start - low))[0])
+    assert suggestion.index == expected
+    assert suggestion.lr == pytest.approx(min(lrs[expected], lrs[-1] / analysis.DIVERGENCE_MARGIN))
+    # A descent that ends right at the last usable rate answers a margin below it.
+    cliff = analysis.Curve(lrs[:60], smoothed[:60], smoothed[:60])
+    late = analysis.METHODS["knee"](cliff)
+    assert late is not None
+    assert late.lr == pytest.approx(lrs[59] / analysis.DIVERGENCE_MARGIN)
