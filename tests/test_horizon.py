@@ -211,3 +211,31 @@ def test_the_knee_is_where_the_descent_ends_and_keeps_clear_of_divergence() -> N
     late = analysis.METHODS["knee"](cliff)
     assert late is not None
     assert late.lr == pytest.approx(lrs[59] / analysis.DIVERGENCE_MARGIN)
+
+
+def test_a_large_optimizer_correction_costs_a_level_of_confidence() -> None:
+    sizes = np.concatenate([np.full(50, 5.0), np.ones(950)])  # 5x larger steps at first
+    described = Horizon(1000, "default", sizes).described([20])
+    answer = scaled(recommendation(), described)
+    assert answer.max_lr == pytest.approx(0.3 * 5)
+    assert answer.confidence == "medium"
+    assert any("5x" in reason for reason in answer.confidence_reasons)
+    settled = scaled(recommendation(), Horizon(1000, "default", np.ones(1000)).described([20]))
+    assert (settled.confidence, settled.max_lr) == ("high", pytest.approx(0.3))
+
+
+def test_an_answer_set_by_the_margin_or_read_off_a_flat_bottom_is_not_high() -> None:
+    lrs = np.logspace(-4, 0, 81)
+    # A descent that ends right at the last usable rate: the margin sets the answer.
+    falling = 2.0 - 1.0 / (1.0 + np.exp(-(np.log10(lrs) + 0.9) * 6))
+    cliff = np.concatenate([falling[:70], falling[69] + 10.0 ** np.arange(1, 12)])
+    sharp = analysis.analyze(lrs, cliff).recommendation
+    assert sharp is not None and sharp.confidence != "high"
+    assert analysis.AT_THE_MARGIN in sharp.confidence_reasons
+    # A descent done by 1e-3, then flat for three decades before the loss blows up.
+    logs = np.log10(lrs)
+    flat = 2.0 - 1.0 / (1.0 + np.exp(-(logs + 3.5) * 6)) + 0.02 * np.clip(logs + 3.0, 0, None) ** 2
+    blown = np.concatenate([flat[:75], flat[74] + 10.0 ** np.arange(1, 7)])
+    wide = analysis.analyze(lrs, blown).recommendation
+    assert wide is not None and wide.confidence != "high"
+    assert analysis.FLAT_BOTTOM in wide.confidence_reasons

@@ -62,6 +62,9 @@ KNEE_SHARE = 0.1
 # knee: a schedule's peak stays at least this factor below the last rate before divergence,
 # for curves whose descent ends right at the cliff (plain SGD on a fresh LeNet).
 DIVERGENCE_MARGIN = 5.0
+# A loss minimum this many decades or more below the divergence is a flat bottom: the knee is
+# read loosely there (confidence at most medium; docs/quality.md's calibration table).
+FLAT_BOTTOM_DECADES = 1.0
 # A fall of at most this many batch-noise deviations is no descent at all, measured on a causal
 # EMA of this smoothing whatever the curve's own (see _evidence_fall).
 NO_DESCENT_NOISE_RATIO = 4.0
@@ -378,6 +381,7 @@ class Curve:
 class Suggestion:
     lr: float
     index: int  # the point of the curve the suggestion was read from
+    bounded: bool = False  # set by the margin below divergence, not by the reading (knee)
 
 
 SuggestionMethod = Callable[[Curve], "Suggestion | None"]
@@ -460,8 +464,9 @@ def knee(curve: Curve) -> Suggestion | None:
         index = int(
             np.flatnonzero(smoothed[: minimum + 1] <= smoothed[minimum] + KNEE_SHARE * fall)[0]
         )
-    lr = min(float(curve.lrs[index]), float(curve.lrs[-1]) / DIVERGENCE_MARGIN)
-    return Suggestion(lr=lr, index=index)
+    margin = float(curve.lrs[-1]) / DIVERGENCE_MARGIN
+    read = float(curve.lrs[index])
+    return Suggestion(lr=min(read, margin), index=index, bounded=margin < read)
 
 
 @register("minimum")
@@ -724,16 +729,19 @@ def combine(
 
 
 def _shared_flaws(found: list[Recommendation]) -> list[str]:
-    """The single-sweep reasons (`_confidence`) that more than half of the sweeps share: a
-    flaw of one sweep among several is outvoted. A weak descent against the batch noise is
-    not carried over from several, as the spread of their suggestions measures directly how
-    far the noise moves them (the disagreement reason). One sweep keeps all its reasons."""
+    """The single-sweep reasons (`_confidence`) that more than half of the sweeps share (a
+    flaw of one sweep among several is outvoted), and the margin's setting any answer (the
+    median then leans on a fixed factor, not on the curves). A weak descent against the batch
+    noise is not carried over from several, as the spread of their suggestions measures
+    directly how far the noise moves them (the disagreement reason). One sweep keeps all its
+    reasons."""
     if len(found) == 1:
         return [] if found[0].confidence == "high" else list(found[0].confidence_reasons)
     shared = []
-    for reason in (NEVER_DIVERGED, AT_THE_EDGE):
+    for reason, least in ((NEVER_DIVERGED, 0.5), (AT_THE_EDGE, 0.5), (FLAT_BOTTOM, 0.5),
+                          (AT_THE_MARGIN, 0.0)):  # fmt: skip
         count = sum(reason in item.confidence_reasons for item in found)
-        if 2 * count > len(found):
+        if count > least * len(found):
             shared.append(f"{reason} in {count} of the {len(found)} sweeps")
     return shared
 
@@ -894,6 +902,11 @@ def _recommend(
 _CLEAR = "clear descent, clean divergence, enough points"
 _AGREED = "the sweeps agree on a clear descent and divergence"
 NEVER_DIVERGED = "the loss never diverged, so the top of the usable range is not seen"
+AT_THE_MARGIN = (
+    "the descent ends close to the divergence, so the margin below it (a fifth of the last "
+    "usable rate) set the answer, not the curve"
+)
+FLAT_BOTTOM = "the loss stays near its minimum for a decade or more before it diverges"
 WEAK_DESCENT = "the loss falls"
 AT_THE_EDGE = "the suggestion sits at the edge of the usable range"
 
@@ -909,8 +922,13 @@ def _confidence(
         reasons.append(
             f"{WEAK_DESCENT} by {descent:.3g}, less than 10x its batch noise ({noise:.3g})"
         )
-    if suggestion.index in (0, len(curve.lrs) - 1):
+    if suggestion.bounded:  # the same cause as an edge at the top, said better
+        reasons.append(AT_THE_MARGIN)
+    elif suggestion.index in (0, len(curve.lrs) - 1):
         reasons.append(AT_THE_EDGE)
+    lowest, last = float(curve.lrs[curve.min_index]), float(curve.lrs[-1])
+    if lowest > 0 and math.log10(last / lowest) >= FLAT_BOTTOM_DECADES:
+        reasons.append(FLAT_BOTTOM)
     if not reasons:
         return "high", [_CLEAR]
     level = "medium" if len(reasons) == 1 and not diagnostics else "low"

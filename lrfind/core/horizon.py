@@ -32,6 +32,9 @@ DEFAULT_TRAINING_STEPS = 1000
 # Where a one-cycle schedule reaches its peak (torch's OneCycleLR pct_start); a warm-up
 # schedule peaks earlier, where an optimizer's transient is larger still.
 PEAK_FRACTION = 0.3
+# An optimizer whose step size changes more than this factor between the sweeps' reading and
+# training's peak gives an answer that leans on the correction: a level less confidence.
+LARGE_CORRECTION = 2.0
 # Steps measured at most: the slowest transients (RAdam's rectification, beta2 = 0.999)
 # have settled within a few thousand steps; later steps are taken as the last one measured.
 PROBE_STEPS_LIMIT = 10_000
@@ -83,11 +86,22 @@ class Horizon:
 
 def scaled(recommendation: Recommendation, horizon: dict[str, object]) -> Recommendation:
     """`recommendation` with every rate times `horizon["optimizer_factor"]`, and `horizon`
-    kept with it (result.json's `recommendation.horizon`)."""
+    kept with it (result.json's `recommendation.horizon`). A factor beyond
+    LARGE_CORRECTION either way costs a level of confidence: the answer then leans on it."""
     factor = float(horizon["optimizer_factor"])  # type: ignore[arg-type]
     interval = recommendation.interval
+    confidence, reasons = recommendation.confidence, list(recommendation.confidence_reasons)
+    if abs(math.log10(factor)) > math.log10(LARGE_CORRECTION):
+        reason = (
+            f"the optimizer's step size changes {max(factor, 1 / factor):.3g}x between the "
+            "sweeps' reading and training's peak, and the answer leans on that correction"
+        )
+        reasons = [reason] if confidence == "high" else [*reasons, reason]
+        confidence = {"high": "medium", "medium": "low"}.get(confidence, confidence)
     return dataclasses.replace(
         recommendation,
+        confidence=confidence,
+        confidence_reasons=reasons,
         base_lr=recommendation.base_lr * factor,
         max_lr=recommendation.max_lr * factor,
         lr=recommendation.lr * factor,
