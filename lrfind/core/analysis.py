@@ -903,8 +903,8 @@ _CLEAR = "clear descent, clean divergence, enough points"
 _AGREED = "the sweeps agree on a clear descent and divergence"
 NEVER_DIVERGED = "the loss never diverged, so the top of the usable range is not seen"
 AT_THE_MARGIN = (
-    "the descent ends close to the divergence, so the margin below it (a fifth of the last "
-    "usable rate) set the answer, not the curve"
+    "the descent ends close to the divergence: the margin below it (a fifth of the last usable "
+    "rate), not the curve, set the answer"
 )
 FLAT_BOTTOM = "the loss stays near its minimum for a decade or more before it diverges"
 WEAK_DESCENT = "the loss falls"
