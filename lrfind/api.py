@@ -114,7 +114,8 @@ def find_lr(
         **options: The plan's keyword arguments: repeats (the most focused repeats after the
             full sweep; 0 for the full sweep alone), refine (False: the repeats sweep the full
             range), auto_range (move a wrong end of the range and sweep again), budget (the most
-            steps of the whole plan, in full sweeps), method, seed
+            steps of the whole plan, in full sweeps), epochs or training_steps (the training
+            run the answer is for; 1,000 steps when neither is given), method, seed
             (the full sweep's; repeat k uses seed + k), on_sweep(repeat, settings), and
             `range_test`'s options (start_lr, end_lr, steps, ...).
 

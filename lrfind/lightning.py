@@ -246,6 +246,7 @@ class LrfindCallback(pl.Callback):
         options = {
             "precision": PRECISIONS.get(str(trainer.precision), "fp32"),
             "accumulate": int(trainer.accumulate_grad_batches),
+            **_training_length(trainer),
             **self.options,
         }
         step, optimizer = _prepared(pl_module, trainer.datamodule, optimizer, options)
@@ -288,3 +289,12 @@ def _schedule_lengths(trainer: Any) -> tuple[int, int]:
         per_epoch = min(per_epoch, math.ceil(batches / trainer.accumulate_grad_batches))
     per_epoch = max(per_epoch, 1)
     return per_epoch, max(math.ceil(int(total) / per_epoch), 1)
+
+
+def _training_length(trainer: Any) -> dict[str, int]:
+    """The fit's optimizer steps, when the Trainer knows them: the run the answer is for."""
+    try:
+        steps = float(trainer.estimated_stepping_batches)
+    except Exception:  # no length known (an endless loader without max_steps)
+        return {}
+    return {"training_steps": int(steps)} if math.isfinite(steps) and steps >= 1 else {}

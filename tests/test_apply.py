@@ -353,6 +353,28 @@ def test_apply_says_when_a_result_is_interrupted_or_of_low_confidence(tmp_path: 
     assert "confidence is low (only 12 points)" in output
 
 
+def test_apply_says_when_the_config_trains_longer_than_the_rates_were_scaled_for(
+    tmp_path: Path,
+) -> None:
+    path = write_result(tmp_path)
+    document = json.loads(path.read_text())
+    horizon = {"training_steps": 1000, "source": "default", "peak_step": 300,
+               "reading_step": 20, "optimizer_factor": 2.5}  # fmt: skip
+    document["recommendation"]["horizon"] = horizon
+    path.write_text(json.dumps(document))
+    config = tmp_path / "train.yaml"
+    for epochs, warned in ((3, True), (None, False)):
+        config.write_text(YAML_CONFIG + ("" if epochs is None else f"epochs: {epochs}\n"))
+        output = " ".join(invoke("apply", path, config, "--dry-run").output.split())
+        assert ("scaled by 2.5 for a run of 1,000 steps" in output) is warned, output
+        assert ("this config trains 702 (3 epochs of 234)" in output) is warned
+    # A factor of about 1 (SGD, Adam) does not depend on the length: nothing to say.
+    horizon["optimizer_factor"] = 1.02
+    path.write_text(json.dumps(document))
+    config.write_text(YAML_CONFIG + "epochs: 3\n")
+    assert "scaled by" not in invoke("apply", path, config, "--dry-run").output
+
+
 # ---------------------------------------------------------------------------------------------
 # The edit touches only the target; the write keeps the file where it lives
 

@@ -66,6 +66,8 @@ def test_fresh_sweep_then_schedules_and_baseline(mnist_dir: Path, tmp_path: Path
     assert (out / "history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     sweep = json.loads((out / "sweep" / "result.json").read_text())["recommendation"]
+    assert sweep["horizon"]["training_steps"] == 2 * 18  # the sweep answers for this training
+    assert sweep["horizon"]["source"] == "--epochs 2"
     document = json.loads((out / "train.json").read_text())
     schedules = document["schedules"]
     assert schedules["constant"]["parameters"] == {"kind": "constant", "lr": readable(sweep["lr"])}

@@ -9,10 +9,12 @@ Nothing is written until the caller writes the returned change (the CLI shows it
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lrfind.core.horizon import stored_horizon
 from lrfind.core.schedules import (
     DEFAULT_KIND,
     Bounds,
@@ -90,7 +92,7 @@ def plan_apply(
         kind=kind,
         key=key,
         change=change,
-        warnings=result_warnings(result),
+        warnings=result_warnings(result) + _length_warnings(result, steps_per_epoch, epochs),
         rate_key=".".join(rate_keys) + ".lr" if also and rate_keys else None,
     )
 
@@ -136,3 +138,25 @@ def snippet(result: dict[str, Any], kind: str, fmt: str) -> str:
     if fmt == "python":
         return python_snippet(section, steps_per_epoch or 1)
     return render_snippet(section, fmt)
+
+
+def _length_warnings(
+    result: dict[str, Any], steps_per_epoch: int | None, epochs: int | None
+) -> list[str]:
+    """A result scaled for one training length, written into a config that trains another:
+    the optimizer's factor depends on the length (docs/recommendation.md)."""
+    block = result.get("recommendation") or {}
+    horizon = stored_horizon(block.get("horizon"))
+    if horizon is None or not steps_per_epoch or not epochs:
+        return []
+    factor = float(horizon["optimizer_factor"])  # type: ignore[arg-type]
+    measured = horizon.get("training_steps")
+    planned = steps_per_epoch * epochs
+    if abs(math.log10(factor)) < 0.05 or not isinstance(measured, int) or measured == planned:
+        return []
+    return [
+        f"The rates were scaled by {factor:.3g} for a run of {measured:,} steps "
+        f"({horizon.get('source')}), and this config trains {planned:,} ({epochs} epochs of "
+        f"{steps_per_epoch:,}); for this optimizer the factor depends on the length. Rerun "
+        f"`lrfind run --epochs {epochs}` for rates scaled for it."
+    ]

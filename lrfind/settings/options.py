@@ -346,9 +346,11 @@ class TrainConfig(SetupSettings):
             )
 
     def sweep_config(self, out: Path) -> RunConfig:
-        """The `lrfind run` that measures this training setup's bounds."""
+        """The `lrfind run` that measures this training setup's bounds, for its length."""
         shared = {field.name for field in dataclasses.fields(SetupSettings)} - {"out", "overwrite"}
-        return RunConfig(**{name: getattr(self, name) for name in shared}, out=out)
+        return RunConfig(
+            **{name: getattr(self, name) for name in shared}, out=out, epochs=float(self.epochs)
+        )
 
 
 # What an LR range depends on: a result measured on another setup does not transfer.
