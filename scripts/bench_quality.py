@@ -483,7 +483,8 @@ def print_tables(
         truth = truths[row.config]
         first = row.config not in shown
         shown.add(row.config)
-        label = f"{row.config}{' (held out)' if truth.task.held_out else ''}"
+        split = "held out" if truth.task.held_out else "tuning"
+        label = f"{row.config} ({truth.task.group}, {split})"
         unit = "pp" if truth.task.higher_is_better else "loss (% of gap)"
         lead = f"| {label} | {unit} | {truth.shown_best()} " if first else "| | | "
         print(
