@@ -42,6 +42,7 @@ def parameter() -> list[nn.Parameter]:
         (torch.optim.Adagrad, {}, (3.0, 10.0)),  # accumulated squares: steps shrink for ever
         (torch.optim.RAdam, {}, (0.05, 0.5)),  # rectification warms up over thousands of steps
         (torch.optim.AdamW, {"weight_decay": 0.1}, (0.9, 1.2)),  # decay is left out of the probe
+        (torch.optim.Adam, {"foreach": False}, (0.9, 1.2)),  # implementation choices carry over
     ],
 )
 def test_the_probe_measures_how_each_family_s_step_size_changes(
@@ -239,3 +240,11 @@ def test_an_answer_set_by_the_margin_or_read_off_a_flat_bottom_is_not_high() -> 
     wide = analysis.analyze(lrs, blown).recommendation
     assert wide is not None and wide.confidence != "high"
     assert analysis.FLAT_BOTTOM in wide.confidence_reasons
+
+
+def test_a_gpu_only_implementation_is_probed_with_the_plain_one() -> None:
+    optimizer = torch.optim.RMSprop(parameter(), lr=0.1)
+    optimizer.param_groups[0].update(capturable=True)  # as a CUDA user's optimizer holds it
+    sizes = step_multipliers(optimizer, 100)
+    assert sizes is not None and sizes[9] / sizes[99] > 1.5
+    assert optimizer.param_groups[0]["capturable"] is True  # the caller's settings unchanged

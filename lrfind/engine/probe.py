@@ -36,6 +36,9 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
     settings.update(lr=1.0)
     if "weight_decay" in settings:
         settings["weight_decay"] = 0.0
+    for device_only in ("fused", "capturable"):  # CUDA-only implementations; the probe is on CPU
+        if settings.get(device_only):
+            settings[device_only] = False
     parameter = torch.nn.Parameter(torch.zeros(PROBE_SIZE))
     generator = torch.Generator().manual_seed(SEED)
     magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE)
