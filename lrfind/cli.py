@@ -607,6 +607,7 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
             )
         table.add_row("full sweep", sweep["stop_reason"], swept)
         console.print(table)
+        _print_members(document["optimizer"].get("optimizers"), console)
     _print_diagnostics(document["diagnostics"], console)
     if recommendation is not None:
         _print_snippets(recommendation["schedules"], console)
@@ -632,6 +633,18 @@ def _print_no_recommendation(document: dict[str, Any]) -> None:
     )
     for reason in document["no_recommendation"]:
         error_console.print(f"  - {escape(reason)}", soft_wrap=True)
+
+
+def _print_members(members: list[dict[str, Any]] | None, console: Console) -> None:
+    """Each optimizer of a set with its max_lr: the rates above are the first group's."""
+    for member in members or []:
+        rates = ", ".join(f"{rate:.3g}" for rate in member["rates"]["max_lr"])
+        console.print(
+            f"  {escape(member['name'])} ({escape(member['class'])}, "
+            f"{member['parameters']:,} parameters): max_lr {rates}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 RATE_MEANINGS = {

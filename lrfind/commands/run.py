@@ -398,7 +398,13 @@ def _result_document(
             "spec": config.model,
             "parameters": sum(parameter.numel() for parameter in sweeper.model.parameters()),
         },
-        optimizer=optimizer_block(config),
+        optimizer=optimizer_block(
+            config,
+            sweeper.optimizer,
+            None
+            if outcome.recommendation is None
+            else {key: getattr(outcome.recommendation, key) for key in ("base_lr", "max_lr", "lr")},
+        ),
         **search_blocks(outcome, config.seed),
         repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)
         skipped_steps=sum(sweep.result.skipped_steps for sweep in outcome.sweeps),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -46,6 +46,7 @@ from lrfind.errors import ConfigError
 from lrfind.settings.optimizers import REFUSED, TORCH_MODULE
 from lrfind.settings.options import MAX_SEED, PRECISIONS, SNAPSHOT_PLACES
 from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
+from lrfind.setup.several import OptimizerSet, one_optimizer
 
 
 class SingleModel:
@@ -103,7 +104,7 @@ class SingleModel:
 
 def range_test(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | Sequence[Any] | Mapping[str, Any],
     loss_fn: LossFunction | None,
     train_loader: Iterable[Any],
     *,
@@ -142,6 +143,9 @@ def range_test(
     (stop reason "interrupted") and what was recorded is analysed as usual.
     Several parameter groups keep their LR ratios to the first group with a positive LR,
     whose LR is recorded; a group at LR 0 stays frozen (lrfind.core.ramp.rate_ratios).
+    Several optimizers (a list, or a mapping from names) are swept as one
+    (lrfind.setup.several.OptimizerSet): their groups in order, each keeping the ratio of its
+    starting rate to the first's; `OptimizerSet.rates` gives each its rates for an answer.
     `seed` seeds torch inside a forked RNG, so the caller's random state is left untouched.
     `device` defaults to the device of the model's first parameter.
     `precision` bf16 or fp16 runs forward and loss under autocast; fp16 adds a GradScaler, and
@@ -175,15 +179,14 @@ def range_test(
         val_batches=val_batches,
         ranks=ranks,
     )
-    check_objects(model, optimizer, loss_fn, train_loader)
+    swept: torch.optim.Optimizer = one_optimizer(optimizer)
+    check_objects(model, swept, loss_fn, train_loader)
     device = sweep_device(model, device)
     ranks = ranks or Ranks.of_group()
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
-    trainee = SingleModel(
-        model, optimizer, loss_fn, device, val_batches, channels_last, ranks, unpack
-    )
+    trainee = SingleModel(model, swept, loss_fn, device, val_batches, channels_last, ranks, unpack)
 
-    with kept_while_sweeping(model, optimizer, snapshot, device) as kept:
+    with kept_while_sweeping(model, swept, snapshot, device) as kept:
         started = time.perf_counter()
         with seeded_rng(seed, device):
             outcome = sweep_loop(
@@ -369,13 +372,17 @@ def check_objects(model: Any, optimizer: Any, loss_fn: Any, train_loader: Any = 
 
 def _check_optimizer_kind(optimizer: torch.optim.Optimizer) -> None:
     """Refuse a torch.optim class lrfind cannot sweep (or a subclass of one), for the reason
-    the CLI gives (lrfind.settings.optimizers.REFUSED)."""
-    for kind in type(optimizer).__mro__:
-        name = kind.__name__.lower()
-        if kind.__module__.startswith(TORCH_MODULE) and name in REFUSED:
-            raise ConfigError(
-                f"optimizer {type(optimizer).__name__} cannot run a range test: {REFUSED[name]}."
-            )
+    the CLI gives (lrfind.settings.optimizers.REFUSED); each member of a set."""
+    members = (
+        list(optimizer.optimizers.values()) if isinstance(optimizer, OptimizerSet) else [optimizer]
+    )
+    for member in members:
+        for kind in type(member).__mro__:
+            name = kind.__name__.lower()
+            if kind.__module__.startswith(TORCH_MODULE) and name in REFUSED:
+                raise ConfigError(
+                    f"optimizer {type(member).__name__} cannot run a range test: {REFUSED[name]}."
+                )
 
 
 def _named_tensors(model: torch.nn.Module) -> Any:
@@ -385,7 +392,7 @@ def _named_tensors(model: torch.nn.Module) -> Any:
 
 def find_lr(
     model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    optimizer: torch.optim.Optimizer | Sequence[Any] | Mapping[str, Any],
     loss_fn: LossFunction | None,
     train_loader: Iterable[Any],
     *,
@@ -419,13 +426,14 @@ def find_lr(
     arguments.integer("seed", seed, "0")
     arguments.optional_callable("on_sweep", on_sweep, "of (repeat, settings)")
     base = {name: sweep_options.pop(name) for name in SWEEP_FIELDS if name in sweep_options}
+    swept: torch.optim.Optimizer = one_optimizer(optimizer)
 
     def run_sweep(repeat: int, settings: SweepSettings) -> RangeTestResult:
         if on_sweep is not None:
             on_sweep(repeat, settings)
         return range_test(
             model,
-            optimizer,
+            swept,
             loss_fn,
             train_loader,
             **dataclasses.asdict(settings),
@@ -443,7 +451,7 @@ def find_lr(
         SweepSettings(**base),
         search_settings,
         method,
-        horizon=measured_horizon(optimizer, *_training_steps(training_steps, epochs, train_loader)),
+        horizon=measured_horizon(swept, *_training_steps(training_steps, epochs, train_loader)),
     )
 
 

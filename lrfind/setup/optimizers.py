@@ -10,13 +10,17 @@ a torch optimizer. Its keyword arguments are `optimizer_args`, `momentum` (when 
 `weight_decay` (wherever the optimizer takes one: lrfind's default is none, where AdamW's own
 is 0.01), each checked against the optimizer's signature. What lrfind refuses and what it
 stacks is plain data in lrfind.settings.optimizers.
+
+`muon` is a pair (docs/optimizers.md): torch's Muon on the hidden matrices (`muon_parameters`)
+and AdamW on every other parameter, one rate for both (Muon's `adjust_lr_fn` defaults to
+`match_rms_adamw`, which scales its update to AdamW's size), built as one OptimizerSet.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +30,17 @@ from lrfind.errors import ConfigError, SpecError
 from lrfind.settings.optimizers import OWNED_ARGUMENTS, REFUSED, torch_name
 from lrfind.settings.options import SetupSettings
 from lrfind.setup.factories import load_factory
+from lrfind.setup.several import OptimizerSet
 
 # The rate the optimizer is checked at before the sweep sets its own.
 PROBE_LR = 1e-3
+# Muon's rate scaled so that one rate serves Muon and AdamW alike (torch.optim.Muon's docs).
+MUON_ADJUST_LR = "match_rms_adamw"
+MUON_RULE = (
+    "Muon trains every 2-D weight except the model's first parameter when it is 2-D (an input "
+    "layer or embedding) and the last 2-D weight (the output head); AdamW trains the rest "
+    "(biases, norms, convolution kernels, the input layer and the head)"
+)
 
 
 def torch_optimizers() -> dict[str, type[torch.optim.Optimizer]]:
@@ -51,10 +63,31 @@ class ResolvedOptimizer:
     arguments: dict[str, Any]  # every keyword argument besides lr
 
     @property
+    def muon_pair(self) -> bool:
+        return self.target is torch.optim.Muon
+
+    @property
     def from_torch(self) -> bool:
         return self.qualified.startswith("torch.optim.")
 
     def build(self, parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+        if not self.muon_pair:
+            return self._build(parameters, lr)
+        hidden, rest = muon_parameters(list(parameters))
+        if not hidden:
+            raise ConfigError(
+                f"--optimizer {self.spec} found no hidden 2-D weight in the model for Muon "
+                f"({MUON_RULE}). Use --optimizer adamw for this model."
+            )
+        muon = self._build(hidden, lr)
+        if not rest:
+            return muon
+        weight_decay = self.arguments.get("weight_decay", 0.0)
+        return OptimizerSet(
+            {"muon": muon, "adamw": torch.optim.AdamW(rest, lr=lr, weight_decay=weight_decay)}
+        )
+
+    def _build(self, parameters: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
         shown = ", ".join(f"{key}={value!r}" for key, value in self.arguments.items())
         try:
             optimizer = self.target(parameters, lr=lr, **self.arguments)
@@ -120,6 +153,8 @@ def resolve_optimizer(setup: SetupSettings) -> ResolvedOptimizer:
         )
     for key, value in arguments.items():
         _check_kind(setup.optimizer, qualified, key, value, defaults.get(key))
+    if target is torch.optim.Muon:
+        arguments.setdefault("adjust_lr_fn", MUON_ADJUST_LR)
     return ResolvedOptimizer(setup.optimizer, target, qualified, arguments)
 
 
@@ -148,8 +183,10 @@ def _check_kind(spec: str, qualified: str, key: str, value: Any, default: Any) -
 def check_optimizer(setup: SetupSettings) -> None:
     """Resolve the optimizer and build it over one probe tensor, so that a bad name,
     argument or value fails before any data is loaded."""
-    probe = torch.zeros(2, 2, requires_grad=True)
-    resolve_optimizer(setup).build([probe], PROBE_LR)
+    resolved = resolve_optimizer(setup)
+    # an input layer, a hidden matrix and a head, so that a Muon pair has one of each
+    probes = [torch.zeros(2, 2, requires_grad=True) for _ in range(3 if resolved.muon_pair else 1)]
+    resolved.build(probes, PROBE_LR)
 
 
 def build_optimizer(
@@ -157,6 +194,19 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     """The optimizer the setup names, at `lr` (the sweep or the schedule then sets it)."""
     return resolve_optimizer(setup).build(parameters, lr)
+
+
+def muon_parameters(
+    parameters: list[torch.Tensor],
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The parameters, in order, split by MUON_RULE: (Muon's, AdamW's)."""
+    matrices = [index for index, parameter in enumerate(parameters) if parameter.dim() == 2]
+    excluded = set(matrices[-1:]) | ({0} if matrices[:1] == [0] else set())
+    hidden = {index for index in matrices if index not in excluded}
+    return (
+        [parameter for index, parameter in enumerate(parameters) if index in hidden],
+        [parameter for index, parameter in enumerate(parameters) if index not in hidden],
+    )
 
 
 def _target(spec: str) -> tuple[Callable[..., Any], str]:
@@ -201,8 +251,32 @@ def _keyword_arguments(target: Callable[..., Any]) -> tuple[list[str], bool, dic
     return [parameter.name for parameter in named], takes_any, defaults
 
 
-def optimizer_block(setup: SetupSettings) -> dict[str, Any]:
+def optimizer_block(
+    setup: SetupSettings,
+    optimizer: torch.optim.Optimizer | None = None,
+    answer: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
     """The `optimizer` block of result.json: the class that was built and every keyword
-    argument it was given besides the sweep's lr."""
+    argument it was given besides the sweep's lr. For a set (`muon`), its rule and each
+    member with its rates at the answer's `base_lr`, `max_lr` and `lr`."""
     resolved = resolve_optimizer(setup)
-    return {"spec": setup.optimizer, "class": resolved.qualified, "arguments": resolved.arguments}
+    block: dict[str, Any] = {
+        "spec": setup.optimizer,
+        "class": resolved.qualified,
+        "arguments": resolved.arguments,
+    }
+    if resolved.muon_pair:
+        block["rule"] = MUON_RULE
+    if isinstance(optimizer, OptimizerSet):
+        block["optimizers"] = [
+            {
+                **member,
+                "rates": {
+                    key: optimizer.rates(rate)[member["name"]] for key, rate in answer.items()
+                }
+                if answer
+                else None,
+            }
+            for member in optimizer.describe()
+        ]
+    return block
