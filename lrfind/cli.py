@@ -609,7 +609,10 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
         console.print(table)
         _print_members(document["optimizer"].get("optimizers"), console)
     _print_diagnostics(document["diagnostics"], console)
-    if recommendation is not None:
+    schedule_free = document["optimizer"].get("schedule_free")
+    if schedule_free is not None:
+        _print_schedule_free(schedule_free, console)
+    elif recommendation is not None:
         _print_snippets(recommendation["schedules"], console)
     steps = document.get("steps_total", sweep["steps_run"])
     aside = document.get("steps_set_aside", 0)
@@ -633,6 +636,19 @@ def _print_no_recommendation(document: dict[str, Any]) -> None:
     )
     for reason in document["no_recommendation"]:
         error_console.print(f"  - {escape(reason)}", soft_wrap=True)
+
+
+def _print_schedule_free(answer: dict[str, Any], console: Console) -> None:
+    """A schedule-free optimizer's answer: its own lr and warm-up, and no schedule."""
+    warmup = answer["warmup_steps"]
+    console.print(
+        f"[bold]Schedule-free:[/] lr={answer['lr']:.4g}"
+        + (f", warmup_steps={warmup}" if warmup is not None else "")
+        + " in the optimizer's constructor, and no scheduler (max_lr above; its averaging "
+        "does a schedule's decay).",
+        soft_wrap=True,
+        highlight=False,
+    )
 
 
 def _print_members(members: list[dict[str, Any]] | None, console: Console) -> None:

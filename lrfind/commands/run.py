@@ -46,8 +46,9 @@ from lrfind.setup import data as datasets
 from lrfind.setup import models
 from lrfind.setup.batches import BatchRule
 from lrfind.setup.devices import environment_summary, resolve_device
+from lrfind.setup.families import check_lr_free
 from lrfind.setup.losses import build_loss
-from lrfind.setup.optimizers import build_optimizer, optimizer_block
+from lrfind.setup.optimizers import build_optimizer, check_optimizer, optimizer_block
 from lrfind.setup.prepare import PreparedData, check_specs, prepare_data, seeded_model
 
 
@@ -118,6 +119,7 @@ def _run(config: RunConfig, device: torch.device, ranks: Ranks, hooks: RunHooks)
     # import); they are parsed only after the checks pass, so a bad spec still fails first.
     prefetched = datasets.prefetch_builtin(config.dataset, config.data_dir)
     check_specs(config)
+    check_lr_free(check_optimizer(config), config.force_sweep)
     if config.weights is not None:
         models.check_weights_path(config.weights)
     out = config.out or default_out(config)
@@ -289,6 +291,7 @@ class Sweeper:
             channels_last=config.channels_last,
             ranks=self.ranks,
             snapshot=config.snapshot,
+            force_sweep=config.force_sweep,
         )
         if not repeat:  # the stacked repeats' memory check leaves out its snapshot
             self.full_snapshot = result.snapshot
@@ -379,6 +382,13 @@ def _plot_title(config: RunConfig) -> str:
     )
 
 
+def _answer_steps(outcome: SearchOutcome) -> int | None:
+    """The training run the answer is for (lrfind.core.horizon), as result.json states it."""
+    horizon = None if outcome.recommendation is None else outcome.recommendation.horizon
+    steps = (horizon or {}).get("training_steps")
+    return steps if isinstance(steps, int) else None
+
+
 def _result_document(
     config: RunConfig,
     out: Path,
@@ -404,6 +414,7 @@ def _result_document(
             None
             if outcome.recommendation is None
             else {key: getattr(outcome.recommendation, key) for key in ("base_lr", "max_lr", "lr")},
+            _answer_steps(outcome),
         ),
         **search_blocks(outcome, config.seed),
         repeats_stacked=sweeper.stacked,  # trained as one run (lrfind.engine.stacked)

@@ -46,6 +46,7 @@ from lrfind.errors import ConfigError
 from lrfind.settings.optimizers import REFUSED, TORCH_MODULE
 from lrfind.settings.options import MAX_SEED, PRECISIONS, SNAPSHOT_PLACES
 from lrfind.setup.batches import BatchRule, LossFunction, Unpack, batch_loss
+from lrfind.setup.families import check_lr_free, evaluating, prepare_for_sweep, set_mode
 from lrfind.setup.several import OptimizerSet, one_optimizer
 
 
@@ -80,6 +81,7 @@ class SingleModel:
 
     def train(self, mode: bool = True) -> None:
         self.model.train(mode)
+        set_mode(self.optimizer, mode)  # schedule-free: the point its gradients are taken at
 
     def losses(self, batches: list[Any]) -> torch.Tensor:
         """The loss as a 0-d tensor: the loop sums over copies only when there are several."""
@@ -94,7 +96,7 @@ class SingleModel:
         if not self.held_out:
             return None
         self.model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), evaluating(self.optimizer):
             total = sum(
                 float(batch_loss(self.model, batch, self.loss_fn)[0]) for batch in self.held_out
             )
@@ -126,6 +128,7 @@ def range_test(
     channels_last: bool = False,
     ranks: Ranks | None = None,
     snapshot: str = "auto",
+    force_sweep: bool = False,
 ) -> RangeTestResult:
     """Run one LR range test and analyse it.
 
@@ -159,6 +162,9 @@ def range_test(
     `snapshot` is where the model's and optimizer's state wait meanwhile (lrfind.engine.snapshot):
     auto (host memory off an accelerator, a file for a CPU model over 16 MiB, by the free
     memory), device, cpu or disk; the result's `snapshot` says where it went.
+    A schedule-free optimizer (lrfind.setup.families) steps in train mode with its warm-up
+    off and is evaluated in eval mode. An LR-free one (Prodigy, D-Adaptation, DoG,
+    Mechanic) is refused with what to tune instead, unless `force_sweep`.
     """
     settings = SweepSettings(
         start_lr=start_lr,
@@ -181,6 +187,7 @@ def range_test(
     )
     swept: torch.optim.Optimizer = one_optimizer(optimizer)
     check_objects(model, swept, loss_fn, train_loader)
+    check_lr_free(swept, arguments.flag("force_sweep", force_sweep))
     device = sweep_device(model, device)
     ranks = ranks or Ranks.of_group()
     options = LoopOptions(precision, accumulate, callback, stop_requested, ranks)
@@ -188,6 +195,7 @@ def range_test(
 
     with kept_while_sweeping(model, swept, snapshot, device) as kept:
         started = time.perf_counter()
+        prepare_for_sweep(swept)
         with seeded_rng(seed, device):
             outcome = sweep_loop(
                 trainee, [endless_batches(train_loader)], settings, device, options

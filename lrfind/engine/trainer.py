@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from lrfind.setup.batches import BatchRule, LossFunction, batch_loss, map_tensors
+from lrfind.setup.families import evaluating, set_mode
 
 
 class SizedBatches(Iterable[tuple[torch.Tensor, torch.Tensor]], Sized, Protocol):
@@ -116,6 +117,7 @@ def train_epochs(
     history: list[EpochRecord] = []
     rule = BatchRule(model)
     model.train()
+    set_mode(optimizer, True)  # schedule-free: steps in train mode, is evaluated in eval mode
     step = 0
     lr = float(optimizer.param_groups[0]["lr"])
     for epoch in range(1, epochs + 1):
@@ -144,7 +146,10 @@ def train_epochs(
             right = correct_count(outputs, batch.targets)
             correct = None if right is None or correct is None else correct + right
             seen += size
-        test_loss, test_accuracy = (None, None) if test is None else evaluate(model, loss_fn, test)
+        with evaluating(optimizer):
+            test_loss, test_accuracy = (
+                (None, None) if test is None else evaluate(model, loss_fn, test)
+            )
         record = EpochRecord(
             epoch=epoch,
             lr=lr,

@@ -170,3 +170,45 @@ def _shown(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(_shown(item) for item in value)
     return str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Families whose rate means something other than a step size to sweep, by lower-case class
+# name (any module): what lr means to them and what to tune instead (docs/optimizers.md).
+
+LR_FREE = {
+    "prodigy": (
+        "Prodigy estimates its own step size as it trains; its lr multiplies that estimate and "
+        "its authors keep it at 1.0. Tune d_coef instead (0.5 or 2.0 scale the estimate; "
+        "--optimizer-arg d_coef=0.5), and growth_rate=1.02 for a warm-up"
+    ),
+    **dict.fromkeys(
+        ("dadaptadam", "dadaptsgd", "dadaptadagrad", "dadaptlion", "dadaptadan"),
+        "D-Adaptation estimates its own step size (d) as it trains; its lr multiplies that "
+        "estimate and its authors keep it at 1.0. Leave lr at 1.0 and, if training is "
+        "unstable early, limit growth_rate (e.g. 1.02) or set a schedule on top of it",
+    ),
+    **dict.fromkeys(
+        ("dog", "ldog"),
+        "DoG sets its step size from the distance travelled from the start and the gradients "
+        "seen; its lr multiplies that and is kept at 1.0. Tune reps_rel (the size of the "
+        "first step relative to the weights) instead",
+    ),
+    "mechanic": (
+        "Mechanic learns a scale for its base optimizer's updates as it trains, so the base "
+        "optimizer's rate is absorbed into that scale. Keep the base optimizer's usual rate "
+        "and tune its other settings instead"
+    ),
+}
+SCHEDULE_FREE_MODULE = "schedulefree"
+
+
+def lr_free_statement(class_name: str) -> str | None:
+    """What the rate of an LR-free optimizer class means and what to tune instead, or None."""
+    return LR_FREE.get(class_name.lower())
+
+
+def is_schedule_free(module: str, class_name: str) -> bool:
+    """The schedule-free family (Defazio et al.'s package, or a class named after it): it
+    needs .train() before its steps and .eval() before any evaluation."""
+    return module.split(".")[0] == SCHEDULE_FREE_MODULE or "schedulefree" in class_name.lower()

@@ -231,6 +231,13 @@ class RunConfig(SearchSettings, SweepSettings, SetupSettings):
     val_batches: int = option(
         0, "Held-out batches whose loss is recorded every step.", panel="Sweep"
     )
+    # an LR-free optimizer's lr multiplies its own estimate: no rate to read (docs/optimizers.md)
+    force_sweep: bool = option(
+        False,
+        "Sweep an LR-free optimizer's lr multiplier anyway (Prodigy, D-Adaptation, DoG).",
+        panel="Sweep",
+        flag="--force-sweep",
+    )
     weights: Path | None = option(
         None,
         "Start from this state dict (torch.save(model.state_dict(), path)).",

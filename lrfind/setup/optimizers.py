@@ -29,6 +29,7 @@ import torch
 from lrfind.errors import ConfigError, SpecError
 from lrfind.settings.optimizers import OWNED_ARGUMENTS, REFUSED, torch_name
 from lrfind.settings.options import SetupSettings
+from lrfind.setup import families
 from lrfind.setup.factories import load_factory
 from lrfind.setup.several import OptimizerSet
 
@@ -180,13 +181,13 @@ def _check_kind(spec: str, qualified: str, key: str, value: Any, default: Any) -
         )
 
 
-def check_optimizer(setup: SetupSettings) -> None:
-    """Resolve the optimizer and build it over one probe tensor, so that a bad name,
-    argument or value fails before any data is loaded."""
+def check_optimizer(setup: SetupSettings) -> torch.optim.Optimizer:
+    """Resolve the optimizer and build it over probe tensors, so that a bad name, argument
+    or value fails before any data is loaded; the probe optimizer, for its family's checks."""
     resolved = resolve_optimizer(setup)
     # an input layer, a hidden matrix and a head, so that a Muon pair has one of each
     probes = [torch.zeros(2, 2, requires_grad=True) for _ in range(3 if resolved.muon_pair else 1)]
-    resolved.build(probes, PROBE_LR)
+    return resolved.build(probes, PROBE_LR)
 
 
 def build_optimizer(
@@ -255,10 +256,12 @@ def optimizer_block(
     setup: SetupSettings,
     optimizer: torch.optim.Optimizer | None = None,
     answer: Mapping[str, float] | None = None,
+    training_steps: int | None = None,
 ) -> dict[str, Any]:
     """The `optimizer` block of result.json: the class that was built and every keyword
     argument it was given besides the sweep's lr. For a set (`muon`), its rule and each
-    member with its rates at the answer's `base_lr`, `max_lr` and `lr`."""
+    member with its rates at the answer's `base_lr`, `max_lr` and `lr`. For a family
+    (lrfind.setup.families), its name and what its answer is."""
     resolved = resolve_optimizer(setup)
     block: dict[str, Any] = {
         "spec": setup.optimizer,
@@ -279,4 +282,11 @@ def optimizer_block(
             }
             for member in optimizer.describe()
         ]
+    kind = None if optimizer is None else families.family(optimizer)
+    if kind is not None:
+        block["family"] = kind
+    if kind == families.LR_FREE and optimizer is not None:
+        block["lr_free"] = families.lr_free_note(optimizer)
+    if kind == families.SCHEDULE_FREE and answer:
+        block["schedule_free"] = families.schedule_free_answer(answer["max_lr"], training_steps)
     return block
