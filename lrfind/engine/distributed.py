@@ -2,6 +2,7 @@
 
     lrfind run ...                                   # one process: Ranks(rank=0, world=1)
     torchrun --nproc-per-node 2 -m lrfind run ...    # each rank trains its shard of a batch
+    torchrun --nproc-per-node 2 -m lrfind run --parallel fsdp ...   # and holds a model shard
 
 `Ranks.from_environment()` is the one place lrfind reads torchrun's variables; the value is
 passed down from the command to the engine, which never reads the environment itself.
@@ -70,3 +71,21 @@ def distributed_group(
         yield device
     finally:
         torch.distributed.destroy_process_group()
+
+
+def wrapped_for_ranks(
+    model: torch.nn.Module, device: torch.device, parallel: str
+) -> torch.nn.Module:
+    """The model spread over the group: DistributedDataParallel (`ddp`, a copy per rank), or
+    FSDP2 (`fsdp`): fully_shard on each direct child that holds parameters, then on the whole,
+    so each rank keeps one shard of every parameter and gathers a block only to run it."""
+    if parallel == "ddp":
+        device_ids = [device.index] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+    from torch.distributed.fsdp import fully_shard
+
+    for child in model.children():
+        if any(True for _ in child.parameters()):
+            fully_shard(child)
+    fully_shard(model)
+    return model

@@ -22,6 +22,7 @@ import torch
 
 from lrfind.core import arguments
 from lrfind.core.analysis import check_method
+from lrfind.core.horizon import training_length
 from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
@@ -32,7 +33,7 @@ from lrfind.core.settings import (
     SweepSettings,
     check_choice,
 )
-from lrfind.engine.distributed import Ranks
+from lrfind.engine.distributed import Ranks, wrapped_for_ranks
 from lrfind.engine.loop import (
     LoopOptions,
     endless_batches,
@@ -156,9 +157,10 @@ def range_test(
     `accumulate` N: each optimizer step (one LR) sums gradients over N batches, and the loss
     recorded is their mean. `channels_last` moves 4-D inputs to channels-last memory (the
     model should be converted too: `model.to(memory_format=torch.channels_last)`).
-    Under torch.distributed (torchrun, the model wrapped in DistributedDataParallel), every
-    rank takes its shard of each global batch and the recorded loss is the mean over ranks;
-    `ranks` defaults to those of the initialised process group.
+    Under torch.distributed (torchrun, the model wrapped in DistributedDataParallel or sharded
+    with FSDP2's fully_shard), every rank takes its shard of each global batch and the
+    recorded loss is the mean over ranks; an FSDP2 model's snapshot keeps each rank's own
+    shard. `ranks` defaults to those of the initialised process group.
     `snapshot` is where the model's and optimizer's state wait meanwhile (lrfind.engine.snapshot):
     auto (host memory off an accelerator, a file for a CPU model over 16 MiB, by the free
     memory), device, cpu or disk; the result's `snapshot` says where it went.
@@ -219,14 +221,15 @@ def prepared_model(
     *,
     channels_last: bool = False,
     compile: bool = False,
+    parallel: str = "ddp",
 ) -> torch.nn.Module:
-    """The model as the sweep trains it: channels-last memory, DistributedDataParallel under
-    torchrun, torch.compile; applied after any check that needs the plain model."""
+    """The model as the sweep trains it: channels-last memory, DistributedDataParallel or FSDP2
+    under torchrun (`parallel`), torch.compile; applied after any check that needs the plain
+    model."""
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if ranks.distributed:
-        device_ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        model = wrapped_for_ranks(model, device, parallel)
     if compile:
         model = torch.compile(model)  # type: ignore[assignment]
     return model
@@ -453,33 +456,29 @@ def find_lr(
     search_settings = SearchSettings(
         repeats=repeats, refine=refine, auto_range=auto_range, budget=budget, epochs=epochs
     )
-    arguments.optional_positive_integer("training_steps", training_steps)
+    steps = arguments.optional_positive_integer("training_steps", training_steps)
+    length = training_length(
+        epochs=epochs,
+        training_steps=steps,
+        batches_per_epoch=_length(train_loader),
+        accumulate=sweep_options.get("accumulate", 1),
+        epochs_name="epochs=",
+    )
     return search(
         run_sweep,
         SweepSettings(**base),
         search_settings,
         method,
-        horizon=measured_horizon(swept, *_training_steps(training_steps, epochs, train_loader)),
+        horizon=measured_horizon(swept, *length),
     )
 
 
-def _training_steps(
-    training_steps: int | None, epochs: float | None, loader: Any
-) -> tuple[int | None, str]:
-    """The training run's steps the caller gave, directly or as epochs of a sized loader."""
-    if training_steps is not None:
-        return training_steps, f"training_steps={training_steps}"
-    if epochs is not None:
-        try:
-            per_epoch = len(loader)
-        except TypeError:
-            raise ConfigError(
-                f"epochs={epochs!r} needs a train_loader with a length; this one has none "
-                "(an iterable). Pass training_steps= instead: the number of optimizer steps "
-                "the training run takes."
-            ) from None
-        return max(1, round(epochs * per_epoch)), f"epochs={epochs:g}"
-    return None, "default"
+def _length(loader: Any) -> int | None:
+    """The loader's batches per epoch, or None for one without a length."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 # The keyword options each entry point takes (the API checks a caller's names against them).

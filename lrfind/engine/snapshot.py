@@ -71,6 +71,7 @@ def tensor_bytes(values: Iterable[Any]) -> int:
     seen: set[tuple[Any, ...]] = set()
     total = 0
     for tensor in _tensors(list(values)):
+        tensor = _local(tensor)
         key = _identity(tensor)
         if key not in seen:
             seen.add(key)
@@ -224,6 +225,18 @@ class _Entry:
     dtype: torch.dtype
     device: torch.device
     key: Any  # the store's own handle: a tensor, or a file offset
+
+
+@dataclass(frozen=True)
+class _Shard:
+    """A DTensor of a sharded model (FSDP2): this rank's local shard, kept like any tensor,
+    and how to wrap it again; no rank ever holds the whole tensor."""
+
+    local: _Entry
+    mesh: Any
+    placements: tuple[Any, ...]
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
 
 
 class _MemoryStore:
@@ -406,9 +419,17 @@ class Snapshot:
 
     def _put(self, value: Any) -> Any:
         """`value` with each tensor replaced by its entry in the store; the rest copied."""
+        if _is_dtensor(value):
+            return _Shard(
+                self._put(value.to_local()),
+                value.device_mesh,
+                tuple(value.placements),
+                tuple(value.shape),
+                tuple(value.stride()),
+            )
         if isinstance(value, torch.Tensor):
+            identity = _identity(value)  # before detach: a subclass's detached copy is new
             tensor = value.detach()
-            identity = _identity(tensor)
             if identity not in self._entries:
                 self._entries[identity] = _Entry(
                     tuple(tensor.shape),
@@ -427,6 +448,17 @@ class Snapshot:
     def _get(self, value: Any) -> Any:
         if isinstance(value, _Entry):
             return self.store.get(value)
+        if isinstance(value, _Shard):
+            from torch.distributed.tensor import DTensor
+
+            return DTensor.from_local(
+                self.store.get(value.local),
+                value.mesh,
+                value.placements,
+                run_check=False,
+                shape=torch.Size(value.shape),
+                stride=value.stride,
+            )
         if type(value) in (dict, list, tuple):
             items = value.items() if isinstance(value, dict) else enumerate(value)
             got = {key: self._get(item) for key, item in items}
@@ -446,8 +478,14 @@ class Snapshot:
             state: collections.OrderedDict[str, Any] = collections.OrderedDict()
             for key, value in self.state.items():
                 target = targets.get(key)
-                if isinstance(target, torch.Tensor) and id(target) in own and _fits(target, value):
-                    self.store.put_back(value, target.detach())
+                if not isinstance(target, torch.Tensor) or id(target) not in own:
+                    state[key] = self._get(value)
+                    continue
+                into, kept = target.detach(), value
+                if isinstance(value, _Shard) and _is_dtensor(target):
+                    into, kept = _local(into), value.local  # this rank's shard only
+                if _fits(into, kept):
+                    self.store.put_back(kept, into)
                     state[key] = target  # load_state_dict's copy onto itself does nothing
                 else:
                     state[key] = self._get(value)
@@ -530,6 +568,22 @@ def _fits(target: torch.Tensor, entry: Any) -> bool:
         and target.dtype == entry.dtype
         and target.device == entry.device
     )
+
+
+def _is_dtensor(value: Any) -> bool:
+    """Whether `value` is a torch.distributed DTensor (a parameter of an FSDP2 model)."""
+    if not isinstance(value, torch.Tensor) or type(value) is torch.Tensor:
+        return False
+    if not torch.distributed.is_available():
+        return False
+    from torch.distributed.tensor import DTensor
+
+    return isinstance(value, DTensor)
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's part of a DTensor (a view of its memory); any other tensor as it is."""
+    return tensor.to_local() if _is_dtensor(tensor) else tensor  # type: ignore[attr-defined]
 
 
 def _identity(tensor: torch.Tensor) -> tuple[Any, ...]:

@@ -62,6 +62,9 @@ STACK_REPEATS = ("auto", "on", "off")
 # Where range_test keeps the model's state while it sweeps (lrfind.engine.snapshot). auto: host
 # memory for a model on an accelerator, a file for a CPU model over 16 MiB, by the free memory.
 SNAPSHOT_PLACES = ("auto", "device", "cpu", "disk")
+# How a torchrun run spreads the model (lrfind.engine.distributed). ddp: a whole copy per rank;
+# fsdp: FSDP2's fully_shard, each rank holding a shard of the parameters and optimizer state.
+PARALLEL_MODES = ("ddp", "fsdp")
 MAX_SEED = 2**64 - 1 - 100  # torch takes 64-bit seeds; repeats use seed + 1 .. seed + 100
 
 
@@ -281,11 +284,20 @@ class RunConfig(SearchSettings, SweepSettings, SetupSettings):
         metavar="NAME",
         choices=SNAPSHOT_PLACES,
     )
+    # under torchrun only; ddp keeps a whole copy per rank, fsdp shards it
+    parallel: str = option(
+        "ddp",
+        "Under torchrun: ddp (a model copy per rank) or fsdp (FSDP2, each rank one shard).",
+        panel="Performance",
+        metavar="NAME",
+        choices=PARALLEL_MODES,
+    )
 
     def __post_init__(self) -> None:
         SetupSettings.__post_init__(self)
         SweepSettings.__post_init__(self)
         SearchSettings.__post_init__(self)
+        check_choice("parallel", self.parallel, PARALLEL_MODES)
         check_choice("method", self.method, tuple(METHODS))
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("stack_repeats", self.stack_repeats, STACK_REPEATS)
