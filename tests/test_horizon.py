@@ -22,6 +22,7 @@ from lrfind.core.horizon import (
     Horizon,
     scaled,
     stored_horizon,
+    training_length,
 )
 from lrfind.engine.probe import measured_horizon, step_multipliers
 from lrfind.errors import ConfigError
@@ -43,6 +44,7 @@ def parameter() -> list[nn.Parameter]:
         (torch.optim.RAdam, {}, (0.05, 0.5)),  # rectification warms up over thousands of steps
         (torch.optim.AdamW, {"weight_decay": 0.1}, (0.9, 1.2)),  # decay is left out of the probe
         (torch.optim.Adam, {"foreach": False}, (0.9, 1.2)),  # implementation choices carry over
+        (torch.optim.Adafactor, {}, (0.8, 1.25)),  # a step that follows the parameters' size
     ],
 )
 def test_the_probe_measures_how_each_family_s_step_size_changes(
@@ -141,8 +143,13 @@ def test_find_lr_answers_for_the_run_it_is_told_of() -> None:
     batches = loader()
     for options, steps, source in (
         ({}, DEFAULT_TRAINING_STEPS, "default"),
-        ({"epochs": 3}, 3 * len(batches), "epochs=3"),
-        ({"training_steps": 777}, 777, "training_steps=777"),
+        ({"epochs": 3}, 3 * len(batches), f"3 epochs of {len(batches)} steps"),
+        (
+            {"epochs": 3, "accumulate": 2},
+            3 * (len(batches) // 2),
+            f"3 epochs of {len(batches) // 2} steps",
+        ),
+        ({"training_steps": np.int64(777)}, 777, "777 training steps"),
     ):
         optimizer = torch.optim.RMSprop(net.parameters(), lr=1e-3)
         outcome = lrfind.find_lr(
@@ -152,6 +159,7 @@ def test_find_lr_answers_for_the_run_it_is_told_of() -> None:
         horizon = outcome.recommendation.horizon
         assert horizon is not None
         assert (horizon["training_steps"], horizon["source"]) == (steps, source)
+        assert type(horizon["training_steps"]) is int
         # RMSprop's early steps are larger: a long run's peak takes a larger rate than the
         # sweeps read, a run of a few dozen steps peaks before the state has filled
         factor = float(horizon["optimizer_factor"])
@@ -169,6 +177,14 @@ def test_find_lr_refuses_a_length_it_cannot_count() -> None:
             lrfind.find_lr(
                 net, optimizer, nn.CrossEntropyLoss(), loader(), training_steps=bad, progress=False
             )
+    for options, words in (
+        ({"epochs": 2, "training_steps": 100}, "once"),
+        ({"epochs": 1e-9}, "less than one optimizer step"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            lrfind.find_lr(
+                net, optimizer, nn.CrossEntropyLoss(), loader(), progress=False, **options
+            )
 
 
 def test_run_epochs_sets_the_run_the_answer_is_for(mnist_dir: Path, tmp_path: Path) -> None:
@@ -181,7 +197,7 @@ def test_run_epochs_sets_the_run_the_answer_is_for(mnist_dir: Path, tmp_path: Pa
     if result["recommendation"] is not None:
         horizon = result["recommendation"]["horizon"]
         assert horizon["training_steps"] == round(2.5 * steps_per_epoch)
-        assert horizon["source"] == "--epochs 2.5"
+        assert horizon["source"] == f"2.5 epochs of {steps_per_epoch} steps"
         assert "for a run of" in said(ran)
 
 
@@ -248,3 +264,40 @@ def test_a_gpu_only_implementation_is_probed_with_the_plain_one() -> None:
     sizes = step_multipliers(optimizer, 100)
     assert sizes is not None and sizes[9] / sizes[99] > 1.5
     assert optimizer.param_groups[0]["capturable"] is True  # the caller's settings unchanged
+
+
+def test_the_training_length_is_counted_in_optimizer_steps_or_refused() -> None:
+    assert training_length() == (None, "default")
+    assert training_length(epochs=2, batches_per_epoch=100, accumulate=4) == (
+        50,
+        "2 epochs of 25 steps",
+    )
+    assert training_length(training_steps=9) == (9, "9 training steps")
+    with pytest.raises(ConfigError, match="--epochs 3 needs data with a length"):
+        training_length(epochs=3, batches_per_epoch=None, epochs_name="--epochs")
+    with pytest.raises(ConfigError, match="less than one optimizer step"):
+        training_length(epochs=0.001, batches_per_epoch=100, epochs_name="--epochs")
+
+
+def test_a_factor_beyond_what_lrfind_scales_by_leaves_the_answer_as_read() -> None:
+    sizes = np.concatenate([np.full(50, 100.0), np.ones(950)])  # 100x: no state fills like that
+    described = Horizon(1000, "default", sizes).described([20])
+    assert described["optimizer_factor"] == 1.0 and "unscaled" in described
+    answer = scaled(recommendation(), described)
+    assert answer.max_lr == pytest.approx(0.3)
+    assert answer.confidence == "medium"
+    assert any("beyond the 20x" in reason for reason in answer.confidence_reasons)
+    assert Horizon(1000, "default", None).described([20])["measured"] is False
+
+
+def test_analyze_says_when_the_stored_factor_is_unusable(mnist_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_lrfind(*tiny_run_arguments(mnist_dir, out)).returncode == 0
+    result_file = out / "result.json"
+    document = json.loads(result_file.read_text())
+    for bad in ({"optimizer_factor": 1e300, "training_steps": 1000}, [1, 2], {"training_steps": 5}):
+        document["recommendation"]["horizon"] = bad
+        result_file.write_text(json.dumps(document))
+        ran = run_lrfind("analyze", out / "sweep.csv", "--out", tmp_path / "again", "--overwrite")
+        assert ran.returncode == 0, said(ran)
+        assert "could not have written" in said(ran) and "not scaled" in said(ran)

@@ -67,7 +67,7 @@ def test_fresh_sweep_then_schedules_and_baseline(mnist_dir: Path, tmp_path: Path
 
     sweep = json.loads((out / "sweep" / "result.json").read_text())["recommendation"]
     assert sweep["horizon"]["training_steps"] == 2 * 18  # the sweep answers for this training
-    assert sweep["horizon"]["source"] == "--epochs 2"
+    assert sweep["horizon"]["source"] == "2 epochs of 18 steps"
     document = json.loads((out / "train.json").read_text())
     schedules = document["schedules"]
     assert schedules["constant"]["parameters"] == {"kind": "constant", "lr": readable(sweep["lr"])}

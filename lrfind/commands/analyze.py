@@ -129,7 +129,8 @@ def _run_record(
         written = read_result(beside)
         recorded = {0: written["sweep"]["stop_reason"]}
         recorded |= {item["repeat"]: item["stop_reason"] for item in written.get("repeats", [])}
-        horizon = stored_horizon((written.get("recommendation") or {}).get("horizon"))
+        block = (written.get("recommendation") or {}).get("horizon")
+        horizon = stored_horizon(block)
     except (LrfindError, KeyError, TypeError, AttributeError) as error:
         return stops, [
             f"{beside} could not tell which sweeps were interrupted ({error}), so every sweep "
@@ -137,4 +138,11 @@ def _run_record(
         ], None  # fmt: skip
     if sorted(recorded) != sorted(repeats):
         return stops, [], None  # a result of other sweeps than this file's: not this file's run
-    return {repeat: str(recorded[repeat]) for repeat in repeats}, [], horizon
+    notes = []
+    if block is not None and horizon is None:
+        notes.append(
+            f"{beside} holds a recommendation.horizon that lrfind could not have written "
+            f"({repr(block)[:80]}), so the answer is as read from the curves, not scaled "
+            "for the training run; rerun `lrfind run` for a scaled one."
+        )
+    return {repeat: str(recorded[repeat]) for repeat in repeats}, notes, horizon

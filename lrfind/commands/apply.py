@@ -150,13 +150,15 @@ def _length_warnings(
     if horizon is None or not steps_per_epoch or not epochs:
         return []
     factor = float(horizon["optimizer_factor"])  # type: ignore[arg-type]
-    measured = horizon.get("training_steps")
+    measured = horizon["training_steps"]
     planned = steps_per_epoch * epochs
     if abs(math.log10(factor)) < 0.05 or not isinstance(measured, int) or measured == planned:
         return []
+    source = horizon.get("source")
+    known = f" ({source})" if isinstance(source, str) and source else ""
     return [
-        f"The rates were scaled by {factor:.3g} for a run of {measured:,} steps "
-        f"({horizon.get('source')}), and this config trains {planned:,} ({epochs} epochs of "
+        f"The rates were scaled by {factor:.3g} for a run of {measured:,} steps{known}, and "
+        f"this config trains {planned:,} ({epochs} epochs of "
         f"{steps_per_epoch:,}); for this optimizer the factor depends on the length. Rerun "
         f"`lrfind run --epochs {epochs}` for rates scaled for it."
     ]

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from lrfind.core.horizon import training_length
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, SnapshotPlace, StepRecord
 from lrfind.engine.distributed import Ranks, distributed_group
@@ -166,7 +167,13 @@ def _sweep_and_write(
         config.method,
         run_repeats=sweeper.stacked_repeats if sweeper.try_stacking() else None,
         horizon=measured_horizon(
-            sweeper.optimizer, *_training_steps(config.epochs, prepared.steps_per_epoch)
+            sweeper.optimizer,
+            *training_length(
+                epochs=config.epochs,
+                batches_per_epoch=prepared.steps_per_epoch,
+                accumulate=config.accumulate,
+                epochs_name="--epochs",
+            ),
         ),
     )
     outcome = dataclasses.replace(outcome, notes=[*outcome.notes, *sweeper.notes])
@@ -208,13 +215,6 @@ def _held_out_count(config: RunConfig, samples: int | None) -> int:
             "Use fewer --val-batches or a smaller --batch-size."
         )
     return held_out
-
-
-def _training_steps(epochs: float | None, steps_per_epoch: int | None) -> tuple[int | None, str]:
-    """The training run's steps for the horizon, and how they were known."""
-    if epochs is None or not steps_per_epoch:
-        return None, "default"
-    return max(1, round(epochs * steps_per_epoch)), f"--epochs {epochs:g}"
 
 
 class Sweeper:

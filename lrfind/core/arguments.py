@@ -57,10 +57,14 @@ def integer(name: str, value: Any, example: str) -> int:
     raise ConfigError(f"{name} must be an integer; got {shown(value)}. Pass e.g. {name}={hint}.")
 
 
-def optional_positive_integer(name: str, value: Any) -> None:
-    """Refuse anything but None or a whole number of at least 1."""
-    if value is not None and integer(name, value, "1000") < 1:
+def optional_positive_integer(name: str, value: Any) -> int | None:
+    """None, or `value` as a Python int of at least 1 (numpy's too); anything else refused."""
+    if value is None:
+        return None
+    number = integer(name, value, "1000")
+    if number < 1:
         raise ConfigError(f"{name} must be a whole number of at least 1; got {shown(value)}.")
+    return number
 
 
 def flag(name: str, value: Any) -> bool:

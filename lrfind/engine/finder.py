@@ -22,6 +22,7 @@ import torch
 
 from lrfind.core import arguments
 from lrfind.core.analysis import check_method
+from lrfind.core.horizon import training_length
 from lrfind.core.methods import DEFAULT_METHOD
 from lrfind.core.plan import SearchOutcome, search
 from lrfind.core.records import RangeTestResult, StepRecord, analysed_result
@@ -455,33 +456,29 @@ def find_lr(
     search_settings = SearchSettings(
         repeats=repeats, refine=refine, auto_range=auto_range, budget=budget, epochs=epochs
     )
-    arguments.optional_positive_integer("training_steps", training_steps)
+    steps = arguments.optional_positive_integer("training_steps", training_steps)
+    length = training_length(
+        epochs=epochs,
+        training_steps=steps,
+        batches_per_epoch=_length(train_loader),
+        accumulate=sweep_options.get("accumulate", 1),
+        epochs_name="epochs=",
+    )
     return search(
         run_sweep,
         SweepSettings(**base),
         search_settings,
         method,
-        horizon=measured_horizon(swept, *_training_steps(training_steps, epochs, train_loader)),
+        horizon=measured_horizon(swept, *length),
     )
 
 
-def _training_steps(
-    training_steps: int | None, epochs: float | None, loader: Any
-) -> tuple[int | None, str]:
-    """The training run's steps the caller gave, directly or as epochs of a sized loader."""
-    if training_steps is not None:
-        return training_steps, f"training_steps={training_steps}"
-    if epochs is not None:
-        try:
-            per_epoch = len(loader)
-        except TypeError:
-            raise ConfigError(
-                f"epochs={epochs!r} needs a train_loader with a length; this one has none "
-                "(an iterable). Pass training_steps= instead: the number of optimizer steps "
-                "the training run takes."
-            ) from None
-        return max(1, round(epochs * per_epoch)), f"epochs={epochs:g}"
-    return None, "default"
+def _length(loader: Any) -> int | None:
+    """The loader's batches per epoch, or None for one without a length."""
+    try:
+        return len(loader)
+    except TypeError:
+        return None
 
 
 # The keyword options each entry point takes (the API checks a caller's names against them).

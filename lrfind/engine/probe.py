@@ -2,11 +2,12 @@
 
     multipliers = step_multipliers(optimizer, steps=300)   # None when it cannot be measured
 
-A fresh optimizer of the same class and settings (its first parameter group's, with the rate
-set to 1 and no weight decay) steps a parameter of its own on synthetic gradients: every step
-the same magnitudes, signs drawn anew around a common drift, so that momentum and averages
-behave as they do on noisy mini-batch gradients. The size of each update is the step size
-at that step. The caller's optimizer and model are never touched.
+A fresh optimizer of the same class and settings (its first parameter group's, with a small
+rate and no weight decay) steps a parameter of its own (float64, of unit size, so that an
+optimizer whose step follows the parameters' size sees a steady one) on synthetic gradients:
+every step the same magnitudes, signs drawn anew around a common drift, so that momentum and
+averages behave as they do on noisy mini-batch gradients. The size of each update over the
+rate is the step size at that step. The caller's optimizer and model are never touched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from lrfind.core.horizon import DEFAULT_TRAINING_STEPS, Horizon
 
 PROBE_SIZE = 4096  # parameters stepped: enough that the update's size is steady
+PROBE_RATE = 1e-4  # small against the parameters' unit size, which hardly move
 GRADIENT_SCALE = 1e-2  # a typical per-parameter gradient; only ratios of sizes are used
 DRIFT = 0.3  # the share of each gradient that points the same way every step
 SEED = 0
@@ -33,15 +35,16 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
     if steps < 1 or not optimizer.param_groups:
         return None
     settings = _constructor_settings(optimizer)
-    settings.update(lr=1.0)
+    settings.update(lr=PROBE_RATE)
     if "weight_decay" in settings:
         settings["weight_decay"] = 0.0
     for device_only in ("fused", "capturable"):  # CUDA-only implementations; the probe is on CPU
         if settings.get(device_only):
             settings[device_only] = False
-    parameter = torch.nn.Parameter(torch.zeros(PROBE_SIZE))
     generator = torch.Generator().manual_seed(SEED)
-    magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE)
+    start = torch.randn(PROBE_SIZE, generator=generator, dtype=torch.float64)
+    parameter = torch.nn.Parameter(start)
+    magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE, dtype=torch.float64)
     sizes = np.empty(steps)
     try:
         probe = type(optimizer)([parameter], **settings)
@@ -50,7 +53,8 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
             parameter.grad = magnitude * (DRIFT + signs)
             before = parameter.detach().clone()
             probe.step()
-            sizes[step] = float((parameter.detach() - before).norm()) / math.sqrt(PROBE_SIZE)
+            change = float((parameter.detach() - before).norm()) / math.sqrt(PROBE_SIZE)
+            sizes[step] = change / PROBE_RATE
     except Exception:  # a user's optimizer class may take other arguments or need a closure
         return None
     if not np.all(np.isfinite(sizes)) or not np.all(sizes > 0):
