@@ -569,6 +569,10 @@ def _horizon_meaning(horizon: dict[str, Any]) -> str:
         else f"from {horizon['source']}"
     )
     factor = float(horizon["optimizer_factor"])
+    if horizon.get("measured") is False:
+        return f"{known}; the optimizer's step size could not be measured, rates as read"
+    if isinstance(horizon.get("unscaled"), str):
+        return f"{known}; {horizon['unscaled']}"
     if abs(math.log10(factor)) < 0.05:
         return known
     return (
@@ -602,8 +606,11 @@ def _print_summary(outcome: RunOutcome, console: Console = console) -> None:
         table.add_row("confidence", recommendation["confidence"], reasons)
         horizon = recommendation.get("horizon")
         if isinstance(horizon, dict):
+            steps = horizon["training_steps"]
             table.add_row(
-                "for a run of", f"{horizon['training_steps']:,} steps", _horizon_meaning(horizon)
+                "for a run of",
+                f"{steps:,} step{'' if steps == 1 else 's'}",
+                _horizon_meaning(horizon),
             )
         table.add_row("full sweep", sweep["stop_reason"], swept)
         console.print(table)
