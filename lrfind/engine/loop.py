@@ -158,7 +158,10 @@ def sweep_loop(
     while step < len(planned):
         lr = planned[step]
         for group, ratio in zip(optimizer.param_groups, ratios, strict=True):
-            group["lr"] = lr * ratio
+            if isinstance(group["lr"], torch.Tensor):  # a compiled step reads it: no recompile
+                group["lr"].fill_(lr * ratio)
+            else:
+                group["lr"] = lr * ratio
         optimizer.zero_grad(set_to_none=True)
         loss_sums = torch.zeros(trainee.copies if trainee.copies > 1 else (), device=device)
         at = _Place(step, lr)

@@ -410,6 +410,14 @@ class Snapshot:
             self.stray_values = [self._put(stray.detach()) for stray in self.strays]
             self.stray_grads = [self._put(stray.grad) for stray in self.strays]
             self.optimizer_state = self._put(optimizer.state_dict())
+            # a tensor hyperparameter (lr=torch.tensor(...) for a compiled step) is filled in
+            # place by the sweep; the same object comes back, so compiled code keeps its guard
+            self.group_tensors = [
+                (index, key, value)
+                for index, group in enumerate(optimizer.param_groups)
+                for key, value in group.items()
+                if isinstance(value, torch.Tensor)
+            ]
         except BaseException:
             self.store.close()
             raise
@@ -508,6 +516,10 @@ class Snapshot:
         for stray, grad in zip(self.strays, self.stray_grads, strict=True):
             stray.grad = self._get(grad)
         optimizer.load_state_dict(self._get(self.optimizer_state))
+        with torch.no_grad():
+            for index, key, tensor in self.group_tensors:
+                tensor.copy_(optimizer.param_groups[index][key])
+                optimizer.param_groups[index][key] = tensor
         for module, training in self.modes:
             module.training = training
 
