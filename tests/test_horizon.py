@@ -301,3 +301,19 @@ def test_analyze_says_when_the_stored_factor_is_unusable(mnist_dir: Path, tmp_pa
         ran = run_lrfind("analyze", out / "sweep.csv", "--out", tmp_path / "again", "--overwrite")
         assert ran.returncode == 0, said(ran)
         assert "could not have written" in said(ran) and "not scaled" in said(ran)
+
+
+def test_several_optimizers_and_schedule_free_ones_are_measured() -> None:
+    schedulefree = pytest.importorskip("schedulefree")
+    from lrfind.setup.several import OptimizerSet
+
+    first, second = parameter(), parameter()
+    adam = torch.optim.Adam(first, lr=0.1)
+    rmsprop = torch.optim.RMSprop(second, lr=0.1)
+    both = step_multipliers(OptimizerSet({"adam": adam, "rmsprop": rmsprop}), 300)
+    alone = [step_multipliers(item, 300) for item in (adam, rmsprop)]
+    assert both is not None and all(size is not None for size in alone)
+    ratios = [size[9] / size[299] for size in alone if size is not None]
+    assert both[9] / both[299] == pytest.approx(math.sqrt(ratios[0] * ratios[1]))
+    free = schedulefree.AdamWScheduleFree(parameter(), lr=0.01)
+    assert step_multipliers(free, 100) is not None  # its copy steps in train mode

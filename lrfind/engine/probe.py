@@ -29,9 +29,18 @@ SEED = 0
 
 
 def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray | None:
-    """The update size of each of `steps` steps of a fresh copy of `optimizer` at rate 1, or
-    None for an optimizer that cannot be rebuilt from its settings or stepped without a
-    closure (LBFGS), or whose steps are not finite."""
+    """The update size over the rate of each of `steps` steps of a fresh copy of `optimizer`,
+    or None for an optimizer that cannot be rebuilt from its settings or stepped without a
+    closure (LBFGS), or whose steps are not finite. Several optimizers swept as one (an
+    OptimizerSet's `optimizers`) give the geometric mean of their members' sizes: one factor
+    scales their common rate."""
+    members = getattr(optimizer, "optimizers", None)
+    if isinstance(members, dict) and members:
+        measured = [step_multipliers(member, steps) for member in members.values()]
+        kept = [size for size in measured if size is not None]
+        if len(kept) < len(measured):
+            return None
+        return np.asarray(np.exp(np.mean(np.log(np.stack(kept)), axis=0)))
     if steps < 1 or not optimizer.param_groups:
         return None
     settings = _constructor_settings(optimizer)
@@ -48,6 +57,9 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
     sizes = np.empty(steps)
     try:
         probe = type(optimizer)([parameter], **settings)
+        train = getattr(probe, "train", None)
+        if callable(train):  # schedule-free: steps only in train mode
+            train()
         for step in range(steps):
             signs = torch.randint(0, 2, (PROBE_SIZE,), generator=generator) * 2.0 - 1.0
             parameter.grad = magnitude * (DRIFT + signs)
