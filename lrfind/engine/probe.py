@@ -56,10 +56,9 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
     magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE, dtype=torch.float64)
     sizes = np.empty(steps)
     try:
+        # A schedule-free copy refuses to step outside train mode, and is left so: its
+        # parameter moves between two averaged sequences, not as a state that fills.
         probe = type(optimizer)([parameter], **settings)
-        train = getattr(probe, "train", None)
-        if callable(train):  # schedule-free: steps only in train mode
-            train()
         for step in range(steps):
             signs = torch.randint(0, 2, (PROBE_SIZE,), generator=generator) * 2.0 - 1.0
             parameter.grad = magnitude * (DRIFT + signs)
