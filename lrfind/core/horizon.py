@@ -1,6 +1,6 @@
 """The training run an answer is for, and how the optimizer's own step size changes over it.
 
-    horizon = Horizon(training_steps=4690, source="--epochs 5", multipliers=measured)
+    horizon = Horizon(training_steps=1170, source="5 epochs of 234 steps", multipliers=measured)
     recommendation = scaled(recommendation, horizon.described(reading_steps=[21, 24, 19]))
 
 At a constant rate, some optimizers take steps whose size changes as their state fills:
@@ -52,7 +52,7 @@ class Horizon:
     optimizer's step size per step at a constant rate (None: not measured, nothing scaled)."""
 
     training_steps: int
-    source: str  # "default", "--epochs 5", "epochs=5", "training_steps=..."
+    source: str  # "default", "5 epochs of 234 steps", "777 training steps"
     multipliers: np.ndarray | None = None
 
     @property
