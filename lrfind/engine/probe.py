@@ -5,8 +5,9 @@
 A fresh optimizer of the same class and settings (its first parameter group's, with a small
 rate and no weight decay) steps a parameter of its own (float64, of unit size, so that an
 optimizer whose step follows the parameters' size sees a steady one) on synthetic gradients:
-every step the same magnitudes, signs drawn anew around a common drift, so that momentum and
-averages behave as they do on noisy mini-batch gradients. The size of each update over the
+every step the same magnitudes, half the signs up and half down, shuffled anew around a
+common drift, so that momentum and averages behave as they do on noisy mini-batch
+gradients while plain SGD's step stays exactly the same. The size of each update over the
 rate is the step size at that step. The caller's optimizer and model are never touched.
 """
 
@@ -54,13 +55,16 @@ def step_multipliers(optimizer: torch.optim.Optimizer, steps: int) -> np.ndarray
     start = torch.randn(PROBE_SIZE, generator=generator, dtype=torch.float64)
     parameter = torch.nn.Parameter(start)
     magnitude = torch.full((PROBE_SIZE,), GRADIENT_SCALE, dtype=torch.float64)
+    # half the signs up, half down, shuffled every step: the same gradient size every step
+    balanced = torch.ones(PROBE_SIZE, dtype=torch.float64)
+    balanced[PROBE_SIZE // 2 :] = -1.0
     sizes = np.empty(steps)
     try:
         # A schedule-free copy refuses to step outside train mode, and is left so: its
         # parameter moves between two averaged sequences, not as a state that fills.
         probe = type(optimizer)([parameter], **settings)
         for step in range(steps):
-            signs = torch.randint(0, 2, (PROBE_SIZE,), generator=generator) * 2.0 - 1.0
+            signs = balanced[torch.randperm(PROBE_SIZE, generator=generator)]
             parameter.grad = magnitude * (DRIFT + signs)
             before = parameter.detach().clone()
             probe.step()
