@@ -96,6 +96,28 @@ def write_python(
     return path
 
 
+def user_task(hidden_layers: int = 1) -> str:
+    """A user's `data()` and `model(num_classes)` factories for `--dataset file.py:data
+    --model file.py:model`: 1,024 points of 3 classes in 8 dimensions, an MLP of width 32
+    with `hidden_layers` hidden layers (two give Muon a hidden matrix)."""
+    hidden = "nn.Linear(8, 32), nn.ReLU(), " + "nn.Linear(32, 32), nn.ReLU(), " * (
+        hidden_layers - 1
+    )
+    return f"""
+def data():
+    generator = torch.Generator().manual_seed(0)
+    inputs = torch.randn(1024, 8, generator=generator)
+    targets = inputs[:, :3].argmax(dim=1)
+    dataset = torch.utils.data.TensorDataset(inputs, targets)
+    dataset.classes = ["a", "b", "c"]
+    return dataset
+
+
+def model(num_classes):
+    return nn.Sequential({hidden}nn.Linear(32, num_classes))
+"""
+
+
 # ---------------------------------------------------------------------------------------------
 # Tiny tasks for the engine (test_sweep, test_stacked, test_plan, ...)
 

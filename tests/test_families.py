@@ -23,7 +23,7 @@ from lrfind.errors import ConfigError
 from lrfind.settings.optimizers import LR_FREE
 from lrfind.setup.families import LR_FREE as LR_FREE_FAMILY
 from lrfind.setup.families import SCHEDULE_FREE, family
-from tests.conftest import CALM, lrfind, said, tiny_model, tiny_task, write_python
+from tests.conftest import CALM, lrfind, said, tiny_model, tiny_task, user_task, write_python
 
 
 def trained_then_saved(model: nn.Module) -> AdamWScheduleFree:
@@ -113,20 +113,6 @@ def test_an_lr_free_optimizer_is_refused_with_what_to_tune_unless_forced() -> No
     assert len(result.records) > 0
 
 
-USER_TASK = """
-def data():
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(1024, 8, generator=generator)
-    dataset = torch.utils.data.TensorDataset(inputs, inputs[:, :3].argmax(dim=1))
-    dataset.classes = ["a", "b", "c"]
-    return dataset
-
-
-def model(num_classes):
-    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, num_classes))
-"""
-
-
 def run_arguments(task: Path, out: Path, optimizer: str) -> list[str]:
     return ["run", "--dataset", f"{task}:data", "--model", f"{task}:model", "--optimizer",
             optimizer, "--batch-size", "64", "--steps", "60", "--repeats", "1", "--start-lr",
@@ -145,7 +131,7 @@ def assert_schedule_free_answer(out: Path, printed: str) -> None:
 
 
 def test_schedule_free_through_the_cli_gets_its_own_lr(tmp_path: Path) -> None:
-    task = write_python(tmp_path / "task.py", USER_TASK)
+    task = write_python(tmp_path / "task.py", user_task())
     completed = lrfind(*run_arguments(task, tmp_path / "run", "schedulefree:AdamWScheduleFree"))
     assert completed.returncode == 0, said(completed)
     assert_schedule_free_answer(tmp_path / "run", said(completed))
@@ -154,7 +140,7 @@ def test_schedule_free_through_the_cli_gets_its_own_lr(tmp_path: Path) -> None:
 def test_schedule_free_as_a_process(tmp_path: Path) -> None:
     """`lrfind run --optimizer schedulefree:AdamWScheduleFree`, installed, in a fresh process
     (it failed with schedule-free's own "insert .train() and .eval() calls")."""
-    task = write_python(tmp_path / "task.py", USER_TASK)
+    task = write_python(tmp_path / "task.py", user_task())
     command = str(Path(sys.executable).parent / "lrfind")
     arguments = run_arguments(task, tmp_path / "run", "schedulefree:AdamWScheduleFree")
     completed = subprocess.run(
@@ -169,7 +155,7 @@ def test_schedule_free_as_a_process(tmp_path: Path) -> None:
 def test_prodigy_through_the_cli_is_refused_before_data_and_runs_when_forced(
     tmp_path: Path,
 ) -> None:
-    task = write_python(tmp_path / "task.py", USER_TASK)
+    task = write_python(tmp_path / "task.py", user_task())
     out = tmp_path / "run"
     refused = lrfind(*run_arguments(task, out, "prodigyopt:Prodigy"))
     assert refused.returncode == 2, said(refused)

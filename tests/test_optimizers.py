@@ -32,6 +32,7 @@ from tests.conftest import (
     one_by_one,
     stacked,
     tiny_model,
+    user_task,
     write_python,
 )
 
@@ -364,23 +365,8 @@ def bare_user(home: Path) -> dict[str, str | None]:
     return {"HOME": str(home), "XDG_CACHE_HOME": None, "LRFIND_DATA_DIR": None}
 
 
-USER_TASK = """
-def data():
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(1024, 8, generator=generator)
-    targets = inputs[:, :3].argmax(dim=1)
-    dataset = torch.utils.data.TensorDataset(inputs, targets)
-    dataset.classes = ["a", "b", "c"]
-    return dataset
-
-
-def model(num_classes):
-    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, num_classes))
-"""
-
-
 def test_rmsprop_with_an_argument_end_to_end(tmp_path: Path) -> None:
-    task = write_python(tmp_path / "task.py", USER_TASK)
+    task = write_python(tmp_path / "task.py", user_task())
     out = tmp_path / "run"
     completed = lrfind(
         "run", "--dataset", f"{task}:data", "--model", f"{task}:model",
@@ -403,7 +389,7 @@ def test_rmsprop_with_an_argument_end_to_end(tmp_path: Path) -> None:
 
 
 def test_lrfind_train_takes_a_hydra_optimizer_mapping(tmp_path: Path) -> None:
-    task = write_python(tmp_path / "task.py", USER_TASK)
+    task = write_python(tmp_path / "task.py", user_task())
     config = tmp_path / "train.yaml"
     config.write_text(
         f"model: {task}:model\ndataset: {task}:data\noptimizer:\n"

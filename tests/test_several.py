@@ -21,7 +21,7 @@ from lrfind.settings.options import RunConfig
 from lrfind.setup.models import BUILTIN_MODELS
 from lrfind.setup.optimizers import build_optimizer, muon_parameters
 from lrfind.setup.several import OptimizerSet
-from tests.conftest import CALM, lrfind, said, tiny_model, tiny_task, write_python
+from tests.conftest import CALM, lrfind, said, tiny_model, tiny_task, user_task, write_python
 
 
 def names_for_muon(model: nn.Module) -> list[str]:
@@ -132,22 +132,6 @@ def test_two_optimizers_over_one_parameter_are_refused() -> None:
         range_test(model, both, nn.functional.cross_entropy, tiny_task())
 
 
-DEEP_TASK = """
-def data():
-    generator = torch.Generator().manual_seed(0)
-    inputs = torch.randn(1024, 8, generator=generator)
-    targets = inputs[:, :3].argmax(dim=1)
-    dataset = torch.utils.data.TensorDataset(inputs, targets)
-    dataset.classes = ["a", "b", "c"]
-    return dataset
-
-
-def model(num_classes):
-    return nn.Sequential(nn.Linear(8, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(),
-                         nn.Linear(32, num_classes))
-"""
-
-
 def muon_run(task: Path, out: Path) -> list[str]:
     return ["run", "--dataset", f"{task}:data", "--model", f"{task}:model", "--optimizer",
             "muon", "--batch-size", "64", "--steps", "60", "--repeats", "1", "--start-lr",
@@ -168,7 +152,7 @@ def assert_each_optimizer_has_its_rates(out: Path) -> None:
 
 
 def test_muon_runs_on_a_user_model_and_records_each_optimizers_rates(tmp_path: Path) -> None:
-    task = write_python(tmp_path / "task.py", DEEP_TASK)
+    task = write_python(tmp_path / "task.py", user_task(hidden_layers=2))
     completed = lrfind(*muon_run(task, tmp_path / "run"), env={"HOME": str(tmp_path)})
     assert completed.returncode == 0, said(completed)
     assert_each_optimizer_has_its_rates(tmp_path / "run")
@@ -176,7 +160,7 @@ def test_muon_runs_on_a_user_model_and_records_each_optimizers_rates(tmp_path: P
 
 def test_muon_as_a_process(tmp_path: Path) -> None:
     """`lrfind run --optimizer muon`, installed, in a fresh process."""
-    task = write_python(tmp_path / "task.py", DEEP_TASK)
+    task = write_python(tmp_path / "task.py", user_task(hidden_layers=2))
     command = str(Path(sys.executable).parent / "lrfind")
     completed = subprocess.run(
         [command, *muon_run(task, tmp_path / "run")], capture_output=True, text=True,
